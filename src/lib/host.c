@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/*
+ * host.c - what this host offers: KVM capabilities, shmem THP mode, hugetlb
+ * reserve, memfd_secret, userfaultfd (gmem_probe), and the thread-local
+ * reason behind the last error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "kvm_uapi.h"
+#include "sys.h"
+
+#define GM_SHMEM_TOP  "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define GM_SHMEM_2M   "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled"
+#define GM_HUGE_TOTAL "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+#define GM_HUGE_FREE  "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"
+
+static __thread char gm_error[256];
+
+void gm_set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(gm_error, sizeof(gm_error), fmt, ap);
+	va_end(ap);
+}
+
+const char *gmem_last_error(void)
+{
+	return gm_error;
+}
+
+int gm_kvm_check(int fd, long cap)
+{
+	int r = gm_sys_ioctl(fd, KVM_CHECK_EXTENSION, (void *)cap);
+
+	return r < 0 ? -errno : r;
+}
+
+/* Read a small sysfs file; returns length or -errno. */
+static int gm_read_file(const char *path, char *buf, unsigned size)
+{
+	int fd = gm_sys_open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	return (int)n;
+}
+
+long gm_sysfs_long(const char *path)
+{
+	char buf[64];
+	int r = gm_read_file(path, buf, sizeof(buf));
+
+	return r < 0 ? r : strtol(buf, NULL, 10);
+}
+
+/* The bracketed word of a sysfs choice file: "always [never] deny" -> never. */
+static int gm_sysfs_choice(const char *path, char *out, unsigned size)
+{
+	char buf[128], *l, *r;
+	int n = gm_read_file(path, buf, sizeof(buf));
+
+	if (n < 0)
+		return n;
+	l = strchr(buf, '[');
+	r = l ? strchr(l, ']') : NULL;
+	if (!l || !r || (unsigned)(r - l - 1) >= size)
+		return -EINVAL;
+	memcpy(out, l + 1, (size_t)(r - l - 1));
+	out[r - l - 1] = 0;
+	return 0;
+}
+
+/* Effective shmem THP mode for 2 MiB folios of internal shmem (memfd). */
+int gm_shmem_thp_mode(char *buf, unsigned size)
+{
+	int r = gm_sysfs_choice(GM_SHMEM_2M, buf, size);
+
+	if (r == 0 && strcmp(buf, "inherit") != 0)
+		return 0;
+	return gm_sysfs_choice(GM_SHMEM_TOP, buf, size);
+}
+
+bool gm_shmem_thp_allowed(const char *mode)
+{
+	return !strcmp(mode, "always") || !strcmp(mode, "within_size") ||
+	       !strcmp(mode, "advise") || !strcmp(mode, "force");
+}
+
+bool gm_kvm_guest_memfd_usable(void)
+{
+	int kvm = gm_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int gmem, flags;
+
+	if (kvm < 0)
+		return false;
+	gmem = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD);
+	flags = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	close(kvm);
+	/* The host must be able to map the file (MMAP), and without kernel
+	 * in-place conversion it must start shared (INIT_SHARED). */
+	return gmem > 0 && flags > 0 && (flags & GUEST_MEMFD_FLAG_MMAP) &&
+	       (flags & GUEST_MEMFD_FLAG_INIT_SHARED);
+}
+
+static void gm_probe_kvm(struct gmem_probe *p)
+{
+	int kvm = gm_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC), r;
+
+	p->kvm = kvm >= 0;
+	if (kvm < 0)
+		return;
+	p->kvm_api_version = gm_sys_ioctl(kvm, KVM_GET_API_VERSION, NULL);
+	p->user_memory2 = gm_kvm_check(kvm, KVM_CAP_USER_MEMORY2) > 0;
+	p->guest_memfd = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD) > 0;
+	r = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	p->guest_memfd_flags = r > 0 ? (uint64_t)r : 0;
+	p->gmem_mmap = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_MMAP);
+	p->gmem_init_shared = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_INIT_SHARED);
+	p->gmem_no_direct_map = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	p->inplace_conversion = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+	r = gm_kvm_check(kvm, KVM_CAP_MEMORY_ATTRIBUTES);
+	p->memory_attributes = r > 0 ? (uint64_t)r : 0;
+	r = gm_kvm_check(kvm, KVM_CAP_VM_TYPES);
+	p->vm_types = r > 0 ? (uint64_t)r : 0;
+	close(kvm);
+}
+
+static int gm_probe_memfd_secret(void)
+{
+#ifdef SYS_memfd_secret
+	int fd = (int)syscall(SYS_memfd_secret, 0);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+static int gm_probe_userfaultfd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* UFFD_USER_MODE_ONLY */);
+
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+int gmem_probe(struct gmem_probe *p)
+{
+	long free_huge;
+
+	if (!p)
+		return -EINVAL;
+	memset(p, 0, sizeof(*p));
+	gm_probe_kvm(p);
+	if (gm_shmem_thp_mode(p->shmem_thp, sizeof(p->shmem_thp)))
+		p->shmem_thp[0] = 0;
+	p->hugepages_total = gm_sysfs_long(GM_HUGE_TOTAL);
+	free_huge = gm_sysfs_long(GM_HUGE_FREE);
+	p->hugepages_free = free_huge;
+	p->memfd_secret = gm_probe_memfd_secret();
+	p->userfaultfd = gm_probe_userfaultfd();
+	p->max_map_count = gm_sysfs_long("/proc/sys/vm/max_map_count");
+	p->auto_backend = gm_kvm_guest_memfd_usable() ? GMEM_BACKEND_KVM : GMEM_BACKEND_MEMFD;
+	if (gm_shmem_thp_allowed(p->shmem_thp))
+		p->auto_huge = GMEM_HUGE_THP;
+	else if (free_huge > 0)
+		p->auto_huge = GMEM_HUGE_HUGETLB;
+	else
+		p->auto_huge = GMEM_HUGE_NONE;
+	return 0;
+}
+
+long gm_hugepages_free(void)
+{
+	return gm_sysfs_long(GM_HUGE_FREE);
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - struct gmem and the helpers shared by gmem.c, view.c, kmap.c.
+ *
+ * Lock rule: g->lock serialises every change to the state machine, the host
+ * view, the kmap pool and the counters. gmem_state() and gmem_host() take no
+ * lock (see state.h for why that is safe). Functions named *_locked expect
+ * the caller to hold g->lock.
+ */
+#ifndef GM_INTERNAL_H
+#define GM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "dmap.h"
+#include "gmem.h"
+#include "state.h"
+
+#define GM_KMAP_SLOTS 256u
+
+struct gm_kmap_pool {
+	uint8_t *base;                  /* GM_KMAP_SLOTS windows of one granule   */
+	uint64_t free[GM_KMAP_SLOTS / 64];  /* bit set = slot free                */
+	uint64_t page[GM_KMAP_SLOTS];   /* page a busy slot maps                  */
+};
+
+struct gm_counters {
+	uint64_t conversions, pages_converted, refused, pins, kmaps, discards;
+	uint64_t view_syscalls, regions_split, regions_repaired, collapse_failures;
+};
+
+struct gmem {
+	pthread_mutex_t lock;
+	const struct gm_backend_ops *ops;
+	struct gm_backing b;
+	uint64_t size;
+	unsigned flags;
+	uint8_t *view;                  /* host view, 2 MiB aligned               */
+	uint8_t *kvm_view;              /* full mapping for the KVM memslot       */
+	struct gm_kmap_pool kmap;
+	struct gm_state st;
+	struct gm_dmap dmap;
+	uint64_t map_limit;             /* most runs the host view may hold       */
+	bool broken;                    /* a rollback failed: every call -EIO     */
+	struct gm_counters n;
+};
+
+static inline uint64_t gm_page(uint64_t gpa)
+{
+	return gpa >> GM_PAGE_SHIFT;
+}
+
+/* view.c */
+int  gm_reserve(uint64_t size, uint64_t align, uint8_t **out);
+int  gm_view_open(struct gmem *g);
+void gm_view_close(struct gmem *g);
+int  gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
+void gm_view_repair_locked(struct gmem *g, uint64_t region);
+uint64_t gm_view_default_limit(void);
+
+/* kmap.c */
+int  gm_kmap_open(struct gmem *g);
+void gm_kmap_close(struct gmem *g);
+
+/* For tests: cap the number of runs the host view may hold. */
+void gm_set_map_limit(struct gmem *g, uint64_t runs);
+
+#endif /* GM_INTERNAL_H */

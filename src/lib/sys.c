@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sys.c - syscall layer with one-shot fault injection (see sys.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+struct gm_sys_inject_slot {
+	atomic_long armed;      /* calls to let through + 1; 0 = disarmed */
+	atomic_int err;
+	atomic_ulong calls;
+};
+
+static struct gm_sys_inject_slot gm_sys_slots[GM_SYS_NR];
+
+/* Returns the errno to fail with, or 0 to let the call through. */
+static int gm_sys_should_fail(enum gm_sys_call call)
+{
+	struct gm_sys_inject_slot *s = &gm_sys_slots[call];
+	long armed;
+
+	atomic_fetch_add_explicit(&s->calls, 1, memory_order_relaxed);
+	armed = atomic_load_explicit(&s->armed, memory_order_acquire);
+	while (armed > 0) {
+		if (atomic_compare_exchange_weak(&s->armed, &armed, armed - 1))
+			return armed == 1 ? atomic_load(&s->err) : 0;
+	}
+	return 0;
+}
+
+void gm_sys_inject(enum gm_sys_call call, unsigned long skip, int err)
+{
+	atomic_store(&gm_sys_slots[call].err, err);
+	atomic_store_explicit(&gm_sys_slots[call].armed, (long)skip + 1,
+			      memory_order_release);
+}
+
+void gm_sys_inject_clear(void)
+{
+	for (int i = 0; i < GM_SYS_NR; i++)
+		atomic_store(&gm_sys_slots[i].armed, 0);
+}
+
+unsigned long gm_sys_count(enum gm_sys_call call)
+{
+	return atomic_load(&gm_sys_slots[call].calls);
+}
+
+#define GM_SYS_INJECT(call, failval)			\
+	do {						\
+		int e_ = gm_sys_should_fail(call);	\
+		if (e_) {				\
+			errno = e_;			\
+			return failval;			\
+		}					\
+	} while (0)
+
+void *gm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	GM_SYS_INJECT(GM_SYS_MMAP, MAP_FAILED);
+	return mmap(addr, len, prot, flags, fd, off);
+}
+
+int gm_sys_munmap(void *addr, size_t len)
+{
+	return munmap(addr, len);
+}
+
+int gm_sys_madvise(void *addr, size_t len, int advice)
+{
+	GM_SYS_INJECT(GM_SYS_MADVISE, -1);
+	return madvise(addr, len, advice);
+}
+
+int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	GM_SYS_INJECT(GM_SYS_FALLOCATE, -1);
+	return fallocate(fd, mode, off, len);
+}
+
+int gm_sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	GM_SYS_INJECT(GM_SYS_IOCTL, -1);
+	return ioctl(fd, req, arg);
+}
+
+int gm_sys_ftruncate(int fd, off_t len)
+{
+	GM_SYS_INJECT(GM_SYS_FTRUNCATE, -1);
+	return ftruncate(fd, len);
+}
+
+int gm_sys_memfd_create(const char *name, unsigned flags)
+{
+	GM_SYS_INJECT(GM_SYS_MEMFD, -1);
+	return memfd_create(name, flags);
+}
+
+int gm_sys_open(const char *path, int flags)
+{
+	GM_SYS_INJECT(GM_SYS_OPEN, -1);
+	return open(path, flags);
+}

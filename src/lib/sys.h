@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sys.h - the one layer through which libgmem reaches the kernel.
+ *
+ * Every syscall the library makes on guest memory goes through here, so a
+ * test can make the Nth call of a kind fail with a chosen errno and check
+ * that the library leaves states, contents and mappings as they were.
+ * Functions return what the syscall returns, with errno set, except where
+ * noted; the injection state is atomic so any thread may call them.
+ */
+#ifndef GM_SYS_H
+#define GM_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum gm_sys_call {
+	GM_SYS_MMAP,
+	GM_SYS_MADVISE,
+	GM_SYS_FALLOCATE,
+	GM_SYS_IOCTL,
+	GM_SYS_FTRUNCATE,
+	GM_SYS_MEMFD,
+	GM_SYS_OPEN,
+	GM_SYS_NR
+};
+
+void *gm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+int gm_sys_munmap(void *addr, size_t len);          /* never injected: teardown */
+int gm_sys_madvise(void *addr, size_t len, int advice);
+int gm_sys_fallocate(int fd, int mode, off_t off, off_t len);
+int gm_sys_ioctl(int fd, unsigned long req, void *arg);
+int gm_sys_ftruncate(int fd, off_t len);
+int gm_sys_memfd_create(const char *name, unsigned flags);
+int gm_sys_open(const char *path, int flags);
+
+/* Make the call of kind @call fail with @err once @skip more calls of that
+ * kind have gone through (skip = 0: the very next one). One shot. */
+void gm_sys_inject(enum gm_sys_call call, unsigned long skip, int err);
+void gm_sys_inject_clear(void);
+/* Calls of kind @call made so far by the process (for tests to aim). */
+unsigned long gm_sys_count(enum gm_sys_call call);
+
+#endif /* GM_SYS_H */

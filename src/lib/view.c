@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * view.c - the host view and the KVM view.
+ *
+ * The host view is one reserved range of the guest's size. Each maximal run
+ * of shared pages is a MAP_SHARED mapping of the same range of the file; each
+ * run of private pages is an anonymous PROT_NONE placeholder. mprotect() is
+ * not enough: /proc/self/mem reads through PROT_NONE file mappings, while a
+ * placeholder holds no guest data at all. The kernel merges adjacent
+ * mappings of the same kind, so the view holds one VMA per run, and a run is
+ * changed with one mmap(MAP_FIXED): a conversion costs one syscall per run
+ * of pages whose state it changes, never one per page.
+ *
+ * A region that becomes mixed has its huge mapping split by the kernel; when
+ * it is uniformly shared again it is repaired with MADV_COLLAPSE (THP
+ * backing). VMAs are bounded by vm.max_map_count, so conversions that would
+ * leave more runs than g->map_limit are refused before any syscall.
+ *
+ * The KVM view is a second, full MAP_SHARED mapping given to KVM as the
+ * memslot's userspace address; device code never sees it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+#include "sys.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+#define GM_PLACEHOLDER_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
+
+/* Reserve @size bytes of address space aligned to @align, as a placeholder. */
+int gm_reserve(uint64_t size, uint64_t align, uint8_t **out)
+{
+	uint8_t *raw, *p;
+	uint64_t head, tail;
+
+	raw = gm_sys_mmap(NULL, size + align, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
+		return -errno;
+	p = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	head = (uint64_t)(p - raw);
+	tail = align - head;
+	if (head)
+		gm_sys_munmap(raw, head);
+	if (tail)
+		gm_sys_munmap(p + size, tail);
+	*out = p;
+	return 0;
+}
+
+/* Map file pages [first, first + n) at @base + their offset, shared. */
+static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	void *p = gm_sys_mmap(base + off, len, PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_FIXED, g->b.fd, (off_t)off);
+
+	g->n.view_syscalls++;
+	if (p == MAP_FAILED)
+		return -errno;
+	if (g->b.thp_advise) {
+		g->n.view_syscalls++;
+		if (gm_sys_madvise(base + off, len, MADV_HUGEPAGE))
+			return -errno;
+	}
+	return 0;
+}
+
+static int gm_map_placeholder(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	void *p = gm_sys_mmap(base + off, len, PROT_NONE, GM_PLACEHOLDER_FLAGS, -1, 0);
+
+	g->n.view_syscalls++;
+	return p == MAP_FAILED ? -errno : 0;
+}
+
+static int gm_map_state(struct gmem *g, uint64_t off, uint64_t len, int to)
+{
+	return to ? gm_map_file(g, g->view, off, len)
+		  : gm_map_placeholder(g, g->view, off, len);
+}
+
+/* Give pages [first, first + n) of the host view the mapping of state @to.
+ * A failed mmap(MAP_FIXED) may already have removed the old mapping, so on
+ * failure the mapping of !to is put back; if even that fails the view no
+ * longer matches the states and the memory is marked broken. */
+static int gm_view_map(struct gmem *g, uint64_t first, uint64_t n, int to)
+{
+	uint64_t off = first << GM_PAGE_SHIFT, len = n << GM_PAGE_SHIFT;
+	int ret = gm_map_state(g, off, len, to);
+
+	if (ret && gm_map_state(g, off, len, !to)) {
+		g->broken = true;
+		gm_set_error("host view: cannot restore the mapping of a failed change");
+	}
+	return ret;
+}
+
+int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
+{
+	uint64_t pos = first, end = first + n, s = first, len;
+	int ret = 0;
+
+	while (pos < end && gm_state_next_run(&g->st, pos, end - pos, !to, &s, &len)) {
+		ret = gm_view_map(g, s, len, to);
+		if (ret)
+			goto rollback;
+		pos = s + len;
+	}
+	return 0;
+
+rollback:
+	/* States are untouched so far: walk the same runs again up to the
+	 * one that failed and map them back. */
+	for (uint64_t fail = s, p = first;
+	     p < fail && gm_state_next_run(&g->st, p, fail - p, !to, &s, &len);
+	     p = s + len) {
+		if (gm_view_map(g, s, len, !to)) {
+			g->broken = true;
+			gm_set_error("host view: rollback failed");
+			break;
+		}
+	}
+	return ret;
+}
+
+void gm_view_repair_locked(struct gmem *g, uint64_t region)
+{
+	uint8_t *addr = g->view + (region << GM_REGION_SHIFT);
+
+	if (g->b.huge != GMEM_HUGE_THP || g->b.inplace)
+		return;
+	g->n.view_syscalls++;
+	if (gm_sys_madvise(addr, GMEM_REGION_SIZE, MADV_COLLAPSE))
+		g->n.collapse_failures++;
+}
+
+/* vm.max_map_count less what the process maps already, less the kmap pool
+ * and a margin for the rest of the process, all counted as runs. */
+uint64_t gm_view_default_limit(void)
+{
+	long max = gm_sysfs_long("/proc/sys/vm/max_map_count");
+	uint64_t used = 0, margin = 2 * GM_KMAP_SLOTS + 1024;
+	FILE *f = fopen("/proc/self/maps", "re");
+	int c;
+
+	if (max <= 0)
+		max = 65530;
+	if (f) {
+		while ((c = fgetc(f)) != EOF)
+			used += c == '\n';
+		fclose(f);
+	}
+	if ((uint64_t)max <= used + margin + 1)
+		return 1;
+	return (uint64_t)max - used - margin;
+}
+
+int gm_view_open(struct gmem *g)
+{
+	int ret;
+
+	ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->view);
+	if (ret)
+		goto err;
+	/* Kernel conversion: one mapping; the kernel hides private pages. */
+	if (g->b.inplace || (g->flags & GMEM_F_INIT_SHARED)) {
+		ret = gm_map_file(g, g->view, 0, g->size);
+		if (ret)
+			goto err_view;
+	}
+	ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->kvm_view);
+	if (ret)
+		goto err_view;
+	ret = gm_map_file(g, g->kvm_view, 0, g->size);
+	if (ret)
+		goto err_kvm;
+	g->map_limit = gm_view_default_limit();
+	return 0;
+
+err_kvm:
+	gm_sys_munmap(g->kvm_view, g->size);
+err_view:
+	gm_sys_munmap(g->view, g->size);
+err:
+	gm_set_error("reserving %llu bytes of host and KVM views: %s",
+		     (unsigned long long)g->size, strerror(-ret));
+	return ret;
+}
+
+void gm_view_close(struct gmem *g)
+{
+	gm_sys_munmap(g->kvm_view, g->size);
+	gm_sys_munmap(g->view, g->size);
+}
+
+void gm_set_map_limit(struct gmem *g, uint64_t runs)
+{
+	pthread_mutex_lock(&g->lock);
+	g->map_limit = runs;
+	pthread_mutex_unlock(&g->lock);
+}
