@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# build.sh - every set-up and build step of gmem, one command each.
+#
+#   ./build.sh demo [args]   install deps, build, run `gmem demo`
+#   ./build.sh test          install deps, build, run the test suite
+#   ./build.sh test-asan     the test suite under ASan+UBSan
+#   ./build.sh test-tsan     the concurrency suites under TSan
+#   ./build.sh bench [names] the benchmarks (ratios measured side by side)
+#   ./build.sh build         deps + build only
+#
+# Dependencies come from Debian packages; installing them needs root (or
+# sudo). Nothing is downloaded from anywhere else.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEB_PKGS=(gcc meson ninja-build pkg-config libcriterion-dev libjansson-dev)
+
+deps() {
+	local missing=()
+	for p in "${DEB_PKGS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "build.sh: installing ${missing[*]}" >&2
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# configure DIR [meson options...]: set up DIR once, then build it.
+configure() {
+	local dir=$1; shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+	ninja -C "$dir" >/dev/null
+}
+
+# Criterion reports through its synthesis line; --jobs 2 fits these machines.
+run_tests() {
+	local dir=$1; shift
+	"$dir/tests/gmem-tests" --jobs 2 "$@"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+build)
+	deps; configure build ;;
+demo)
+	deps; configure build; exec build/src/cli/gmem demo "$@" ;;
+test)
+	deps; configure build; run_tests build "$@" ;;
+test-asan)
+	deps
+	configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_tests build-asan "$@" ;;
+test-tsan)
+	deps
+	configure build-tsan -Db_sanitize=thread -Db_lundef=false
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		run_tests build-tsan --filter 'stress/*' "$@" ;;
+bench)
+	deps; configure build; exec build/bench/gmem-bench "$@" ;;
+*)
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cmd.h - the gmem command table: one file per subcommand.
+ *
+ * A subcommand returns the process exit status: 0 success, 1 failure (after
+ * printing one line on stderr), 2 bad usage.
+ */
+#ifndef GMEM_CLI_CMD_H
+#define GMEM_CLI_CMD_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <gmem.h>
+#include <jansson.h>
+
+#define CLI_EXIT_OK    0
+#define CLI_EXIT_FAIL  1
+#define CLI_EXIT_USAGE 2
+
+struct cli_cmd {
+	const char *name;
+	const char *args;       /* usage after the name */
+	const char *summary;
+	int (*run)(int argc, char **argv);
+};
+
+int cmd_probe(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Helpers shared by subcommands (output.c). */
+int  cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int  cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int  cli_json_print(json_t *root);          /* prints and frees; exit status */
+void cli_row(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *cli_yes(int v);
+json_t *cli_stats_json(const struct gmem_stats *st);
+void cli_stats_print(const struct gmem_stats *st);
+bool cli_parse_backend(const char *s, enum gmem_backend *out);
+
+extern const char *cli_prog;
+
+#endif /* GMEM_CLI_CMD_H */

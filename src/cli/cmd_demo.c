@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cmd_demo.c - gmem demo: private guest memory at work, on the best backend
+ * this host has.
+ *
+ * 1 GiB of private memory; a 64 MiB image loaded into it by host-driven
+ * in-place conversion; scattered I/O-sized fragments shared inside huge
+ * regions (splitting them), pinned, a pinned page refused when converted
+ * back, unpinned, unshared (repairing the regions); a range discarded; then
+ * the stats and the direct-map model.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd.h"
+
+#define DEMO_SIZE       (1ull << 30)
+#define DEMO_IMAGE_GPA  (16ull << 20)
+#define DEMO_IMAGE_LEN  (64ull << 20)
+#define DEMO_IO_BASE    (128ull << 20)
+#define DEMO_FRAGMENTS  64
+#define DEMO_DISCARD    (32ull << 20)
+
+struct demo {
+	struct gmem *g;
+	bool json;
+	json_t *steps;          /* JSON: one object per step */
+	uint64_t frag_gpa[DEMO_FRAGMENTS];
+	uint64_t frag_len[DEMO_FRAGMENTS];
+};
+
+static double demo_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static uint8_t demo_image_byte(uint64_t off)
+{
+	return (uint8_t)((off * 2654435761u) >> 13);
+}
+
+/* Report one step: a line of text, or an entry in the JSON steps array. */
+static void demo_step(struct demo *d, const char *name, json_t *data, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void demo_step(struct demo *d, const char *name, json_t *data, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (!d->json) {
+		printf("%-10s %s\n", name, line);
+		json_decref(data);
+		return;
+	}
+	if (!data)
+		data = json_object();
+	json_object_set_new(data, "step", json_string(name));
+	json_object_set_new(data, "text", json_string(line));
+	json_array_append_new(d->steps, data);
+}
+
+static int demo_fail(const char *what, int err)
+{
+	const char *why = gmem_last_error();
+
+	return cli_fail("demo: %s: %s%s%s", what, gmem_strerror(err), why[0] ? ": " : "", why);
+}
+
+/* Load the image the way a VMM would with no guest help: share the range,
+ * write it through the host view, make it private again. */
+static int demo_load(struct demo *d)
+{
+	double t0 = demo_now_us(), t1;
+	uint8_t *h;
+	int ret;
+
+	ret = gmem_convert(d->g, DEMO_IMAGE_GPA, DEMO_IMAGE_LEN, GMEM_SHARED, NULL);
+	if (ret)
+		return demo_fail("sharing the image range", ret);
+	h = gmem_host(d->g, DEMO_IMAGE_GPA);
+	for (uint64_t off = 0; off < DEMO_IMAGE_LEN; off++)
+		h[off] = demo_image_byte(off);
+	ret = gmem_convert(d->g, DEMO_IMAGE_GPA, DEMO_IMAGE_LEN, GMEM_PRIVATE, NULL);
+	if (ret)
+		return demo_fail("making the image private", ret);
+	t1 = demo_now_us();
+	demo_step(d, "load", json_pack("{s:I,s:I,s:f}", "gpa", (json_int_t)DEMO_IMAGE_GPA,
+				       "bytes", (json_int_t)DEMO_IMAGE_LEN, "ms", (t1 - t0) / 1e3),
+		  "%llu MiB image at gpa %#llx: share, write, make private in %.1f ms",
+		  (unsigned long long)(DEMO_IMAGE_LEN >> 20), (unsigned long long)DEMO_IMAGE_GPA,
+		  (t1 - t0) / 1e3);
+	return CLI_EXIT_OK;
+}
+
+/* The image must still be there, seen through the KVM view (the guest's
+ * path), while the host view faults on it. */
+static int demo_verify_image(struct demo *d)
+{
+	const uint8_t *k = (const uint8_t *)gmem_kvm_view(d->g) + DEMO_IMAGE_GPA;
+
+	for (uint64_t off = 0; off < DEMO_IMAGE_LEN; off += 4093)
+		if (k[off] != demo_image_byte(off))
+			return cli_fail("demo: image byte %#llx lost: %#x, want %#x",
+					(unsigned long long)off, k[off], demo_image_byte(off));
+	demo_step(d, "verify", NULL, "image intact in the KVM view; state of gpa %#llx: %s",
+		  (unsigned long long)DEMO_IMAGE_GPA,
+		  gmem_state(d->g, DEMO_IMAGE_GPA) == GMEM_SHARED ? "shared" : "private");
+	return CLI_EXIT_OK;
+}
+
+/* Virtio-like buffers: 4 KiB to 64 KiB, one per 2 MiB region, at an offset
+ * inside the region so every one of them splits a huge region. */
+static int demo_share_fragments(struct demo *d)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull, bytes = 0;
+	int ret;
+
+	for (int i = 0; i < DEMO_FRAGMENTS; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		d->frag_len[i] = (1 + x % 16) * 4096;
+		d->frag_gpa[i] = DEMO_IO_BASE + (uint64_t)i * 3 * GMEM_REGION_SIZE +
+				 ((x >> 20) % 400 + 8) * 4096;
+		ret = gmem_convert(d->g, d->frag_gpa[i], d->frag_len[i], GMEM_SHARED, NULL);
+		if (ret)
+			return demo_fail("sharing a fragment", ret);
+		memset(gmem_host(d->g, d->frag_gpa[i]), 0x40 + i, d->frag_len[i]);
+		bytes += d->frag_len[i];
+	}
+	demo_step(d, "share", json_pack("{s:i,s:I}", "fragments", DEMO_FRAGMENTS, "bytes",
+					(json_int_t)bytes),
+		  "%d I/O fragments (%llu KiB) shared inside %d huge regions",
+		  DEMO_FRAGMENTS, (unsigned long long)(bytes >> 10), DEMO_FRAGMENTS);
+	return CLI_EXIT_OK;
+}
+
+static int demo_pin_and_refuse(struct demo *d)
+{
+	uint64_t busy = 0, target;
+	int ret;
+
+	for (int i = 0; i < DEMO_FRAGMENTS; i++) {
+		ret = gmem_pin(d->g, d->frag_gpa[i], d->frag_len[i]);
+		if (ret)
+			return demo_fail("pinning a fragment", ret);
+	}
+	demo_step(d, "pin", NULL, "all %d fragments pinned for I/O", DEMO_FRAGMENTS);
+	/* The device still holds the buffer: making it private must fail. */
+	target = d->frag_gpa[7] - 4096;
+	ret = gmem_convert(d->g, target, d->frag_len[7] + 8192, GMEM_PRIVATE, &busy);
+	if (ret != -EAGAIN)
+		return cli_fail("demo: converting a pinned page: got %d, want -EAGAIN", ret);
+	demo_step(d, "refuse", json_pack("{s:I,s:I,s:i}", "gpa", (json_int_t)target,
+					 "busy_gpa", (json_int_t)busy, "error", ret),
+		  "making [%#llx, +%llu KiB) private refused: %s; first busy page %#llx",
+		  (unsigned long long)target, (unsigned long long)((d->frag_len[7] + 8192) >> 10),
+		  gmem_strerror(ret), (unsigned long long)busy);
+	for (int i = 0; i < DEMO_FRAGMENTS; i++) {
+		ret = gmem_unpin(d->g, d->frag_gpa[i], d->frag_len[i]);
+		if (ret)
+			return demo_fail("unpinning a fragment", ret);
+	}
+	demo_step(d, "unpin", NULL, "I/O done: all fragments unpinned");
+	return CLI_EXIT_OK;
+}
+
+static int demo_unshare(struct demo *d)
+{
+	struct gmem_stats before, after;
+	int ret;
+
+	gmem_stats(d->g, &before);
+	for (int i = 0; i < DEMO_FRAGMENTS; i++) {
+		ret = gmem_convert(d->g, d->frag_gpa[i], d->frag_len[i], GMEM_PRIVATE, NULL);
+		if (ret)
+			return demo_fail("unsharing a fragment", ret);
+	}
+	gmem_stats(d->g, &after);
+	demo_step(d, "unshare", json_pack("{s:I,s:I,s:I}", "regions_mixed_before",
+					  (json_int_t)before.regions_mixed, "regions_mixed_after",
+					  (json_int_t)after.regions_mixed, "regions_repaired",
+					  (json_int_t)after.regions_repaired),
+		  "fragments private again: mixed regions %llu -> %llu, %llu repaired, "
+		  "host view %llu -> %llu mappings",
+		  (unsigned long long)before.regions_mixed, (unsigned long long)after.regions_mixed,
+		  (unsigned long long)after.regions_repaired,
+		  (unsigned long long)before.view_mappings, (unsigned long long)after.view_mappings);
+	return CLI_EXIT_OK;
+}
+
+/* A whole region shared and one page of it taken back: split, then repair. */
+static int demo_split_repair(struct demo *d)
+{
+	uint64_t r = DEMO_SIZE - GMEM_REGION_SIZE;
+	struct gmem_stats s0, s1;
+	int ret;
+
+	gmem_stats(d->g, &s0);
+	ret = gmem_convert(d->g, r, GMEM_REGION_SIZE, GMEM_SHARED, NULL);
+	if (!ret)
+		ret = gmem_convert(d->g, r + 100 * 4096, 4096, GMEM_PRIVATE, NULL);
+	if (!ret)
+		ret = gmem_convert(d->g, r + 100 * 4096, 4096, GMEM_SHARED, NULL);
+	if (!ret)
+		ret = gmem_convert(d->g, r, GMEM_REGION_SIZE, GMEM_PRIVATE, NULL);
+	if (ret)
+		return demo_fail("split and repair of the last region", ret);
+	gmem_stats(d->g, &s1);
+	demo_step(d, "repair", json_pack("{s:I,s:I}", "split",
+					 (json_int_t)(s1.regions_split - s0.regions_split),
+					 "repaired",
+					 (json_int_t)(s1.regions_repaired - s0.regions_repaired)),
+		  "last region shared whole, one page taken back and returned: "
+		  "%llu split, %llu repaired",
+		  (unsigned long long)(s1.regions_split - s0.regions_split),
+		  (unsigned long long)(s1.regions_repaired - s0.regions_repaired));
+	return CLI_EXIT_OK;
+}
+
+static int demo_discard(struct demo *d)
+{
+	const uint8_t *k = (const uint8_t *)gmem_kvm_view(d->g) + DEMO_IMAGE_GPA;
+	int ret = gmem_discard(d->g, DEMO_IMAGE_GPA, DEMO_DISCARD);
+
+	if (ret)
+		return demo_fail("discarding", ret);
+	for (uint64_t off = 0; off < DEMO_DISCARD; off += 4096)
+		if (k[off])
+			return cli_fail("demo: discarded byte %#llx reads %#x, want 0",
+					(unsigned long long)off, k[off]);
+	if (k[DEMO_DISCARD + 1] != demo_image_byte(DEMO_DISCARD + 1))
+		return cli_fail("demo: discard reached past its range");
+	demo_step(d, "discard", NULL,
+		  "first %llu MiB of the image discarded: reads zero, still %s, rest intact",
+		  (unsigned long long)(DEMO_DISCARD >> 20),
+		  gmem_state(d->g, DEMO_IMAGE_GPA) ? "shared" : "private");
+	return CLI_EXIT_OK;
+}
+
+static int demo_run(struct demo *d)
+{
+	int (*const steps[])(struct demo *) = {
+		demo_load, demo_verify_image, demo_share_fragments, demo_pin_and_refuse,
+		demo_unshare, demo_split_repair, demo_discard,
+	};
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		int ret = steps[i](d);
+
+		if (ret)
+			return ret;
+	}
+	return CLI_EXIT_OK;
+}
+
+static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config *cfg)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			d->json = true;
+		} else if (!strcmp(argv[i], "--huge")) {
+			cfg->flags |= GMEM_F_HUGE;
+		} else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+			if (!cli_parse_backend(argv[++i], &cfg->backend))
+				return cli_usage("demo", "unknown backend '%s'", argv[i]);
+		} else {
+			return cli_usage("demo", "unknown option '%s'", argv[i]);
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
+static void demo_header(struct demo *d, json_t *out)
+{
+	struct gmem_info in;
+
+	gmem_info(d->g, &in);
+	if (d->json) {
+		json_object_set_new(out, "backend", json_string(gmem_backend_name(in.backend)));
+		json_object_set_new(out, "huge", json_string(gmem_huge_name(in.huge)));
+		json_object_set_new(out, "size", json_integer((json_int_t)in.size));
+		json_object_set_new(out, "guest_memfd_flags", json_integer((json_int_t)in.gmem_flags));
+		json_object_set_new(out, "inplace", json_boolean(in.inplace));
+		return;
+	}
+	printf("gmem demo: %llu MiB of private guest memory on the %s backend "
+	       "(%s pages%s%s)\n", (unsigned long long)(in.size >> 20),
+	       gmem_backend_name(in.backend), gmem_huge_name(in.huge),
+	       in.backend == GMEM_BACKEND_KVM ? ", guest_memfd" : "",
+	       in.inplace ? ", kernel in-place conversion" : ", host-view enforcement");
+}
+
+int cmd_demo(int argc, char **argv)
+{
+	struct gmem_config cfg = { .size = DEMO_SIZE, .backend = GMEM_BACKEND_AUTO, .vm_fd = -1 };
+	struct demo d = { 0 };
+	struct gmem_stats st;
+	json_t *out = NULL;
+	int ret;
+
+	ret = demo_parse(argc, argv, &d, &cfg);
+	if (ret)
+		return ret;
+	ret = gmem_open(&cfg, &d.g);
+	if (ret)
+		return demo_fail("opening 1 GiB of guest memory", ret);
+	if (d.json) {
+		out = json_object();
+		d.steps = json_array();
+	}
+	demo_header(&d, out);
+	ret = demo_run(&d);
+	if (!ret && !gmem_stats(d.g, &st)) {
+		if (d.json) {
+			json_object_set_new(out, "steps", d.steps);
+			json_object_set_new(out, "stats", cli_stats_json(&st));
+			d.steps = NULL;
+			ret = cli_json_print(out);
+			out = NULL;
+		} else {
+			cli_stats_print(&st);
+		}
+	}
+	json_decref(d.steps);
+	json_decref(out);
+	gmem_close(d.g);
+	return ret;
+}
