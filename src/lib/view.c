@@ -9,7 +9,8 @@
  * placeholder holds no guest data at all. The kernel merges adjacent
  * mappings of the same kind, so the view holds one VMA per run, and a run is
  * changed with one mmap(MAP_FIXED): a conversion costs one syscall per run
- * of pages whose state it changes, never one per page.
+ * of pages whose state it changes (fewer when runs are merged, below), never
+ * one per page.
  *
  * A region that becomes mixed has its huge mapping split by the kernel; when
  * it is uniformly shared again it is repaired with MADV_COLLAPSE (THP
@@ -19,6 +20,7 @@
  * The KVM view is a second, full MAP_SHARED mapping given to KVM as the
  * memslot's userspace address; device code never sees it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,9 @@
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
+
+/* Shared pages a to-shared mmap may map again to save a syscall. */
+#define GM_COALESCE_GAP 64
 
 #define GM_PLACEHOLDER_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED)
 
@@ -79,52 +84,66 @@ static int gm_map_placeholder(struct gmem *g, uint8_t *base, uint64_t off, uint6
 	return p == MAP_FAILED ? -errno : 0;
 }
 
-static int gm_map_state(struct gmem *g, uint64_t off, uint64_t len, int to)
+static int gm_map_state(struct gmem *g, uint64_t first, uint64_t n, int to)
 {
+	uint64_t off = first << GM_PAGE_SHIFT, len = n << GM_PAGE_SHIFT;
+
 	return to ? gm_map_file(g, g->view, off, len)
 		  : gm_map_placeholder(g, g->view, off, len);
 }
 
-/* Give pages [first, first + n) of the host view the mapping of state @to.
- * A failed mmap(MAP_FIXED) may already have removed the old mapping, so on
- * failure the mapping of !to is put back; if even that fails the view no
- * longer matches the states and the memory is marked broken. */
-static int gm_view_map(struct gmem *g, uint64_t first, uint64_t n, int to)
+/* Map pages [first, first + n) as their state bits say, one mmap per run.
+ * Used to undo a failed change: the bits are still the old states. */
+static int gm_view_sync(struct gmem *g, uint64_t first, uint64_t n)
 {
-	uint64_t off = first << GM_PAGE_SHIFT, len = n << GM_PAGE_SHIFT;
-	int ret = gm_map_state(g, off, len, to);
+	uint64_t pos = first, end = first + n, s, len;
 
-	if (ret && gm_map_state(g, off, len, !to)) {
-		g->broken = true;
-		gm_set_error("host view: cannot restore the mapping of a failed change");
-	}
-	return ret;
-}
+	while (pos < end) {
+		int cur = gm_state_get(&g->st, pos);
+		bool found = gm_state_next_run(&g->st, pos, end - pos, cur, &s, &len);
+		int ret;
 
-int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
-{
-	uint64_t pos = first, end = first + n, s = first, len;
-	int ret = 0;
-
-	while (pos < end && gm_state_next_run(&g->st, pos, end - pos, !to, &s, &len)) {
-		ret = gm_view_map(g, s, len, to);
+		assert(found && s == pos);
+		ret = gm_map_state(g, s, len, cur);
 		if (ret)
-			goto rollback;
+			return ret;
 		pos = s + len;
 	}
 	return 0;
+}
+
+/*
+ * Change the mappings of [first, first + n) to state @to, before the state
+ * bits change. Runs of pages to change are merged into one mmap when the gap
+ * between them is cheap to map again: always for @to private (the gap is
+ * placeholders already), up to GM_COALESCE_GAP pages for @to shared (the gap
+ * is mapped pages that only lose their page-table entries). On failure the
+ * mappings are put back as the bits say and -errno is returned.
+ */
+int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
+{
+	uint64_t pos = first, end = first + n, s, len, span_s = 0, span_e = 0;
+	int ret;
+
+	while (pos < end && gm_state_next_run(&g->st, pos, end - pos, !to, &s, &len)) {
+		if (span_e && (!to || s - span_e <= GM_COALESCE_GAP)) {
+			span_e = s + len;
+		} else {
+			if (span_e && (ret = gm_map_state(g, span_s, span_e - span_s, to)))
+				goto rollback;
+			span_s = s;
+			span_e = s + len;
+		}
+		pos = s + len;
+	}
+	if (span_e && (ret = gm_map_state(g, span_s, span_e - span_s, to)))
+		goto rollback;
+	return 0;
 
 rollback:
-	/* States are untouched so far: walk the same runs again up to the
-	 * one that failed and map them back. */
-	for (uint64_t fail = s, p = first;
-	     p < fail && gm_state_next_run(&g->st, p, fail - p, !to, &s, &len);
-	     p = s + len) {
-		if (gm_view_map(g, s, len, !to)) {
-			g->broken = true;
-			gm_set_error("host view: rollback failed");
-			break;
-		}
+	if (gm_view_sync(g, first, span_e - first)) {
+		g->broken = true;
+		gm_set_error("host view: rollback failed; memory marked broken");
 	}
 	return ret;
 }
