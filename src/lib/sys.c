@@ -18,6 +18,7 @@ struct gm_sys_inject_slot {
 };
 
 static struct gm_sys_inject_slot gm_sys_slots[GM_SYS_NR];
+static _Atomic(gm_sys_ioctl_hook_fn) gm_sys_ioctl_hook;
 
 /* Returns the errno to fail with, or 0 to let the call through. */
 static int gm_sys_should_fail(enum gm_sys_call call)
@@ -84,9 +85,19 @@ int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)
 	return fallocate(fd, mode, off, len);
 }
 
+void gm_sys_set_ioctl_hook(gm_sys_ioctl_hook_fn hook)
+{
+	atomic_store(&gm_sys_ioctl_hook, hook);
+}
+
 int gm_sys_ioctl(int fd, unsigned long req, void *arg)
 {
+	gm_sys_ioctl_hook_fn hook = atomic_load(&gm_sys_ioctl_hook);
+	int ret;
+
 	GM_SYS_INJECT(GM_SYS_IOCTL, -1);
+	if (hook && hook(fd, req, arg, &ret))
+		return ret;
 	return ioctl(fd, req, arg);
 }
 

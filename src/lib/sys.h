@@ -11,6 +11,7 @@
 #ifndef GM_SYS_H
 #define GM_SYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -39,6 +40,13 @@ int gm_sys_open(const char *path, int flags);
  * kind have gone through (skip = 0: the very next one). One shot. */
 void gm_sys_inject(enum gm_sys_call call, unsigned long skip, int err);
 void gm_sys_inject_clear(void);
+/* Tests: offer every ioctl to @hook first. The hook returns true when it
+ * answered the call itself (*ret is then the result, errno set on -1) and
+ * false to let the kernel answer. This is how the tests stand in for kernel
+ * features this host lacks (in-place conversion, cap 249). NULL removes it. */
+typedef bool (*gm_sys_ioctl_hook_fn)(int fd, unsigned long req, void *arg, int *ret);
+void gm_sys_set_ioctl_hook(gm_sys_ioctl_hook_fn hook);
+
 /* Calls of kind @call made so far by the process (for tests to aim). */
 unsigned long gm_sys_count(enum gm_sys_call call);
 
