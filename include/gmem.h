@@ -89,7 +89,7 @@ struct gmem_stats {
 	uint64_t pins;              /* gmem_pin calls that succeeded                    */
 	uint64_t kmaps;             /* gmem_kmap calls that succeeded                   */
 	uint64_t discards;          /* gmem_discard calls that succeeded                */
-	uint64_t view_syscalls;     /* mmap/madvise/ioctl calls made on the host view   */
+	uint64_t view_syscalls;     /* mmap/madvise/ioctl calls made to map or convert  */
 	uint64_t view_mappings;     /* mappings (VMAs) the host view holds now          */
 	uint64_t view_mapping_limit;/* most mappings the view may hold (max_map_count)  */
 	uint64_t regions;           /* 2 MiB regions                                    */
@@ -118,7 +118,8 @@ struct gmem_info {
 	uint64_t granule;           /* smallest convertible unit: 4 KiB or 2 MiB        */
 };
 
-/* What this host offers (gmem_probe). -1 in a field means "could not tell". */
+/* What this host offers (gmem_probe). Flags are 1 or 0; counts read from
+ * sysfs/procfs are a negative errno when the file cannot be read. */
 struct gmem_probe {
 	int kvm;                    /* /dev/kvm opens                                   */
 	int kvm_api_version;
@@ -165,8 +166,9 @@ int   gmem_info(const struct gmem *g, struct gmem_info *info);
 int   gmem_probe(struct gmem_probe *p);
 const char *gmem_backend_name(enum gmem_backend b);
 const char *gmem_huge_name(enum gmem_huge h);
-/* Why the last failing call in this thread failed, in one line ("" if no
- * reason was recorded): names the setting to change where there is one. */
+/* Why the last failing gmem call of this thread failed, in one line, or ""
+ * when it recorded no reason beyond its errno. Names the setting to change
+ * where there is one. Each gmem call that can fail clears it on entry. */
 const char *gmem_last_error(void);
 /* The assumptions behind the direct-map model, in one line. */
 const char *gmem_dmap_assumptions(void);

@@ -54,5 +54,6 @@ bool gm_kvm_guest_memfd_usable(void);
 
 /* Thread-local reason for the last failure, for gmem_last_error(). */
 void gm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gm_clear_error(void);
 
 #endif /* GM_BACKEND_H */

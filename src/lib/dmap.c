@@ -126,8 +126,10 @@ void gm_dmap_pages(struct gm_dmap *d, uint64_t first, uint64_t n, int to, uint64
 		unsigned off = pos & 63;
 		unsigned take = (unsigned)(end - pos < 64 - off ? end - pos : 64 - off);
 		uint64_t m = (take == 64 ? ~0ull : ((1ull << take) - 1)) << off;
-		uint64_t fresh = ~d->page_split[pos >> 6] & m;
-		uint64_t k = (uint64_t)__builtin_popcountll(fresh);
+		uint64_t w = d->page_split[pos >> 6];
+		/* Whole words are mostly all-fresh or all-split: skip the count. */
+		uint64_t k = (w & m) == 0 ? take
+			   : (w & m) == m ? 0 : (uint64_t)__builtin_popcountll(~w & m);
 
 		d->c.splits_2m += k;
 		d->c.splits_1g += k;

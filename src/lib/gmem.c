@@ -72,9 +72,9 @@ int gmem_open(const struct gmem_config *cfg, struct gmem **out)
 	bool huge_model;
 	int ret;
 
+	gm_clear_error();
 	if (!cfg || !out)
 		return -EINVAL;
-	gm_set_error("%s", "");
 	ret = gm_config_ok(cfg);
 	if (ret)
 		return ret;
@@ -154,7 +154,7 @@ static void gm_on_region(void *ctx, uint64_t r, unsigned old_n, unsigned new_n)
 static int gm_convert_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
 				   uint64_t *busy_gpa)
 {
-	uint64_t busy_off = 0, runs;
+	uint64_t busy_off = 0, runs, now;
 	int ret;
 
 	if (g->b.inplace) {
@@ -165,14 +165,18 @@ static int gm_convert_apply_locked(struct gmem *g, uint64_t first, uint64_t n, i
 			*busy_gpa = busy_off;
 		return ret;
 	}
+	now = g->st.edges + 1;
 	runs = gm_state_runs_after(&g->st, first, n, to);
-	if (runs > g->map_limit) {
-		gm_set_error("conversion would leave %llu mappings in the host view, limit %llu "
-			     "(vm.max_map_count)", (unsigned long long)runs,
-			     (unsigned long long)g->map_limit);
-		return -ENOMEM;
-	}
-	return gm_view_apply_locked(g, first, n, to);
+	ret = gm_view_runs_charge(g, now, runs);
+	if (ret)
+		return ret;
+	ret = gm_view_apply_locked(g, first, n, to);
+	/* Give back what was charged on failure, what was freed on success. */
+	if (ret && runs > now)
+		gm_view_runs_uncharge(runs - now);
+	else if (!ret && runs < now)
+		gm_view_runs_uncharge(now - runs);
+	return ret;
 }
 
 static int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
@@ -209,6 +213,8 @@ int gmem_convert(struct gmem *g, uint64_t gpa, uint64_t len, enum gmem_state to,
 		 uint64_t *busy_gpa)
 {
 	int ret;
+
+	gm_clear_error();
 
 	if (!g || (to != GMEM_PRIVATE && to != GMEM_SHARED))
 		return -EINVAL;
@@ -266,6 +272,8 @@ int gmem_pin(struct gmem *g, uint64_t gpa, uint64_t len)
 {
 	int ret;
 
+	gm_clear_error();
+
 	if (!g)
 		return -EINVAL;
 	ret = gm_range_ok(g, gpa, len, GMEM_PAGE_SIZE);
@@ -281,6 +289,8 @@ int gmem_unpin(struct gmem *g, uint64_t gpa, uint64_t len)
 {
 	uint64_t first, n, p;
 	int ret;
+
+	gm_clear_error();
 
 	if (!g)
 		return -EINVAL;
@@ -317,6 +327,8 @@ int gmem_discard(struct gmem *g, uint64_t gpa, uint64_t len)
 {
 	int ret;
 
+	gm_clear_error();
+
 	if (!g)
 		return -EINVAL;
 	ret = gm_range_ok(g, gpa, len, g->b.granule);
@@ -349,7 +361,7 @@ int gmem_stats(const struct gmem *g, struct gmem_stats *s)
 	s->discards = g->n.discards;
 	s->view_syscalls = g->n.view_syscalls;
 	s->view_mappings = g->b.inplace ? 1 : g->st.edges + 1;
-	s->view_mapping_limit = g->b.inplace ? 1 : g->map_limit;
+	s->view_mapping_limit = g->b.inplace ? 1 : gm_view_runs_limit(g);
 	s->regions = g->st.nregions;
 	s->regions_mixed = g->st.nmixed;
 	s->regions_split = g->n.regions_split;

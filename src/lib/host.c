@@ -34,6 +34,11 @@ void gm_set_error(const char *fmt, ...)
 	va_end(ap);
 }
 
+void gm_clear_error(void)
+{
+	gm_error[0] = 0;
+}
+
 const char *gmem_last_error(void)
 {
 	return gm_error;
@@ -106,17 +111,19 @@ bool gm_shmem_thp_allowed(const char *mode)
 bool gm_kvm_guest_memfd_usable(void)
 {
 	int kvm = gm_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	int gmem, flags;
+	int gmem, flags, inplace;
 
 	if (kvm < 0)
 		return false;
 	gmem = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD);
 	flags = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	inplace = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES);
 	close(kvm);
-	/* The host must be able to map the file (MMAP), and without kernel
-	 * in-place conversion it must start shared (INIT_SHARED). */
+	/* The host must be able to map the file (MMAP) and reach its shared
+	 * pages: the kernel converts them (cap 249), or everything starts
+	 * shared (INIT_SHARED) and the library's host view enforces states. */
 	return gmem > 0 && flags > 0 && (flags & GUEST_MEMFD_FLAG_MMAP) &&
-	       (flags & GUEST_MEMFD_FLAG_INIT_SHARED);
+	       (inplace > 0 || (flags & GUEST_MEMFD_FLAG_INIT_SHARED));
 }
 
 static void gm_probe_kvm(struct gmem_probe *p)

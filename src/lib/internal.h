@@ -43,7 +43,7 @@ struct gmem {
 	struct gm_kmap_pool kmap;
 	struct gm_state st;
 	struct gm_dmap dmap;
-	uint64_t map_limit;             /* most runs the host view may hold       */
+	uint64_t map_limit;             /* most runs this view may hold (tests)   */
 	bool broken;                    /* a rollback failed: every call -EIO     */
 	struct gm_counters n;
 };
@@ -59,7 +59,12 @@ int  gm_view_open(struct gmem *g);
 void gm_view_close(struct gmem *g);
 int  gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
 void gm_view_repair_locked(struct gmem *g, uint64_t region);
-uint64_t gm_view_default_limit(void);
+/* vm.max_map_count is per process: all open memories share one budget of
+ * runs. Charge the growth from @now to @after runs before changing the
+ * view (-ENOMEM when over budget or over g->map_limit). */
+int  gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after);
+void gm_view_runs_uncharge(uint64_t runs);
+uint64_t gm_view_runs_limit(const struct gmem *g);
 
 /* kmap.c */
 int  gm_kmap_open(struct gmem *g);

@@ -100,6 +100,7 @@ void *gmem_kmap(struct gmem *g, uint64_t gpa)
 	void *p;
 	int err = 0;
 
+	gm_clear_error();
 	if (!g || gpa >= g->size) {
 		errno = EINVAL;
 		return NULL;

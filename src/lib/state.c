@@ -182,18 +182,29 @@ bool gm_state_first_busy(const struct gm_state *st, uint64_t first, uint64_t n,
 	return true;
 }
 
-/* Edges i in [lo, hi) with state(i) != state(i + 1); needs hi < npages. */
+/* Edges i in [lo, hi) with state(i) != state(i + 1); needs hi < npages.
+ * A uniform region wholly inside the range has no inner edge, so only the
+ * edge to the next region is looked at: O(regions), not O(pages). */
 static uint64_t gm_count_edges(const struct gm_state *st, uint64_t lo, uint64_t hi)
 {
 	uint64_t cnt = 0;
 
 	while (lo < hi) {
+		const struct gm_region *reg = &st->regions[lo / GM_REGION_PAGES];
+		uint64_t next = lo + GM_REGION_PAGES;
+
+		if (lo % GM_REGION_PAGES == 0 && hi >= next && gm_region_uniform(reg)) {
+			/* Edge next - 1 lies in the range and next < npages. */
+			cnt += (reg->nshared != 0) != gm_state_get(st, next);
+			lo = next;
+			continue;
+		}
 		uint64_t wi = lo >> 6;
 		unsigned off = lo & 63, take = (unsigned)gm_min(64 - off, hi - lo);
 		uint64_t cur = gm_ld(&st->shared[wi]);
-		uint64_t next = (cur >> 1) | (gm_ld(&st->shared[wi + 1]) << 63);
+		uint64_t succ = (cur >> 1) | (gm_ld(&st->shared[wi + 1]) << 63);
 
-		cnt += (uint64_t)__builtin_popcountll((cur ^ next) & gm_word_mask(off, take));
+		cnt += (uint64_t)__builtin_popcountll((cur ^ succ) & gm_word_mask(off, take));
 		lo += take;
 	}
 	return cnt;
@@ -218,12 +229,21 @@ uint64_t gm_state_runs_after(const struct gm_state *st, uint64_t first, uint64_t
 	return (uint64_t)((int64_t)st->edges + gm_edges_delta(st, first, n, to)) + 1;
 }
 
-/* Set pages [pos, pos + take) of one region to @to; returns pages changed. */
+/* Set pages [pos, pos + take) of one region to @to; returns pages changed.
+ * A whole region is filled without looking at its words: its count says how
+ * many pages change. */
 static unsigned gm_region_set(struct gm_state *st, uint64_t pos, uint64_t take, int to)
 {
 	unsigned changed = 0;
 	uint64_t end = pos + take;
 
+	if (take == GM_REGION_PAGES) {
+		unsigned old = st->regions[pos / GM_REGION_PAGES].nshared;
+
+		for (unsigned i = 0; i < GM_REGION_WORDS; i++)
+			gm_st(&st->shared[(pos >> 6) + i], to ? ~0ull : 0);
+		return to ? GM_REGION_PAGES - old : old;
+	}
 	while (pos < end) {
 		unsigned off = pos & 63, t = (unsigned)gm_min(64 - off, end - pos);
 		uint64_t *wp = &st->shared[pos >> 6], w = gm_ld(wp);

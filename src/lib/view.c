@@ -14,14 +14,16 @@
  *
  * A region that becomes mixed has its huge mapping split by the kernel; when
  * it is uniformly shared again it is repaired with MADV_COLLAPSE (THP
- * backing). VMAs are bounded by vm.max_map_count, so conversions that would
- * leave more runs than g->map_limit are refused before any syscall.
+ * backing). VMAs are bounded by vm.max_map_count, per process, so every open
+ * memory draws its runs from one budget and a conversion that would overdraw
+ * it is refused before any syscall.
  *
  * The KVM view is a second, full MAP_SHARED mapping given to KVM as the
  * memslot's userspace address; device code never sees it.
  */
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -159,12 +161,17 @@ void gm_view_repair_locked(struct gmem *g, uint64_t region)
 		g->n.collapse_failures++;
 }
 
-/* vm.max_map_count less what the process maps already, less the kmap pool
- * and a margin for the rest of the process, all counted as runs. */
-uint64_t gm_view_default_limit(void)
+/* The process-wide budget of runs, set at the first open: vm.max_map_count
+ * less what the process maps then, less the kmap pools and a margin for the
+ * rest of the process. gm_runs_used is the sum of every open view's runs. */
+static uint64_t gm_runs_budget;
+static atomic_uint_fast64_t gm_runs_used;
+static pthread_once_t gm_runs_once = PTHREAD_ONCE_INIT;
+
+static void gm_runs_budget_init(void)
 {
 	long max = gm_sysfs_long("/proc/sys/vm/max_map_count");
-	uint64_t used = 0, margin = 2 * GM_KMAP_SLOTS + 1024;
+	uint64_t used = 0, margin = 8 * GM_KMAP_SLOTS + 1024;
 	FILE *f = fopen("/proc/self/maps", "re");
 	int c;
 
@@ -175,9 +182,41 @@ uint64_t gm_view_default_limit(void)
 			used += c == '\n';
 		fclose(f);
 	}
-	if ((uint64_t)max <= used + margin + 1)
-		return 1;
-	return (uint64_t)max - used - margin;
+	gm_runs_budget = (uint64_t)max > used + margin ? (uint64_t)max - used - margin : 1;
+}
+
+int gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after)
+{
+	uint64_t grow = after > now ? after - now : 0, used;
+
+	if (after > g->map_limit)
+		goto refuse;
+	if (!grow)
+		return 0;
+	used = atomic_fetch_add(&gm_runs_used, grow) + grow;
+	if (used <= gm_runs_budget)
+		return 0;
+	atomic_fetch_sub(&gm_runs_used, grow);
+refuse:
+	gm_set_error("conversion would leave %llu mappings in the host view; limit %llu "
+		     "(vm.max_map_count)", (unsigned long long)after,
+		     (unsigned long long)gm_view_runs_limit(g));
+	return -ENOMEM;
+}
+
+void gm_view_runs_uncharge(uint64_t runs)
+{
+	atomic_fetch_sub(&gm_runs_used, runs);
+}
+
+/* Most runs this view could hold now: its own plus what the budget has left.
+ * Caller holds g->lock. */
+uint64_t gm_view_runs_limit(const struct gmem *g)
+{
+	uint64_t mine = g->st.edges + 1, used = atomic_load(&gm_runs_used);
+	uint64_t left = gm_runs_budget > used ? gm_runs_budget - used : 0;
+
+	return mine + left < g->map_limit ? mine + left : g->map_limit;
 }
 
 int gm_view_open(struct gmem *g)
@@ -199,7 +238,9 @@ int gm_view_open(struct gmem *g)
 	ret = gm_map_file(g, g->kvm_view, 0, g->size);
 	if (ret)
 		goto err_kvm;
-	g->map_limit = gm_view_default_limit();
+	pthread_once(&gm_runs_once, gm_runs_budget_init);
+	g->map_limit = UINT64_MAX;
+	atomic_fetch_add(&gm_runs_used, g->st.edges + 1);
 	return 0;
 
 err_kvm:
@@ -214,6 +255,7 @@ err:
 
 void gm_view_close(struct gmem *g)
 {
+	atomic_fetch_sub(&gm_runs_used, g->st.edges + 1);
 	gm_sys_munmap(g->kvm_view, g->size);
 	gm_sys_munmap(g->view, g->size);
 }
