@@ -113,5 +113,6 @@ int bench_share1g(void);
 int bench_convert_scatter(void);
 int bench_query(void);
 int bench_meta(void);
+int bench_repair(void);
 
 #endif /* GMEM_BENCH_H */

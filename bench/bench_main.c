@@ -37,6 +37,8 @@ static const struct bench benches[] = {
 	  "gmem_state on random pages (>= 50 M/s), pin+unpin of 4 KiB (>= 10 M/s)" },
 	{ "meta", bench_meta,
 	  "metadata bits/page (<= 4 + constant/region), 1 TiB open (< 50 ms)" },
+	{ "repair", bench_repair,
+	  "THP host view after a split/unsplit workload: uniform regions mapped huge (>= 99 %)" },
 	{ "convert_scatter", bench_convert_scatter,
 	  "scattered 4/64 KiB fragments: per-fragment cost, syscalls per conversion" },
 };
