@@ -139,13 +139,14 @@ static void gm_on_region(void *ctx, uint64_t r, unsigned old_n, unsigned new_n)
 	bool was_mixed = old_n && old_n < GM_REGION_PAGES;
 	bool mixed = new_n && new_n < GM_REGION_PAGES;
 
-	if (!was_mixed && mixed)
+	if (!was_mixed && mixed) {
 		g->n.regions_split++;
-	if (was_mixed && !mixed) {
-		g->n.regions_repaired++;
-		if (new_n == GM_REGION_PAGES)
-			gm_view_repair_locked(g, r);
+		gm_view_mark_small(g, r * GM_REGION_PAGES, 1);
 	}
+	if (was_mixed && !mixed)
+		g->n.regions_repaired++;
+	if (new_n == GM_REGION_PAGES)
+		gm_view_repair_locked(g, r);
 	if (g->dmap.huge)
 		gm_dmap_region(&g->dmap, r, old_n, new_n);
 }
@@ -171,11 +172,8 @@ static int gm_convert_apply_locked(struct gmem *g, uint64_t first, uint64_t n, i
 	if (ret)
 		return ret;
 	ret = gm_view_apply_locked(g, first, n, to);
-	/* Give back what was charged on failure, what was freed on success. */
-	if (ret && runs > now)
-		gm_view_runs_uncharge(runs - now);
-	else if (!ret && runs < now)
-		gm_view_runs_uncharge(now - runs);
+	/* Keep only what the view now holds charged. */
+	gm_view_runs_settle(g, ret ? now : runs);
 	return ret;
 }
 
@@ -318,8 +316,14 @@ static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
 	if (gm_state_first_busy(&g->st, first, n, &busy))
 		return -EBUSY;
 	ret = gm_backing_discard(&g->b, first << GM_PAGE_SHIFT, n << GM_PAGE_SHIFT);
-	if (!ret)
-		g->n.discards++;
+	if (ret)
+		return ret;
+	/* A hole punched in part of a huge folio splits it. */
+	if (first % GM_REGION_PAGES)
+		gm_view_mark_small(g, first, 1);
+	if ((first + n) % GM_REGION_PAGES)
+		gm_view_mark_small(g, first + n - 1, 1);
+	g->n.discards++;
 	return ret;
 }
 

@@ -44,6 +44,9 @@ struct gmem {
 	struct gm_state st;
 	struct gm_dmap dmap;
 	uint64_t map_limit;             /* most runs this view may hold (tests)   */
+	uint64_t runs_charged;          /* runs drawn from the process budget     */
+	uint64_t *maybe_small;          /* THP: bit per region that may hold small */
+	                                /* folios or small mappings; NULL if not THP */
 	bool broken;                    /* a rollback failed: every call -EIO     */
 	struct gm_counters n;
 };
@@ -58,12 +61,18 @@ int  gm_reserve(uint64_t size, uint64_t align, uint8_t **out);
 int  gm_view_open(struct gmem *g);
 void gm_view_close(struct gmem *g);
 int  gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
+/* A region became uniformly shared: make it one huge mapping if it may
+ * hold small folios or mappings. Caller holds g->lock. */
 void gm_view_repair_locked(struct gmem *g, uint64_t region);
+/* Note that [first, first + n) may now hold small folios or mappings. */
+void gm_view_mark_small(struct gmem *g, uint64_t first, uint64_t n);
 /* vm.max_map_count is per process: all open memories share one budget of
  * runs. Charge the growth from @now to @after runs before changing the
  * view (-ENOMEM when over budget or over g->map_limit). */
 int  gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after);
-void gm_view_runs_uncharge(uint64_t runs);
+/* After the change: settle the charge at @runs (gives back what a failed or
+ * shrinking change no longer needs). */
+void gm_view_runs_settle(struct gmem *g, uint64_t runs);
 uint64_t gm_view_runs_limit(const struct gmem *g);
 
 /* kmap.c */

@@ -85,6 +85,8 @@ static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 	}
 	g->kmap.page[slot] = page;
 	g->n.kmaps++;
+	/* A 4 KiB window faults in a 4 KiB folio where there was none. */
+	gm_view_mark_small(g, page, 1);
 	return win + (gpa & (gran - 1));
 
 err_count:

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -150,11 +151,35 @@ rollback:
 	return ret;
 }
 
+static bool gm_small_test_clear(struct gmem *g, uint64_t r)
+{
+	uint64_t bit = 1ull << (r & 63), *w = &g->maybe_small[r >> 6];
+	bool was = *w & bit;
+
+	*w &= ~bit;
+	return was;
+}
+
+void gm_view_mark_small(struct gmem *g, uint64_t first, uint64_t n)
+{
+	if (!g->maybe_small)
+		return;
+	for (uint64_t r = first / GM_REGION_PAGES; r <= (first + n - 1) / GM_REGION_PAGES; r++)
+		g->maybe_small[r >> 6] |= 1ull << (r & 63);
+}
+
+/*
+ * A region mapped by small pages (it was mixed, or a kmap window or partial
+ * discard put small folios in it) stays so when it is uniform again: the
+ * kernel only maps a PMD on a fault into an empty PMD. MADV_COLLAPSE makes
+ * the folio huge and maps it with one PMD. Untouched regions are left alone,
+ * so sharing 1 GiB costs no madvise at all.
+ */
 void gm_view_repair_locked(struct gmem *g, uint64_t region)
 {
 	uint8_t *addr = g->view + (region << GM_REGION_SHIFT);
 
-	if (g->b.huge != GMEM_HUGE_THP || g->b.inplace)
+	if (!g->maybe_small || !gm_small_test_clear(g, region))
 		return;
 	g->n.view_syscalls++;
 	if (gm_sys_madvise(addr, GMEM_REGION_SIZE, MADV_COLLAPSE))
@@ -189,13 +214,16 @@ int gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after)
 {
 	uint64_t grow = after > now ? after - now : 0, used;
 
-	if (after > g->map_limit)
+	assert(now == g->runs_charged);
+	if (after > g->map_limit && grow)
 		goto refuse;
 	if (!grow)
 		return 0;
 	used = atomic_fetch_add(&gm_runs_used, grow) + grow;
-	if (used <= gm_runs_budget)
+	if (used <= gm_runs_budget) {
+		g->runs_charged = after;
 		return 0;
+	}
 	atomic_fetch_sub(&gm_runs_used, grow);
 refuse:
 	gm_set_error("conversion would leave %llu mappings in the host view; limit %llu "
@@ -204,16 +232,19 @@ refuse:
 	return -ENOMEM;
 }
 
-void gm_view_runs_uncharge(uint64_t runs)
+void gm_view_runs_settle(struct gmem *g, uint64_t runs)
 {
-	atomic_fetch_sub(&gm_runs_used, runs);
+	if (runs < g->runs_charged) {
+		atomic_fetch_sub(&gm_runs_used, g->runs_charged - runs);
+		g->runs_charged = runs;
+	}
 }
 
 /* Most runs this view could hold now: its own plus what the budget has left.
  * Caller holds g->lock. */
 uint64_t gm_view_runs_limit(const struct gmem *g)
 {
-	uint64_t mine = g->st.edges + 1, used = atomic_load(&gm_runs_used);
+	uint64_t mine = g->runs_charged, used = atomic_load(&gm_runs_used);
 	uint64_t left = gm_runs_budget > used ? gm_runs_budget - used : 0;
 
 	return mine + left < g->map_limit ? mine + left : g->map_limit;
@@ -223,9 +254,16 @@ int gm_view_open(struct gmem *g)
 {
 	int ret;
 
+	if (g->b.huge == GMEM_HUGE_THP && !g->b.inplace) {
+		g->maybe_small = calloc(g->st.nregions / 64 + 1, sizeof(uint64_t));
+		if (!g->maybe_small) {
+			ret = -ENOMEM;
+			goto err;
+		}
+	}
 	ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->view);
 	if (ret)
-		goto err;
+		goto err_small;
 	/* Kernel conversion: one mapping; the kernel hides private pages. */
 	if (g->b.inplace || (g->flags & GMEM_F_INIT_SHARED)) {
 		ret = gm_map_file(g, g->view, 0, g->size);
@@ -240,13 +278,17 @@ int gm_view_open(struct gmem *g)
 		goto err_kvm;
 	pthread_once(&gm_runs_once, gm_runs_budget_init);
 	g->map_limit = UINT64_MAX;
-	atomic_fetch_add(&gm_runs_used, g->st.edges + 1);
+	/* One run now (and for ever where the kernel converts in place). */
+	g->runs_charged = 1;
+	atomic_fetch_add(&gm_runs_used, g->runs_charged);
 	return 0;
 
 err_kvm:
 	gm_sys_munmap(g->kvm_view, g->size);
 err_view:
 	gm_sys_munmap(g->view, g->size);
+err_small:
+	free(g->maybe_small);
 err:
 	gm_set_error("reserving %llu bytes of host and KVM views: %s",
 		     (unsigned long long)g->size, strerror(-ret));
@@ -255,7 +297,8 @@ err:
 
 void gm_view_close(struct gmem *g)
 {
-	atomic_fetch_sub(&gm_runs_used, g->st.edges + 1);
+	atomic_fetch_sub(&gm_runs_used, g->runs_charged);
+	free(g->maybe_small);
 	gm_sys_munmap(g->kvm_view, g->size);
 	gm_sys_munmap(g->view, g->size);
 }
