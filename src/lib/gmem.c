@@ -183,15 +183,17 @@ static int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
 	uint64_t busy, changed;
 	int ret;
 
-	if (!gm_state_count_other(&g->st, first, n, to)) {
-		g->n.conversions++;
-		return 0;
-	}
+	/* Any busy page refuses, even one already private: the kernel's own
+	 * conversion checks every folio of the range the same way. */
 	if (!to && gm_state_first_busy(&g->st, first, n, &busy)) {
 		if (busy_gpa)
 			*busy_gpa = busy << GM_PAGE_SHIFT;
 		g->n.refused++;
 		return -EAGAIN;
+	}
+	if (!gm_state_count_other(&g->st, first, n, to)) {
+		g->n.conversions++;
+		return 0;
 	}
 	ret = gm_convert_apply_locked(g, first, n, to, busy_gpa);
 	if (ret) {
