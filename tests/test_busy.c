@@ -8,7 +8,9 @@
  * same conversion goes through.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -263,5 +265,37 @@ TH_TEST(busy, kmaps_nest)
 	expect_refused(g, 5 * PG, PG, 5 * PG);
 	gmem_kunmap(g, w2);
 	expect_converted(g, 5 * PG, PG);
+	gmem_close(g);
+}
+
+/* Is the page at @addr mapped in this process right now (pagemap bit 63)? */
+static bool page_present(const void *addr)
+{
+	uint64_t entry = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	cr_assert_geq(fd, 0);
+	n = pread(fd, &entry, sizeof(entry), (off_t)((uintptr_t)addr / PG * sizeof(entry)));
+	close(fd);
+	cr_assert_eq(n, (ssize_t)sizeof(entry));
+	return entry >> 63;
+}
+
+/* Sharing the runs on both sides of a pinned page must not map the pinned
+ * page again (run merging stops at busy pages): its mapping, and whatever
+ * the VMM set up on it, stays as it was. */
+TH_TEST(busy, share_around_pin_keeps_its_mapping)
+{
+	struct gmem *g = th_open(backend, SZ, 0);
+	volatile uint8_t *h = gmem_host(g, PG);
+
+	EQ(gmem_convert(g, PG, PG, GMEM_SHARED, NULL), 0);
+	h[0] = 1;
+	EQ(gmem_pin(g, PG, PG), 0);
+	cr_assert(page_present((const void *)h), "pinned page not mapped after touch");
+	EQ(gmem_convert(g, 0, 3 * PG, GMEM_SHARED, NULL), 0);
+	cr_assert(page_present((const void *)h), "sharing around a pinned page remapped it");
+	EQ(gmem_unpin(g, PG, PG), 0);
 	gmem_close(g);
 }

@@ -115,12 +115,28 @@ static int gm_view_sync(struct gmem *g, uint64_t first, uint64_t n)
 	return 0;
 }
 
+/* May the pages [from, to_page) between two runs be mapped again with them?
+ * Private gaps are placeholders: always. Shared gaps lose their page-table
+ * entries: only when short, and never over a pinned or mapped page, whose
+ * mapping a VMM may have set up (mlock, madvise) and must keep. */
+static bool gm_view_gap_mergeable(const struct gmem *g, uint64_t from, uint64_t to_page,
+				  int to)
+{
+	uint64_t busy;
+
+	if (!to)
+		return true;
+	return to_page - from <= GM_COALESCE_GAP &&
+	       !gm_state_first_busy(&g->st, from, to_page - from, &busy);
+}
+
 /*
  * Change the mappings of [first, first + n) to state @to, before the state
  * bits change. Runs of pages to change are merged into one mmap when the gap
  * between them is cheap to map again: always for @to private (the gap is
- * placeholders already), up to GM_COALESCE_GAP pages for @to shared (the gap
- * is mapped pages that only lose their page-table entries). On failure the
+ * placeholders already), up to GM_COALESCE_GAP pages for @to shared when
+ * no page of the gap is busy (the gap's mapped pages only lose their
+ * page-table entries). On failure the
  * mappings are put back as the bits say and -errno is returned.
  */
 int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
@@ -129,7 +145,7 @@ int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
 	int ret;
 
 	while (pos < end && gm_state_next_run(&g->st, pos, end - pos, !to, &s, &len)) {
-		if (span_e && (!to || s - span_e <= GM_COALESCE_GAP)) {
+		if (span_e && gm_view_gap_mergeable(g, span_e, s, to)) {
 			span_e = s + len;
 		} else {
 			if (span_e && (ret = gm_map_state(g, span_s, span_e - span_s, to)))
