@@ -32,6 +32,14 @@ static int gm_range_ok(const struct gmem *g, uint64_t gpa, uint64_t len, uint64_
 	return 0;
 }
 
+/* The common start of every range call: clear the last error, check @g and
+ * the range. 0 or -EINVAL. */
+static int gm_enter(const struct gmem *g, uint64_t gpa, uint64_t len, uint64_t align)
+{
+	gm_clear_error();
+	return g ? gm_range_ok(g, gpa, len, align) : -EINVAL;
+}
+
 static const struct gm_backend_ops *gm_pick_backend(const struct gmem_config *cfg)
 {
 	switch (cfg->backend) {
@@ -212,15 +220,12 @@ static int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
 int gmem_convert(struct gmem *g, uint64_t gpa, uint64_t len, enum gmem_state to,
 		 uint64_t *busy_gpa)
 {
-	int ret;
+	int ret = gm_enter(g, gpa, len, g ? g->b.granule : GMEM_PAGE_SIZE);
 
-	gm_clear_error();
-
-	if (!g || (to != GMEM_PRIVATE && to != GMEM_SHARED))
-		return -EINVAL;
-	ret = gm_range_ok(g, gpa, len, g->b.granule);
 	if (ret)
 		return ret;
+	if (to != GMEM_PRIVATE && to != GMEM_SHARED)
+		return -EINVAL;
 	pthread_mutex_lock(&g->lock);
 	ret = g->broken ? -EIO
 			: gm_convert_locked(g, gm_page(gpa), gm_page(len), to == GMEM_SHARED,
@@ -270,13 +275,8 @@ static int gm_pin_locked(struct gmem *g, uint64_t first, uint64_t n)
 
 int gmem_pin(struct gmem *g, uint64_t gpa, uint64_t len)
 {
-	int ret;
+	int ret = gm_enter(g, gpa, len, GMEM_PAGE_SIZE);
 
-	gm_clear_error();
-
-	if (!g)
-		return -EINVAL;
-	ret = gm_range_ok(g, gpa, len, GMEM_PAGE_SIZE);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&g->lock);
@@ -288,13 +288,8 @@ int gmem_pin(struct gmem *g, uint64_t gpa, uint64_t len)
 int gmem_unpin(struct gmem *g, uint64_t gpa, uint64_t len)
 {
 	uint64_t first, n, p;
-	int ret;
+	int ret = gm_enter(g, gpa, len, GMEM_PAGE_SIZE);
 
-	gm_clear_error();
-
-	if (!g)
-		return -EINVAL;
-	ret = gm_range_ok(g, gpa, len, GMEM_PAGE_SIZE);
 	if (ret)
 		return ret;
 	first = gm_page(gpa);
@@ -331,13 +326,8 @@ static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
 
 int gmem_discard(struct gmem *g, uint64_t gpa, uint64_t len)
 {
-	int ret;
+	int ret = gm_enter(g, gpa, len, g ? g->b.granule : GMEM_PAGE_SIZE);
 
-	gm_clear_error();
-
-	if (!g)
-		return -EINVAL;
-	ret = gm_range_ok(g, gpa, len, g->b.granule);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&g->lock);
