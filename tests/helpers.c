@@ -52,6 +52,15 @@ struct gmem *th_open(enum gmem_backend backend, uint64_t size, unsigned flags)
 	return g;
 }
 
+struct gmem_stats th_stats(const struct gmem *g)
+{
+	struct gmem_stats s;
+	int ret = gmem_stats(g, &s);
+
+	cr_assert_eq(ret, 0, "gmem_stats = %d", ret);
+	return s;
+}
+
 static uint8_t th_byte(uint64_t gpa, uint64_t i, uint32_t seed)
 {
 	uint64_t x = (gpa + i) * 0x9e3779b97f4a7c15ull ^ seed;

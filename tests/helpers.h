@@ -31,6 +31,18 @@
 	}                                                                      \
 	static void suite##_##name##_body(enum gmem_backend backend)
 
+/* got == want as integers, printing both sides (and hex, for addresses). */
+#define TH_EQ(got, want)                                                       \
+	do {                                                                   \
+		long long g_ = (long long)(got), w_ = (long long)(want);       \
+		cr_assert_eq(g_, w_, "%s = %lld (%#llx), want %s = %lld (%#llx)", \
+			     #got, g_, (unsigned long long)g_, #want, w_,       \
+			     (unsigned long long)w_);                           \
+	} while (0)
+
+/* gmem_stats() of @g; fails the test if the call fails. */
+struct gmem_stats th_stats(const struct gmem *g);
+
 /* Why KVM guest_memfd cannot be used here, or NULL when it can. */
 const char *th_kvm_unavailable(void);
 

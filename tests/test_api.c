@@ -21,23 +21,6 @@
 #define PG     TH_PAGE
 #define NPAGES (SZ / PG)
 
-/* got == want, printing both sides (and hex, for addresses and sizes). */
-#define EQ(got, want)                                                          \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		cr_assert_eq(g_, w_, "%s = %lld (%#llx), want %s = %lld (%#llx)", \
-			     #got, g_, (unsigned long long)g_, #want, w_,       \
-			     (unsigned long long)w_);                           \
-	} while (0)
-
-static struct gmem_stats stats_of(const struct gmem *g)
-{
-	struct gmem_stats s;
-	int ret = gmem_stats(g, &s);
-
-	EQ(ret, 0);
-	return s;
-}
 
 /* Every page of [gpa, gpa + len) is in state @want. */
 static void expect_states(const struct gmem *g, uint64_t gpa, uint64_t len, int want)
@@ -122,38 +105,38 @@ TH_TEST(api, open_bad_config)
 		cr_assert_neq(gmem_last_error()[0], 0, "%s: gmem_last_error is empty",
 			      bad[i].what);
 	}
-	EQ(gmem_open(NULL, NULL), -EINVAL);
+	TH_EQ(gmem_open(NULL, NULL), -EINVAL);
 }
 
 TH_TEST(api, open_default_private)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
-	struct gmem_stats s = stats_of(g);
+	struct gmem_stats s = th_stats(g);
 
 	expect_states(g, 0, SZ, GMEM_PRIVATE);
-	EQ(s.size, SZ);
-	EQ(s.private_pages, NPAGES);
-	EQ(s.shared_pages, 0);
-	EQ(s.pinned_pages, 0);
-	EQ(s.regions, SZ / GMEM_REGION_SIZE);
-	EQ(s.regions_mixed, 0);
-	EQ(th_read_faults(gmem_host(g, 0)), 1);
-	EQ(th_read_faults(gmem_host(g, SZ - PG)), 1);
+	TH_EQ(s.size, SZ);
+	TH_EQ(s.private_pages, NPAGES);
+	TH_EQ(s.shared_pages, 0);
+	TH_EQ(s.pinned_pages, 0);
+	TH_EQ(s.regions, SZ / GMEM_REGION_SIZE);
+	TH_EQ(s.regions_mixed, 0);
+	TH_EQ(th_read_faults(gmem_host(g, 0)), 1);
+	TH_EQ(th_read_faults(gmem_host(g, SZ - PG)), 1);
 	gmem_close(g);
 }
 
 TH_TEST(api, open_init_shared)
 {
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
-	struct gmem_stats s = stats_of(g);
+	struct gmem_stats s = th_stats(g);
 
 	expect_states(g, 0, SZ, GMEM_SHARED);
-	EQ(s.shared_pages, NPAGES);
-	EQ(s.private_pages, 0);
-	EQ(s.regions_mixed, 0);
+	TH_EQ(s.shared_pages, NPAGES);
+	TH_EQ(s.private_pages, 0);
+	TH_EQ(s.regions_mixed, 0);
 	/* Shared from the start means the host reads and writes it. */
-	EQ(th_write_faults(gmem_host(g, 0)), 0);
-	EQ(th_write_faults(gmem_host(g, SZ - PG)), 0);
+	TH_EQ(th_write_faults(gmem_host(g, 0)), 0);
+	TH_EQ(th_write_faults(gmem_host(g, SZ - PG)), 0);
 	expect_host_is_guest(g, 0);
 	expect_host_is_guest(g, SZ - PG);
 	gmem_close(g);
@@ -177,8 +160,8 @@ Test(api, open_caller_vm_kvm)
 	cfg.vm_fd = vm;
 	ret = gmem_open(&cfg, &g);
 	cr_assert_eq(ret, 0, "gmem_open on vm fd %d = %d: %s", vm, ret, gmem_last_error());
-	EQ(gmem_info(g, &info), 0);
-	EQ(info.vm_fd, vm);
+	TH_EQ(gmem_info(g, &info), 0);
+	TH_EQ(info.vm_fd, vm);
 	gmem_close(g);
 	cr_assert_geq(fcntl(vm, F_GETFD), 0, "caller's vm fd %d closed by gmem_close", vm);
 	close(vm);
@@ -191,13 +174,13 @@ TH_TEST(api, state_outside)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
 
-	EQ(gmem_state(g, SZ), -EINVAL);
-	EQ(gmem_state(g, SZ + PG), -EINVAL);
-	EQ(gmem_state(g, UINT64_MAX), -EINVAL);
-	EQ(gmem_state(g, UINT64_MAX & ~(PG - 1)), -EINVAL);
-	EQ(gmem_state(NULL, 0), -EINVAL);
+	TH_EQ(gmem_state(g, SZ), -EINVAL);
+	TH_EQ(gmem_state(g, SZ + PG), -EINVAL);
+	TH_EQ(gmem_state(g, UINT64_MAX), -EINVAL);
+	TH_EQ(gmem_state(g, UINT64_MAX & ~(PG - 1)), -EINVAL);
+	TH_EQ(gmem_state(NULL, 0), -EINVAL);
 	/* The last byte is inside. */
-	EQ(gmem_state(g, SZ - 1), GMEM_PRIVATE);
+	TH_EQ(gmem_state(g, SZ - 1), GMEM_PRIVATE);
 	gmem_close(g);
 }
 
@@ -207,15 +190,15 @@ TH_TEST(api, host_address)
 	uint8_t *base = gmem_host(g, 0);
 
 	cr_assert_not_null(base);
-	EQ((uintptr_t)gmem_host(g, 5 * PG + 17), (uintptr_t)base + 5 * PG + 17);
-	EQ((uintptr_t)gmem_host(g, SZ - 1), (uintptr_t)base + SZ - 1);
+	TH_EQ((uintptr_t)gmem_host(g, 5 * PG + 17), (uintptr_t)base + 5 * PG + 17);
+	TH_EQ((uintptr_t)gmem_host(g, SZ - 1), (uintptr_t)base + SZ - 1);
 	errno = 0;
 	cr_assert_null(gmem_host(g, SZ), "gmem_host(size) = %p", gmem_host(g, SZ));
-	EQ(errno, EINVAL);
+	TH_EQ(errno, EINVAL);
 	cr_assert_null(gmem_host(g, UINT64_MAX));
 	/* The address does not move with conversions. */
-	EQ(gmem_convert(g, 5 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ((uintptr_t)gmem_host(g, 5 * PG), (uintptr_t)base + 5 * PG);
+	TH_EQ(gmem_convert(g, 5 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ((uintptr_t)gmem_host(g, 5 * PG), (uintptr_t)base + 5 * PG);
 	gmem_close(g);
 }
 
@@ -226,19 +209,19 @@ TH_TEST(api, convert_idempotent)
 	struct gmem *g = th_open(backend, SZ, 0);
 	struct gmem_stats s0, s1;
 
-	EQ(gmem_convert(g, 0, SZ, GMEM_PRIVATE, NULL), 0);
-	EQ(gmem_convert(g, PG, 4 * PG, GMEM_SHARED, NULL), 0);
-	s0 = stats_of(g);
-	EQ(gmem_convert(g, PG, 4 * PG, GMEM_SHARED, NULL), 0);
-	EQ(gmem_convert(g, 8 * PG, 4 * PG, GMEM_PRIVATE, NULL), 0);
-	s1 = stats_of(g);
+	TH_EQ(gmem_convert(g, 0, SZ, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gmem_convert(g, PG, 4 * PG, GMEM_SHARED, NULL), 0);
+	s0 = th_stats(g);
+	TH_EQ(gmem_convert(g, PG, 4 * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 8 * PG, 4 * PG, GMEM_PRIVATE, NULL), 0);
+	s1 = th_stats(g);
 	expect_states(g, PG, 4 * PG, GMEM_SHARED);
 	expect_states(g, 8 * PG, 4 * PG, GMEM_PRIVATE);
-	EQ(s1.shared_pages, s0.shared_pages);
-	EQ(s1.pages_converted, s0.pages_converted);
-	EQ(s1.conversions, s0.conversions + 2);
+	TH_EQ(s1.shared_pages, s0.shared_pages);
+	TH_EQ(s1.pages_converted, s0.pages_converted);
+	TH_EQ(s1.conversions, s0.conversions + 2);
 	/* Nothing to change: no syscall either. */
-	EQ(s1.view_syscalls, s0.view_syscalls);
+	TH_EQ(s1.view_syscalls, s0.view_syscalls);
 	gmem_close(g);
 }
 
@@ -248,12 +231,12 @@ TH_TEST(api, convert_contents)
 	uint64_t gpa = 3 * TH_MIB - 4 * PG, len = 8 * PG; /* crosses a region edge */
 
 	th_fill(g, gpa, len, 11);
-	EQ(gmem_convert(g, gpa, len, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, gpa, len, GMEM_SHARED, NULL), 0);
 	expect_states(g, gpa, len, GMEM_SHARED);
 	expect_pattern(g, gpa, len, 11);
 	for (uint64_t a = gpa; a < gpa + len; a += PG)
 		expect_host_is_guest(g, a);
-	EQ(gmem_convert(g, gpa, len, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gmem_convert(g, gpa, len, GMEM_PRIVATE, NULL), 0);
 	expect_states(g, gpa, len, GMEM_PRIVATE);
 	expect_pattern(g, gpa, len, 11);
 	gmem_close(g);
@@ -266,9 +249,9 @@ TH_TEST(api, convert_host_writes_kept)
 	uint8_t *h = gmem_host(g, 7 * PG);
 	const uint8_t *k;
 
-	EQ(gmem_convert(g, 7 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 7 * PG, PG, GMEM_SHARED, NULL), 0);
 	memset(h, 0x5a, PG);
-	EQ(gmem_convert(g, 7 * PG, PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gmem_convert(g, 7 * PG, PG, GMEM_PRIVATE, NULL), 0);
 	k = gmem_kmap(g, 7 * PG);
 	cr_assert_not_null(k, "gmem_kmap: %s", strerror(errno));
 	for (uint64_t i = 0; i < PG; i++)
@@ -281,14 +264,14 @@ TH_TEST(api, convert_host_writes_kept)
 TH_TEST(api, convert_bad_state)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
-	struct gmem_stats s0 = stats_of(g), s1;
+	struct gmem_stats s0 = th_stats(g), s1;
 
-	EQ(gmem_convert(g, 0, PG, (enum gmem_state)2, NULL), -EINVAL);
-	EQ(gmem_convert(g, 0, PG, (enum gmem_state)-1, NULL), -EINVAL);
-	EQ(gmem_convert(NULL, 0, PG, GMEM_SHARED, NULL), -EINVAL);
-	s1 = stats_of(g);
-	EQ(s1.shared_pages, s0.shared_pages);
-	EQ(s1.conversions, s0.conversions);
+	TH_EQ(gmem_convert(g, 0, PG, (enum gmem_state)2, NULL), -EINVAL);
+	TH_EQ(gmem_convert(g, 0, PG, (enum gmem_state)-1, NULL), -EINVAL);
+	TH_EQ(gmem_convert(NULL, 0, PG, GMEM_SHARED, NULL), -EINVAL);
+	s1 = th_stats(g);
+	TH_EQ(s1.shared_pages, s0.shared_pages);
+	TH_EQ(s1.conversions, s0.conversions);
 	expect_states(g, 0, PG, GMEM_PRIVATE);
 	gmem_close(g);
 }
@@ -299,16 +282,16 @@ TH_TEST(api, pin_private)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
 
-	EQ(gmem_pin(g, 0, PG), -EPERM);
+	TH_EQ(gmem_pin(g, 0, PG), -EPERM);
 	/* Shared, shared, private: all or nothing. */
-	EQ(gmem_convert(g, 10 * PG, 2 * PG, GMEM_SHARED, NULL), 0);
-	EQ(gmem_pin(g, 10 * PG, 3 * PG), -EPERM);
-	EQ(gmem_pin(g, 9 * PG, 3 * PG), -EPERM);
-	EQ(stats_of(g).pinned_pages, 0);
-	EQ(stats_of(g).pins, 0);
+	TH_EQ(gmem_convert(g, 10 * PG, 2 * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_pin(g, 10 * PG, 3 * PG), -EPERM);
+	TH_EQ(gmem_pin(g, 9 * PG, 3 * PG), -EPERM);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).pins, 0);
 	/* Nothing pinned: unpin refuses, and the pages can become private. */
-	EQ(gmem_unpin(g, 10 * PG, PG), -EINVAL);
-	EQ(gmem_convert(g, 10 * PG, 2 * PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gmem_unpin(g, 10 * PG, PG), -EINVAL);
+	TH_EQ(gmem_convert(g, 10 * PG, 2 * PG, GMEM_PRIVATE, NULL), 0);
 	gmem_close(g);
 }
 
@@ -316,12 +299,12 @@ TH_TEST(api, pin_no_pin)
 {
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED | GMEM_F_NO_PIN);
 
-	EQ(gmem_pin(g, 0, PG), -EPERM);
-	EQ(gmem_pin(g, 0, SZ), -EPERM);
-	EQ(stats_of(g).pinned_pages, 0);
+	TH_EQ(gmem_pin(g, 0, PG), -EPERM);
+	TH_EQ(gmem_pin(g, 0, SZ), -EPERM);
+	TH_EQ(th_stats(g).pinned_pages, 0);
 	/* Shared pages are still mapped and convertible. */
-	EQ(th_write_faults(gmem_host(g, 0)), 0);
-	EQ(gmem_convert(g, 0, PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(th_write_faults(gmem_host(g, 0)), 0);
+	TH_EQ(gmem_convert(g, 0, PG, GMEM_PRIVATE, NULL), 0);
 	gmem_close(g);
 }
 
@@ -330,22 +313,22 @@ TH_TEST(api, pin_unpin_counts)
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 	struct gmem_stats s;
 
-	EQ(gmem_pin(g, 4 * PG, 4 * PG), 0);
-	s = stats_of(g);
-	EQ(s.pinned_pages, 4);
-	EQ(s.pins, 1);
+	TH_EQ(gmem_pin(g, 4 * PG, 4 * PG), 0);
+	s = th_stats(g);
+	TH_EQ(s.pinned_pages, 4);
+	TH_EQ(s.pins, 1);
 	/* Overlapping pin: pages counted once. */
-	EQ(gmem_pin(g, 6 * PG, 4 * PG), 0);
-	s = stats_of(g);
-	EQ(s.pinned_pages, 6);
-	EQ(s.pins, 2);
-	EQ(gmem_unpin(g, 4 * PG, 4 * PG), 0);
-	EQ(stats_of(g).pinned_pages, 4);
-	EQ(gmem_unpin(g, 6 * PG, 4 * PG), 0);
-	EQ(stats_of(g).pinned_pages, 0);
+	TH_EQ(gmem_pin(g, 6 * PG, 4 * PG), 0);
+	s = th_stats(g);
+	TH_EQ(s.pinned_pages, 6);
+	TH_EQ(s.pins, 2);
+	TH_EQ(gmem_unpin(g, 4 * PG, 4 * PG), 0);
+	TH_EQ(th_stats(g).pinned_pages, 4);
+	TH_EQ(gmem_unpin(g, 6 * PG, 4 * PG), 0);
+	TH_EQ(th_stats(g).pinned_pages, 0);
 	/* Pinning leaves the state shared and the view usable. */
 	expect_states(g, 4 * PG, 6 * PG, GMEM_SHARED);
-	EQ(th_write_faults(gmem_host(g, 4 * PG)), 0);
+	TH_EQ(th_write_faults(gmem_host(g, 4 * PG)), 0);
 	gmem_close(g);
 }
 
@@ -353,19 +336,19 @@ TH_TEST(api, unpin_not_pinned)
 {
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 
-	EQ(gmem_unpin(g, 0, PG), -EINVAL);
+	TH_EQ(gmem_unpin(g, 0, PG), -EINVAL);
 	/* Pinned, unpinned: the pinned page stays pinned. */
-	EQ(gmem_pin(g, 20 * PG, PG), 0);
-	EQ(gmem_unpin(g, 20 * PG, 2 * PG), -EINVAL);
-	EQ(stats_of(g).pinned_pages, 1);
+	TH_EQ(gmem_pin(g, 20 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 20 * PG, 2 * PG), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 1);
 	/* Unpinned, pinned (the unpinned page comes first). */
-	EQ(gmem_unpin(g, 19 * PG, 2 * PG), -EINVAL);
-	EQ(stats_of(g).pinned_pages, 1);
+	TH_EQ(gmem_unpin(g, 19 * PG, 2 * PG), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 1);
 	/* Still pinned, so it cannot become private. */
-	EQ(gmem_convert(g, 20 * PG, PG, GMEM_PRIVATE, NULL), -EAGAIN);
-	EQ(gmem_unpin(g, 20 * PG, PG), 0);
-	EQ(gmem_unpin(g, 20 * PG, PG), -EINVAL);
-	EQ(stats_of(g).pinned_pages, 0);
+	TH_EQ(gmem_convert(g, 20 * PG, PG, GMEM_PRIVATE, NULL), -EAGAIN);
+	TH_EQ(gmem_unpin(g, 20 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 20 * PG, PG), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 0);
 	gmem_close(g);
 }
 
@@ -376,10 +359,10 @@ TH_TEST(api, unpin_kmapped)
 	void *k = gmem_kmap(g, 3 * PG);
 
 	cr_assert_not_null(k, "gmem_kmap: %s", strerror(errno));
-	EQ(gmem_unpin(g, 3 * PG, PG), -EINVAL);
-	EQ(stats_of(g).kmapped_pages, 1);
+	TH_EQ(gmem_unpin(g, 3 * PG, PG), -EINVAL);
+	TH_EQ(th_stats(g).kmapped_pages, 1);
 	gmem_kunmap(g, k);
-	EQ(stats_of(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	gmem_close(g);
 }
 
@@ -394,16 +377,16 @@ TH_TEST(api, kmap_private)
 	th_fill(g, 9 * PG, PG, 3);
 	k = gmem_kmap(g, 9 * PG);
 	cr_assert_not_null(k, "gmem_kmap(private): %s", strerror(errno));
-	s = stats_of(g);
-	EQ(s.kmapped_pages, 1);
-	EQ(gmem_state(g, 9 * PG), GMEM_PRIVATE);
+	s = th_stats(g);
+	TH_EQ(s.kmapped_pages, 1);
+	TH_EQ(gmem_state(g, 9 * PG), GMEM_PRIVATE);
 	/* Mapping it does not reach the host view. */
-	EQ(th_read_faults(gmem_host(g, 9 * PG)), 1);
+	TH_EQ(th_read_faults(gmem_host(g, 9 * PG)), 1);
 	gmem_kunmap(g, k);
-	EQ(stats_of(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	expect_pattern(g, 9 * PG, PG, 3);
 	/* The guest's data, written privately, is what sharing reveals. */
-	EQ(gmem_convert(g, 9 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 9 * PG, PG, GMEM_SHARED, NULL), 0);
 	expect_host_is_guest(g, 9 * PG);
 	expect_pattern(g, 9 * PG, PG, 3);
 	gmem_close(g);
@@ -418,13 +401,13 @@ TH_TEST(api, kmap_shared)
 	k = gmem_kmap(g, 2 * PG);
 	cr_assert_not_null(k, "gmem_kmap(shared): %s", strerror(errno));
 	cr_assert_neq((uintptr_t)k, (uintptr_t)h, "kmap returned the host view address");
-	EQ(k[0], 0x3c);
-	EQ(k[PG - 1], 0x3c);
+	TH_EQ(k[0], 0x3c);
+	TH_EQ(k[PG - 1], 0x3c);
 	/* Writes through the window are the host view's too. */
 	k[100] = 0xc3;
-	EQ(h[100], 0xc3);
+	TH_EQ(h[100], 0xc3);
 	gmem_kunmap(g, k);
-	EQ(h[100], 0xc3);
+	TH_EQ(h[100], 0xc3);
 	gmem_close(g);
 }
 
@@ -438,10 +421,10 @@ TH_TEST(api, kmap_unaligned)
 	cr_assert_not_null(k, "gmem_kmap(gpa + 64): %s", strerror(errno));
 	k[0] = 0x77;
 	gmem_kunmap(g, k); /* an address inside the window releases it */
-	EQ(stats_of(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	k = gmem_kmap(g, 4 * PG);
 	cr_assert_not_null(k);
-	EQ(k[64], 0x77);
+	TH_EQ(k[64], 0x77);
 	gmem_kunmap(g, k);
 	gmem_close(g);
 }
@@ -453,16 +436,16 @@ TH_TEST(api, kmap_bad)
 
 	errno = 0;
 	cr_assert_null(gmem_kmap(g, SZ));
-	EQ(errno, EINVAL);
+	TH_EQ(errno, EINVAL);
 	errno = 0;
 	cr_assert_null(gmem_kmap(g, UINT64_MAX));
-	EQ(errno, EINVAL);
+	TH_EQ(errno, EINVAL);
 	/* Addresses that are no window are ignored. */
 	gmem_kunmap(g, NULL);
 	gmem_kunmap(g, &x);
 	gmem_kunmap(g, gmem_host(g, 0));
-	EQ(stats_of(g).kmapped_pages, 0);
-	EQ(stats_of(g).kmaps, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).kmaps, 0);
 	gmem_close(g);
 }
 
@@ -480,14 +463,14 @@ TH_TEST(api, kmap_exhausted)
 	}
 	cr_assert_lt(n, 1024, "1024 simultaneous windows: no limit at all?");
 	cr_assert_gt(n, 0, "not even one window");
-	EQ(errno, EBUSY);
-	EQ(stats_of(g).kmapped_pages, n);
+	TH_EQ(errno, EBUSY);
+	TH_EQ(th_stats(g).kmapped_pages, n);
 	gmem_kunmap(g, w[0]);
 	w[0] = gmem_kmap(g, SZ - PG);
 	cr_assert_not_null(w[0], "kmap after a kunmap: %s", strerror(errno));
 	for (unsigned i = 0; i < n; i++)
 		gmem_kunmap(g, w[i]);
-	EQ(stats_of(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	gmem_close(g);
 }
 
@@ -500,25 +483,25 @@ TH_TEST(api, discard)
 	struct gmem_stats s0, s1;
 
 	th_fill(g, a, 6 * PG, 7);
-	EQ(gmem_convert(g, a + 2 * PG, PG, GMEM_SHARED, NULL), 0);
-	s0 = stats_of(g);
+	TH_EQ(gmem_convert(g, a + 2 * PG, PG, GMEM_SHARED, NULL), 0);
+	s0 = th_stats(g);
 	/* Discard pages 1..4: private, shared, private, private. */
-	EQ(gmem_discard(g, a + PG, 4 * PG), 0);
-	s1 = stats_of(g);
+	TH_EQ(gmem_discard(g, a + PG, 4 * PG), 0);
+	s1 = th_stats(g);
 	for (uint64_t p = 1; p < 5; p++)
 		expect_zero(g, a + p * PG);
 	expect_pattern(g, a, PG, 7);
 	expect_pattern(g, a + 5 * PG, PG, 7);
 	/* Each page keeps its state. */
 	expect_states(g, a, 2 * PG, GMEM_PRIVATE);
-	EQ(gmem_state(g, a + 2 * PG), GMEM_SHARED);
+	TH_EQ(gmem_state(g, a + 2 * PG), GMEM_SHARED);
 	expect_states(g, a + 3 * PG, 3 * PG, GMEM_PRIVATE);
-	EQ(s1.shared_pages, s0.shared_pages);
-	EQ(s1.discards, s0.discards + 1);
+	TH_EQ(s1.shared_pages, s0.shared_pages);
+	TH_EQ(s1.discards, s0.discards + 1);
 	/* The shared one reads zero in the host view, and stays usable. */
-	EQ(((volatile uint8_t *)gmem_host(g, a + 2 * PG))[0], 0);
-	EQ(th_write_faults(gmem_host(g, a + 2 * PG)), 0);
-	EQ(th_read_faults(gmem_host(g, a + PG)), 1);
+	TH_EQ(((volatile uint8_t *)gmem_host(g, a + 2 * PG))[0], 0);
+	TH_EQ(th_write_faults(gmem_host(g, a + 2 * PG)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, a + PG)), 1);
 	gmem_close(g);
 }
 
@@ -528,16 +511,16 @@ TH_TEST(api, discard_pinned)
 	struct gmem_stats s0, s1;
 
 	th_fill(g, 0, 8 * PG, 5);
-	EQ(gmem_pin(g, 6 * PG, PG), 0);
-	s0 = stats_of(g);
-	EQ(gmem_discard(g, 0, 8 * PG), -EBUSY);
-	s1 = stats_of(g);
+	TH_EQ(gmem_pin(g, 6 * PG, PG), 0);
+	s0 = th_stats(g);
+	TH_EQ(gmem_discard(g, 0, 8 * PG), -EBUSY);
+	s1 = th_stats(g);
 	expect_pattern(g, 0, 8 * PG, 5);
-	EQ(s1.discards, s0.discards);
+	TH_EQ(s1.discards, s0.discards);
 	/* Not the pinned page: allowed. */
-	EQ(gmem_unpin(g, 6 * PG, PG), 0);
-	EQ(gmem_pin(g, 7 * PG, PG), 0);
-	EQ(gmem_discard(g, 0, 7 * PG), 0);
+	TH_EQ(gmem_unpin(g, 6 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 7 * PG, PG), 0);
+	TH_EQ(gmem_discard(g, 0, 7 * PG), 0);
 	expect_zero(g, 6 * PG);
 	expect_pattern(g, 7 * PG, PG, 5);
 	gmem_close(g);
@@ -548,41 +531,41 @@ TH_TEST(api, discard_pinned)
 TH_TEST(api, stats_counters)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
-	struct gmem_stats s0 = stats_of(g), s;
+	struct gmem_stats s0 = th_stats(g), s;
 
-	EQ(s0.conversions, 0);
-	EQ(s0.pages_converted, 0);
-	EQ(s0.regions_split, 0);
-	EQ(s0.regions_repaired, 0);
+	TH_EQ(s0.conversions, 0);
+	TH_EQ(s0.pages_converted, 0);
+	TH_EQ(s0.regions_split, 0);
+	TH_EQ(s0.regions_repaired, 0);
 	cr_assert_gt(s0.metadata_bytes, 0);
 	/* One page of region 1 shared: region 1 split. */
-	EQ(gmem_convert(g, 2 * TH_MIB + 5 * PG, PG, GMEM_SHARED, NULL), 0);
-	s = stats_of(g);
-	EQ(s.conversions, 1);
-	EQ(s.pages_converted, 1);
-	EQ(s.shared_pages, 1);
-	EQ(s.private_pages, NPAGES - 1);
-	EQ(s.regions_split, 1);
-	EQ(s.regions_mixed, 1);
+	TH_EQ(gmem_convert(g, 2 * TH_MIB + 5 * PG, PG, GMEM_SHARED, NULL), 0);
+	s = th_stats(g);
+	TH_EQ(s.conversions, 1);
+	TH_EQ(s.pages_converted, 1);
+	TH_EQ(s.shared_pages, 1);
+	TH_EQ(s.private_pages, NPAGES - 1);
+	TH_EQ(s.regions_split, 1);
+	TH_EQ(s.regions_mixed, 1);
 	cr_assert_gt(s.view_syscalls, s0.view_syscalls, "view_syscalls %llu, was %llu",
 		     (unsigned long long)s.view_syscalls,
 		     (unsigned long long)s0.view_syscalls);
 	/* The whole of region 1 shared: repaired, 511 more pages converted. */
-	EQ(gmem_convert(g, 2 * TH_MIB, 2 * TH_MIB, GMEM_SHARED, NULL), 0);
-	s = stats_of(g);
-	EQ(s.conversions, 2);
-	EQ(s.pages_converted, 512);
-	EQ(s.shared_pages, 512);
-	EQ(s.regions_repaired, 1);
-	EQ(s.regions_mixed, 0);
+	TH_EQ(gmem_convert(g, 2 * TH_MIB, 2 * TH_MIB, GMEM_SHARED, NULL), 0);
+	s = th_stats(g);
+	TH_EQ(s.conversions, 2);
+	TH_EQ(s.pages_converted, 512);
+	TH_EQ(s.shared_pages, 512);
+	TH_EQ(s.regions_repaired, 1);
+	TH_EQ(s.regions_mixed, 0);
 	/* Pins and refusals. */
-	EQ(gmem_pin(g, 2 * TH_MIB, PG), 0);
-	EQ(gmem_convert(g, 2 * TH_MIB, PG, GMEM_PRIVATE, NULL), -EAGAIN);
-	s = stats_of(g);
-	EQ(s.pinned_pages, 1);
-	EQ(s.pins, 1);
-	EQ(s.refused, 1);
-	EQ(s.conversions, 2);
+	TH_EQ(gmem_pin(g, 2 * TH_MIB, PG), 0);
+	TH_EQ(gmem_convert(g, 2 * TH_MIB, PG, GMEM_PRIVATE, NULL), -EAGAIN);
+	s = th_stats(g);
+	TH_EQ(s.pinned_pages, 1);
+	TH_EQ(s.pins, 1);
+	TH_EQ(s.refused, 1);
+	TH_EQ(s.conversions, 2);
 	gmem_close(g);
 }
 
@@ -603,10 +586,10 @@ TH_TEST(api, stats_view_mappings)
 	};
 	struct gmem_stats s;
 
-	EQ(stats_of(g).view_mappings, th_vmas_in(v, SZ));
+	TH_EQ(th_stats(g).view_mappings, th_vmas_in(v, SZ));
 	for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		EQ(gmem_convert(g, steps[i].gpa, steps[i].len, steps[i].to, NULL), 0);
-		s = stats_of(g);
+		TH_EQ(gmem_convert(g, steps[i].gpa, steps[i].len, steps[i].to, NULL), 0);
+		s = th_stats(g);
 		cr_assert_eq(s.view_mappings, th_vmas_in(v, SZ),
 			     "step %u: view_mappings %llu, VMAs in the host view %u", i,
 			     (unsigned long long)s.view_mappings, th_vmas_in(v, SZ));
@@ -614,10 +597,10 @@ TH_TEST(api, stats_view_mappings)
 	/* Pages 0, 2, .. 30 shared: 16 shared runs, 16 private ones (the
 	 * last reaching the end). One mapping per run. */
 	for (uint64_t p = 0; p < 32; p += 2)
-		EQ(gmem_convert(g, p * PG, PG, GMEM_SHARED, NULL), 0);
-	s = stats_of(g);
-	EQ(s.view_mappings, 32);
-	EQ(s.view_mappings, th_vmas_in(v, SZ));
+		TH_EQ(gmem_convert(g, p * PG, PG, GMEM_SHARED, NULL), 0);
+	s = th_stats(g);
+	TH_EQ(s.view_mappings, 32);
+	TH_EQ(s.view_mappings, th_vmas_in(v, SZ));
 	cr_assert_gt(s.view_mapping_limit, 32);
 	gmem_close(g);
 }
@@ -638,10 +621,10 @@ TH_TEST(api, kvm_view)
 	/* Private data is readable through the KVM view. */
 	cr_assert(!memcmp(kv + 3 * TH_MIB + PG, k, PG), "KVM view differs from the guest page");
 	gmem_kunmap(g, (void *)k);
-	EQ(th_read_faults(kv + SZ - 1), 0);
+	TH_EQ(th_read_faults(kv + SZ - 1), 0);
 	errno = 0;
 	cr_assert_null(gmem_kvm_view(NULL));
-	EQ(errno, EINVAL);
+	TH_EQ(errno, EINVAL);
 	gmem_close(g);
 }
 
@@ -651,24 +634,24 @@ TH_TEST(api, info)
 	struct gmem *g = th_open(backend, SZ, flags);
 	struct gmem_info i;
 
-	EQ(gmem_info(g, &i), 0);
-	EQ(i.backend, backend);
-	EQ(i.huge, GMEM_HUGE_NONE);
-	EQ(i.flags, flags);
-	EQ(i.size, SZ);
-	EQ(i.granule, PG);
+	TH_EQ(gmem_info(g, &i), 0);
+	TH_EQ(i.backend, backend);
+	TH_EQ(i.huge, GMEM_HUGE_NONE);
+	TH_EQ(i.flags, flags);
+	TH_EQ(i.size, SZ);
+	TH_EQ(i.granule, PG);
 	cr_assert_geq(i.fd, 0, "fd %d", i.fd);
 	cr_assert_geq(fcntl(i.fd, F_GETFD), 0, "info.fd %d is not open", i.fd);
 	if (backend == GMEM_BACKEND_KVM) {
 		cr_assert_geq(i.vm_fd, 0, "vm_fd %d", i.vm_fd);
-		EQ(i.gmem_flags & 1, 1); /* GUEST_MEMFD_FLAG_MMAP */
+		TH_EQ(i.gmem_flags & 1, 1); /* GUEST_MEMFD_FLAG_MMAP */
 	} else {
-		EQ(i.vm_fd, -1);
-		EQ(i.gmem_flags, 0);
-		EQ(i.inplace, 0);
+		TH_EQ(i.vm_fd, -1);
+		TH_EQ(i.gmem_flags, 0);
+		TH_EQ(i.inplace, 0);
 	}
-	EQ(gmem_info(g, NULL), -EINVAL);
-	EQ(gmem_info(NULL, &i), -EINVAL);
+	TH_EQ(gmem_info(g, NULL), -EINVAL);
+	TH_EQ(gmem_info(NULL, &i), -EINVAL);
 	gmem_close(g);
 }
 
@@ -691,12 +674,12 @@ TH_TEST(api, last_error)
 	struct gmem *g = (struct gmem *)&g;
 	int ret = open_cfg(backend, 3 * TH_MIB, 0, &g);
 
-	EQ(ret, -EINVAL);
+	TH_EQ(ret, -EINVAL);
 	cr_assert_not_null(gmem_last_error());
 	cr_assert(strstr(gmem_last_error(), "size"), "last error \"%s\" does not name the size",
 		  gmem_last_error());
 	ret = open_cfg(backend, SZ, 1u << 9, &g);
-	EQ(ret, -EINVAL);
+	TH_EQ(ret, -EINVAL);
 	cr_assert(strstr(gmem_last_error(), "flag"), "last error \"%s\" does not name flags",
 		  gmem_last_error());
 }
@@ -705,16 +688,16 @@ Test(api, probe)
 {
 	struct gmem_probe p;
 
-	EQ(gmem_probe(&p), 0);
-	EQ(gmem_probe(NULL), -EINVAL);
+	TH_EQ(gmem_probe(&p), 0);
+	TH_EQ(gmem_probe(NULL), -EINVAL);
 	cr_assert(p.kvm == 0 || p.kvm == 1, "kvm %d", p.kvm);
 	if (p.kvm) {
-		EQ(p.kvm_api_version, KVM_API_VERSION);
-		EQ(p.gmem_mmap, !!(p.guest_memfd_flags & 1));
-		EQ(p.gmem_init_shared, !!(p.guest_memfd_flags & 2));
-		EQ(p.gmem_no_direct_map, !!(p.guest_memfd_flags & 4));
+		TH_EQ(p.kvm_api_version, KVM_API_VERSION);
+		TH_EQ(p.gmem_mmap, !!(p.guest_memfd_flags & 1));
+		TH_EQ(p.gmem_init_shared, !!(p.guest_memfd_flags & 2));
+		TH_EQ(p.gmem_no_direct_map, !!(p.guest_memfd_flags & 4));
 	}
-	EQ(p.auto_backend, th_kvm_unavailable() ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_KVM);
+	TH_EQ(p.auto_backend, th_kvm_unavailable() ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_KVM);
 	cr_assert(p.auto_huge <= GMEM_HUGE_HUGETLB, "auto_huge %d", p.auto_huge);
 	cr_assert_gt(p.max_map_count, 0, "max_map_count %ld", p.max_map_count);
 	cr_assert_geq(p.hugepages_total, 0, "hugepages_total %ld", p.hugepages_total);
@@ -731,11 +714,11 @@ Test(api, open_auto)
 	struct gmem *g = NULL;
 	int ret;
 
-	EQ(gmem_probe(&p), 0);
+	TH_EQ(gmem_probe(&p), 0);
 	ret = open_cfg(GMEM_BACKEND_AUTO, SZ, 0, &g);
 	cr_assert_eq(ret, 0, "gmem_open(auto) = %d: %s", ret, gmem_last_error());
-	EQ(gmem_info(g, &i), 0);
-	EQ(i.backend, p.auto_backend);
+	TH_EQ(gmem_info(g, &i), 0);
+	TH_EQ(i.backend, p.auto_backend);
 	gmem_close(g);
 	gmem_close(NULL); /* allowed */
 }

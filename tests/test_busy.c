@@ -18,21 +18,6 @@
 #define PG     TH_PAGE
 #define NPAGES (SZ / PG)
 
-#define EQ(got, want)                                                          \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		cr_assert_eq(g_, w_, "%s = %lld (%#llx), want %s = %lld (%#llx)", \
-			     #got, g_, (unsigned long long)g_, #want, w_,       \
-			     (unsigned long long)w_);                           \
-	} while (0)
-
-static struct gmem_stats stats_of(const struct gmem *g)
-{
-	struct gmem_stats s;
-
-	EQ(gmem_stats(g, &s), 0);
-	return s;
-}
 
 static void states_of(const struct gmem *g, uint8_t *st)
 {
@@ -57,7 +42,7 @@ static void expect_states_same(const struct gmem *g, const uint8_t *before)
 static void expect_refused(struct gmem *g, uint64_t gpa, uint64_t len, uint64_t busy)
 {
 	static uint8_t before[NPAGES];
-	struct gmem_stats s0 = stats_of(g), s1;
+	struct gmem_stats s0 = th_stats(g), s1;
 	uint64_t got = UINT64_MAX;
 	int ret;
 
@@ -67,13 +52,13 @@ static void expect_refused(struct gmem *g, uint64_t gpa, uint64_t len, uint64_t 
 		     (unsigned long long)gpa, (unsigned long long)len, ret, gmem_strerror(ret));
 	cr_assert_eq(got, busy, "busy_gpa = %#llx, want the first busy page %#llx",
 		     (unsigned long long)got, (unsigned long long)busy);
-	s1 = stats_of(g);
+	s1 = th_stats(g);
 	expect_states_same(g, before);
-	EQ(s1.shared_pages, s0.shared_pages);
-	EQ(s1.conversions, s0.conversions);
-	EQ(s1.pages_converted, s0.pages_converted);
-	EQ(s1.view_mappings, s0.view_mappings);
-	EQ(s1.refused, s0.refused + 1);
+	TH_EQ(s1.shared_pages, s0.shared_pages);
+	TH_EQ(s1.conversions, s0.conversions);
+	TH_EQ(s1.pages_converted, s0.pages_converted);
+	TH_EQ(s1.view_mappings, s0.view_mappings);
+	TH_EQ(s1.refused, s0.refused + 1);
 	for (uint64_t a = gpa; a < gpa + len; a += PG)
 		cr_assert_eq(th_read_faults(gmem_host(g, a)), before[a / PG] == GMEM_PRIVATE,
 			     "gpa %#llx (state %d): host view reachability changed",
@@ -98,20 +83,20 @@ TH_TEST(busy, pinned)
 
 	th_fill(g, base, len, 4);
 	/* Pinned out of order: the lowest one is reported, not the first pinned. */
-	EQ(gmem_pin(g, base + 20 * PG, PG), 0);
-	EQ(gmem_pin(g, base + 5 * PG, 2 * PG), 0);
-	EQ(gmem_pin(g, base + 31 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, base + 20 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, base + 5 * PG, 2 * PG), 0);
+	TH_EQ(gmem_pin(g, base + 31 * PG, PG), 0);
 	expect_refused(g, base, len, base + 5 * PG);
 	cr_assert(th_check(g, base, len, 4), "contents changed by a refused conversion");
 	/* The range's own start decides which is first. */
 	expect_refused(g, base + 6 * PG, len - 6 * PG, base + 6 * PG);
 	expect_refused(g, base + 7 * PG, len - 7 * PG, base + 20 * PG);
 	/* Release them one by one: the next busy page is reported. */
-	EQ(gmem_unpin(g, base + 5 * PG, 2 * PG), 0);
+	TH_EQ(gmem_unpin(g, base + 5 * PG, 2 * PG), 0);
 	expect_refused(g, base, len, base + 20 * PG);
-	EQ(gmem_unpin(g, base + 20 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, base + 20 * PG, PG), 0);
 	expect_refused(g, base, len, base + 31 * PG); /* the very last page */
-	EQ(gmem_unpin(g, base + 31 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, base + 31 * PG, PG), 0);
 	expect_converted(g, base, len);
 	cr_assert(th_check(g, base, len, 4), "contents changed by the conversion");
 	gmem_close(g);
@@ -144,7 +129,7 @@ TH_TEST(busy, outside_range)
 	void *w = gmem_kmap(g, 9 * PG);
 
 	cr_assert_not_null(w);
-	EQ(gmem_pin(g, 3 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 3 * PG, PG), 0);
 	expect_converted(g, 4 * PG, 5 * PG);
 	expect_converted(g, 10 * PG, 5 * PG);
 	gmem_kunmap(g, w);
@@ -157,8 +142,8 @@ TH_TEST(busy, far_region)
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 	uint64_t busy = 3 * TH_MIB + 17 * PG; /* region 1 */
 
-	EQ(gmem_pin(g, busy, PG), 0);
-	EQ(gmem_pin(g, 6 * TH_MIB, PG), 0); /* region 3, later */
+	TH_EQ(gmem_pin(g, busy, PG), 0);
+	TH_EQ(gmem_pin(g, 6 * TH_MIB, PG), 0); /* region 3, later */
 	expect_refused(g, 0, SZ, busy);
 	expect_refused(g, 2 * TH_MIB, 4 * TH_MIB, busy);
 	/* A range ending just before it is free to go. */
@@ -172,10 +157,10 @@ TH_TEST(busy, mixed_range)
 	struct gmem *g = th_open(backend, SZ, 0);
 
 	for (uint64_t p = 0; p < 16; p += 2)
-		EQ(gmem_convert(g, p * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(gmem_pin(g, 10 * PG, PG), 0);
+		TH_EQ(gmem_convert(g, p * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_pin(g, 10 * PG, PG), 0);
 	expect_refused(g, 0, 16 * PG, 10 * PG);
-	EQ(gmem_unpin(g, 10 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 10 * PG, PG), 0);
 	expect_converted(g, 0, 16 * PG);
 	gmem_close(g);
 }
@@ -185,13 +170,13 @@ TH_TEST(busy, null_busy_gpa)
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 	struct gmem_stats s0, s1;
 
-	EQ(gmem_pin(g, 7 * PG, PG), 0);
-	s0 = stats_of(g);
-	EQ(gmem_convert(g, 0, 16 * PG, GMEM_PRIVATE, NULL), -EAGAIN);
-	s1 = stats_of(g);
-	EQ(s1.shared_pages, s0.shared_pages);
-	EQ(gmem_state(g, 0), GMEM_SHARED);
-	EQ(gmem_unpin(g, 7 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 7 * PG, PG), 0);
+	s0 = th_stats(g);
+	TH_EQ(gmem_convert(g, 0, 16 * PG, GMEM_PRIVATE, NULL), -EAGAIN);
+	s1 = th_stats(g);
+	TH_EQ(s1.shared_pages, s0.shared_pages);
+	TH_EQ(gmem_state(g, 0), GMEM_SHARED);
+	TH_EQ(gmem_unpin(g, 7 * PG, PG), 0);
 	expect_converted(g, 0, 16 * PG);
 	gmem_close(g);
 }
@@ -202,15 +187,15 @@ TH_TEST(busy, to_shared_allowed)
 	struct gmem *g = th_open(backend, SZ, 0);
 	void *w;
 
-	EQ(gmem_convert(g, 4 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(gmem_pin(g, 4 * PG, PG), 0);
+	TH_EQ(gmem_convert(g, 4 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_pin(g, 4 * PG, PG), 0);
 	w = gmem_kmap(g, 6 * PG); /* private and mapped */
 	cr_assert_not_null(w);
-	EQ(gmem_convert(g, 0, 16 * PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(g).shared_pages, 16);
-	EQ(stats_of(g).pinned_pages, 1);
+	TH_EQ(gmem_convert(g, 0, 16 * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(g).shared_pages, 16);
+	TH_EQ(th_stats(g).pinned_pages, 1);
 	expect_refused(g, 0, 16 * PG, 4 * PG);
-	EQ(gmem_unpin(g, 4 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 4 * PG, PG), 0);
 	expect_refused(g, 0, 16 * PG, 6 * PG);
 	gmem_kunmap(g, w);
 	expect_converted(g, 0, 16 * PG);
@@ -222,14 +207,14 @@ TH_TEST(busy, pins_nest)
 {
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 
-	EQ(gmem_pin(g, 8 * PG, PG), 0);
-	EQ(gmem_pin(g, 8 * PG, PG), 0);
-	EQ(gmem_unpin(g, 8 * PG, PG), 0);
-	EQ(stats_of(g).pinned_pages, 1);
+	TH_EQ(gmem_pin(g, 8 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 8 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 8 * PG, PG), 0);
+	TH_EQ(th_stats(g).pinned_pages, 1);
 	expect_refused(g, 8 * PG, PG, 8 * PG);
-	EQ(gmem_unpin(g, 8 * PG, PG), 0);
-	EQ(stats_of(g).pinned_pages, 0);
-	EQ(gmem_unpin(g, 8 * PG, PG), -EINVAL);
+	TH_EQ(gmem_unpin(g, 8 * PG, PG), 0);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(gmem_unpin(g, 8 * PG, PG), -EINVAL);
 	expect_converted(g, 8 * PG, PG);
 	gmem_close(g);
 }
@@ -240,15 +225,15 @@ TH_TEST(busy, pin_and_kmap)
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 	void *w;
 
-	EQ(gmem_pin(g, 2 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 2 * PG, PG), 0);
 	w = gmem_kmap(g, 2 * PG);
 	cr_assert_not_null(w);
-	EQ(gmem_unpin(g, 2 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 2 * PG, PG), 0);
 	expect_refused(g, 0, 4 * PG, 2 * PG);
-	EQ(gmem_pin(g, 2 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, 2 * PG, PG), 0);
 	gmem_kunmap(g, w);
 	expect_refused(g, 0, 4 * PG, 2 * PG);
-	EQ(gmem_unpin(g, 2 * PG, PG), 0);
+	TH_EQ(gmem_unpin(g, 2 * PG, PG), 0);
 	expect_converted(g, 0, 4 * PG);
 	gmem_close(g);
 }
@@ -260,7 +245,7 @@ TH_TEST(busy, kmaps_nest)
 	void *w1 = gmem_kmap(g, 5 * PG), *w2 = gmem_kmap(g, 5 * PG);
 
 	cr_assert(w1 && w2 && w1 != w2, "two windows: %p %p", w1, w2);
-	EQ(stats_of(g).kmapped_pages, 1);
+	TH_EQ(th_stats(g).kmapped_pages, 1);
 	gmem_kunmap(g, w1);
 	expect_refused(g, 5 * PG, PG, 5 * PG);
 	gmem_kunmap(g, w2);
@@ -290,12 +275,12 @@ TH_TEST(busy, share_around_pin_keeps_its_mapping)
 	struct gmem *g = th_open(backend, SZ, 0);
 	volatile uint8_t *h = gmem_host(g, PG);
 
-	EQ(gmem_convert(g, PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, PG, PG, GMEM_SHARED, NULL), 0);
 	h[0] = 1;
-	EQ(gmem_pin(g, PG, PG), 0);
+	TH_EQ(gmem_pin(g, PG, PG), 0);
 	cr_assert(page_present((const void *)h), "pinned page not mapped after touch");
-	EQ(gmem_convert(g, 0, 3 * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 0, 3 * PG, GMEM_SHARED, NULL), 0);
 	cr_assert(page_present((const void *)h), "sharing around a pinned page remapped it");
-	EQ(gmem_unpin(g, PG, PG), 0);
+	TH_EQ(gmem_unpin(g, PG, PG), 0);
 	gmem_close(g);
 }

@@ -41,20 +41,6 @@
 
 TestSuite(huge, .disabled = false, .timeout = 60);
 
-#define EQ(got, want)                                                          \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		cr_assert_eq(g_, w_, "%s = %lld, want %s = %lld", #got, g_,    \
-			     #want, w_);                                        \
-	} while (0)
-
-static struct gmem_stats stats_of(const struct gmem *g)
-{
-	struct gmem_stats s;
-
-	EQ(gmem_stats(g, &s), 0);
-	return s;
-}
 
 /* Regions holding both states, counted from gmem_state(). */
 static uint64_t mixed_regions(const struct gmem *g, uint64_t size)
@@ -74,7 +60,7 @@ static uint64_t mixed_regions(const struct gmem *g, uint64_t size)
 static void expect_counts(const struct gmem *g, const char *step, uint64_t split,
 			  uint64_t repaired, uint64_t mixed)
 {
-	struct gmem_stats s = stats_of(g);
+	struct gmem_stats s = th_stats(g);
 
 	cr_assert_eq(s.regions_split, split, "%s: regions_split %llu, want %llu", step,
 		     (unsigned long long)s.regions_split, (unsigned long long)split);
@@ -125,12 +111,12 @@ TH_TEST(huge, split_repair)
 	expect_counts(g, "everything private", 3, 3, 0);
 	/* One call splitting every region, one repairing them all. */
 	for (uint64_t r = 0; r < SZ; r += RG)
-		EQ(gmem_convert(g, r + 7 * PG, PG, GMEM_SHARED, NULL), 0);
+		TH_EQ(gmem_convert(g, r + 7 * PG, PG, GMEM_SHARED, NULL), 0);
 	expect_counts(g, "a page in each region", 7, 3, 4);
 	convert_ok(g, 0, SZ, GMEM_PRIVATE);
 	expect_counts(g, "all private in one call", 7, 7, 0);
 	/* 4 KiB backing: nothing to collapse. */
-	EQ(stats_of(g).collapse_failures, 0);
+	TH_EQ(th_stats(g).collapse_failures, 0);
 	gmem_close(g);
 }
 
@@ -205,7 +191,7 @@ static struct gmem *open_huge(enum gmem_backend b, uint64_t size, unsigned flags
 
 	cr_assert_eq(ret, 0, "gmem_open(huge) = %d (%s): %s", ret, gmem_strerror(ret),
 		     gmem_last_error());
-	EQ(gmem_info(g, &info), 0);
+	TH_EQ(gmem_info(g, &info), 0);
 	cr_assert_eq(info.huge, want, "backing %s, want %s", gmem_huge_name(info.huge),
 		     gmem_huge_name(want));
 	return g;
@@ -253,36 +239,36 @@ static void thp_split_and_repair(const char *mode)
 	convert_ok(g, RG, RG, GMEM_SHARED);
 	touch(g, RG, RG);
 	expect_pmd(g, RG, RKB, "region 1 shared whole");
-	EQ(stats_of(g).regions_split, 0);
+	TH_EQ(th_stats(g).regions_split, 0);
 
 	/* A fragment unshared: split, and no longer PMD-mapped. */
 	convert_ok(g, RG + 9 * PG, PG, GMEM_PRIVATE);
 	touch(g, RG, 9 * PG);
 	expect_pmd(g, RG, 0, "page 9 of region 1 unshared");
-	EQ(stats_of(g).regions_split, 1);
-	EQ(th_read_faults(gmem_host(g, RG + 9 * PG)), 1);
+	TH_EQ(th_stats(g).regions_split, 1);
+	TH_EQ(th_read_faults(gmem_host(g, RG + 9 * PG)), 1);
 
 	/* Uniform again: repaired, huge again. */
 	convert_ok(g, RG + 9 * PG, PG, GMEM_SHARED);
 	touch(g, RG, RG);
-	EQ(stats_of(g).regions_repaired, 1);
-	EQ(stats_of(g).collapse_failures, 0);
+	TH_EQ(th_stats(g).regions_repaired, 1);
+	TH_EQ(th_stats(g).collapse_failures, 0);
 	expect_pmd(g, RG, RKB, "region 1 repaired");
 
 	/* A fragment shared inside a private region: that page only. */
 	convert_ok(g, 3 * RG + 100 * PG, PG, GMEM_SHARED);
 	touch(g, 3 * RG + 100 * PG, PG);
 	expect_pmd(g, 3 * RG, 0, "one page of region 3 shared");
-	EQ(stats_of(g).regions_split, 2);
+	TH_EQ(th_stats(g).regions_split, 2);
 	convert_ok(g, 3 * RG, RG, GMEM_SHARED);
 	touch(g, 3 * RG, RG);
-	EQ(stats_of(g).regions_repaired, 2);
+	TH_EQ(th_stats(g).regions_repaired, 2);
 	expect_pmd(g, 3 * RG, RKB, "region 3 shared whole after a fragment");
 
 	/* The data went through all of it. */
 	for (uint64_t i = 0; i < RG; i += 4093) {
-		EQ(((uint8_t *)gmem_host(g, RG))[i], 0x11);
-		EQ(((uint8_t *)gmem_host(g, 3 * RG))[i], 0x33);
+		TH_EQ(((uint8_t *)gmem_host(g, RG))[i], 0x11);
+		TH_EQ(((uint8_t *)gmem_host(g, 3 * RG))[i], 0x33);
 	}
 	gmem_close(g);
 }
@@ -336,13 +322,13 @@ Test(huge, thp_collapse_fails)
 	gm_sys_inject(GM_SYS_MADVISE, 1, EAGAIN);
 	ret = gmem_convert(g, RG + 4 * PG, PG, GMEM_SHARED, NULL);
 	gm_sys_inject_clear();
-	EQ(ret, 0);
-	EQ(gm_sys_count(GM_SYS_MADVISE) - n0, 2);
-	EQ(stats_of(g).collapse_failures, 1);
-	EQ(stats_of(g).regions_repaired, 1);
-	EQ(gmem_state(g, RG + 4 * PG), GMEM_SHARED);
+	TH_EQ(ret, 0);
+	TH_EQ(gm_sys_count(GM_SYS_MADVISE) - n0, 2);
+	TH_EQ(th_stats(g).collapse_failures, 1);
+	TH_EQ(th_stats(g).regions_repaired, 1);
+	TH_EQ(gmem_state(g, RG + 4 * PG), GMEM_SHARED);
 	cr_assert(th_check(g, RG, RG, 6), "contents");
-	EQ(th_read_faults(gmem_host(g, RG + 4 * PG)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, RG + 4 * PG)), 0);
 	gmem_close(g);
 }
 
@@ -384,8 +370,8 @@ Test(huge, thp_inject_madvise)
 				     "madvise %lu: page %llu (state %d) reachability",
 				     skips[i] + 1, (unsigned long long)p, want);
 		}
-		EQ(stats_of(g).shared_pages, 495);
-		EQ(stats_of(g).view_mappings, th_vmas_in(gmem_host(g, 0), SZ));
+		TH_EQ(th_stats(g).shared_pages, 495);
+		TH_EQ(th_stats(g).view_mappings, th_vmas_in(gmem_host(g, 0), SZ));
 		cr_assert(th_check(g, 0, 500 * PG, 40 + i), "madvise %lu: contents",
 			  skips[i] + 1);
 		convert_ok(g, 0, 500 * PG, GMEM_SHARED);
@@ -404,37 +390,37 @@ Test(huge, hugetlb)
 	set_shmem_thp("never");
 	set_hugepages(SZ / RG + 2);
 	g = open_huge(GMEM_BACKEND_MEMFD, SZ, 0, GMEM_HUGE_HUGETLB);
-	EQ(gmem_info(g, &info), 0);
-	EQ(info.granule, RG);
+	TH_EQ(gmem_info(g, &info), 0);
+	TH_EQ(info.granule, RG);
 	/* 4 KiB is not a unit any more. */
-	EQ(gmem_convert(g, RG, PG, GMEM_SHARED, NULL), -EINVAL);
-	EQ(gmem_convert(g, RG, RG + PG, GMEM_SHARED, NULL), -EINVAL);
-	EQ(gmem_convert(g, RG + PG, RG, GMEM_SHARED, NULL), -EINVAL);
-	EQ(gmem_discard(g, RG, PG), -EINVAL);
-	EQ(stats_of(g).shared_pages, 0);
+	TH_EQ(gmem_convert(g, RG, PG, GMEM_SHARED, NULL), -EINVAL);
+	TH_EQ(gmem_convert(g, RG, RG + PG, GMEM_SHARED, NULL), -EINVAL);
+	TH_EQ(gmem_convert(g, RG + PG, RG, GMEM_SHARED, NULL), -EINVAL);
+	TH_EQ(gmem_discard(g, RG, PG), -EINVAL);
+	TH_EQ(th_stats(g).shared_pages, 0);
 	/* 2 MiB is, with contents kept both ways. */
 	th_fill(g, RG, RG, 8);
 	convert_ok(g, RG, RG, GMEM_SHARED);
-	EQ(stats_of(g).shared_pages, RG / PG);
-	EQ(gmem_state(g, RG), GMEM_SHARED);
-	EQ(gmem_state(g, 2 * RG - PG), GMEM_SHARED);
-	EQ(gmem_state(g, 2 * RG), GMEM_PRIVATE);
-	EQ(th_read_faults(gmem_host(g, RG + 12345)), 0);
-	EQ(th_read_faults(gmem_host(g, 2 * RG - 1)), 0);
-	EQ(th_read_faults(gmem_host(g, 0)), 1);
-	EQ(th_read_faults(gmem_host(g, 2 * RG)), 1);
+	TH_EQ(th_stats(g).shared_pages, RG / PG);
+	TH_EQ(gmem_state(g, RG), GMEM_SHARED);
+	TH_EQ(gmem_state(g, 2 * RG - PG), GMEM_SHARED);
+	TH_EQ(gmem_state(g, 2 * RG), GMEM_PRIVATE);
+	TH_EQ(th_read_faults(gmem_host(g, RG + 12345)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, 2 * RG - 1)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, 0)), 1);
+	TH_EQ(th_read_faults(gmem_host(g, 2 * RG)), 1);
 	/* Pins stay per page inside a shared region. */
-	EQ(gmem_pin(g, RG + 3 * PG, PG), 0);
-	EQ(gmem_convert(g, RG, RG, GMEM_PRIVATE, &busy), -EAGAIN);
-	EQ(busy, RG + 3 * PG);
-	EQ(gmem_unpin(g, RG + 3 * PG, PG), 0);
+	TH_EQ(gmem_pin(g, RG + 3 * PG, PG), 0);
+	TH_EQ(gmem_convert(g, RG, RG, GMEM_PRIVATE, &busy), -EAGAIN);
+	TH_EQ(busy, RG + 3 * PG);
+	TH_EQ(gmem_unpin(g, RG + 3 * PG, PG), 0);
 	convert_ok(g, RG, RG, GMEM_PRIVATE);
-	EQ(th_read_faults(gmem_host(g, RG)), 1);
+	TH_EQ(th_read_faults(gmem_host(g, RG)), 1);
 	cr_assert(th_check(g, RG, RG, 8), "contents after the round trip");
 	/* Discard a whole region: zero, state kept. */
-	EQ(gmem_discard(g, RG, RG), 0);
-	EQ(gmem_state(g, RG), GMEM_PRIVATE);
-	EQ(((uint8_t *)gmem_kvm_view(g))[RG + 64], 0);
+	TH_EQ(gmem_discard(g, RG, RG), 0);
+	TH_EQ(gmem_state(g, RG), GMEM_PRIVATE);
+	TH_EQ(((uint8_t *)gmem_kvm_view(g))[RG + 64], 0);
 	gmem_close(g);
 }
 
@@ -450,7 +436,7 @@ Test(huge, hugetlb_too_few)
 	set_shmem_thp("never");
 	set_hugepages(2);
 	ret = gmem_open(&cfg, &g);
-	EQ(ret, -EOPNOTSUPP);
+	TH_EQ(ret, -EOPNOTSUPP);
 	cr_assert(strstr(gmem_last_error(), "nr_hugepages"),
 		  "last error \"%s\" does not name vm.nr_hugepages", gmem_last_error());
 }
@@ -497,7 +483,7 @@ Test(huge, kvm_refuses_huge)
 	if (why)
 		cr_skip_test("kvm backend: %s", why);
 	ret = gmem_open(&cfg, &g);
-	EQ(ret, -EOPNOTSUPP);
+	TH_EQ(ret, -EOPNOTSUPP);
 	cr_assert_eq(g, (struct gmem *)&cfg, "*out written on failure");
 	cr_assert_neq(gmem_last_error()[0], 0, "no reason given");
 }

@@ -37,12 +37,6 @@
 #define SPAN   (STRIDE * NBLK)
 #define NPIC   (SPAN + 2)        /* the pages a picture covers */
 
-#define EQ(got, want)                                                          \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		cr_assert_eq(g_, w_, "%s = %lld, want %s = %lld", #got, g_,    \
-			     #want, w_);                                        \
-	} while (0)
 
 static void fini_inject(void)
 {
@@ -59,14 +53,6 @@ struct picture {
 	struct gmem_stats st;
 };
 
-static struct gmem_stats stats_of(const struct gmem *g)
-{
-	struct gmem_stats s;
-
-	EQ(gmem_stats(g, &s), 0);
-	return s;
-}
-
 /* Reads only: no syscall through sys.h, so an armed injection stays armed. */
 static void picture_take(struct gmem *g, struct picture *p)
 {
@@ -75,7 +61,7 @@ static void picture_take(struct gmem *g, struct picture *p)
 		p->faults[i] = th_read_faults(gmem_host(g, i * PG));
 	}
 	p->vmas = th_vmas_in(gmem_host(g, 0), SZ);
-	p->st = stats_of(g);
+	p->st = th_stats(g);
 }
 
 /* Host view of shared page @gpa reads the guest's data. */
@@ -133,9 +119,9 @@ static struct gmem *open_pattern(enum gmem_backend backend, uint32_t seed)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
 
-	EQ(gmem_convert(g, 0, SPAN * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 0, SPAN * PG, GMEM_SHARED, NULL), 0);
 	for (unsigned i = 0; i < SPAN; i += STRIDE)
-		EQ(gmem_convert(g, i * PG, PG, GMEM_PRIVATE, NULL), 0);
+		TH_EQ(gmem_convert(g, i * PG, PG, GMEM_PRIVATE, NULL), 0);
 	th_fill(g, 0, SPAN * PG, seed);
 	return g;
 }
@@ -146,7 +132,7 @@ static unsigned long mmaps_needed(enum gmem_backend backend, int to)
 	struct gmem *g = open_pattern(backend, 1);
 	unsigned long n0 = gm_sys_count(GM_SYS_MMAP), n;
 
-	EQ(gmem_convert(g, 0, SPAN * PG, to, NULL), 0);
+	TH_EQ(gmem_convert(g, 0, SPAN * PG, to, NULL), 0);
 	n = gm_sys_count(GM_SYS_MMAP) - n0;
 	gmem_close(g);
 	cr_assert_geq(n, 1, "a conversion changing pages made no mmap");
@@ -238,12 +224,12 @@ TH_TEST(inject, discard_fallocate)
 	gm_sys_inject(GM_SYS_FALLOCATE, 0, EIO);
 	ret = gmem_discard(g, 0, SPAN * PG);
 	gm_sys_inject_clear();
-	EQ(ret, -EIO);
-	EQ(gm_sys_count(GM_SYS_FALLOCATE) - n0, 1);
+	TH_EQ(ret, -EIO);
+	TH_EQ(gm_sys_count(GM_SYS_FALLOCATE) - n0, 1);
 	picture_expect(g, &before, "discard, fallocate fails", 50);
-	EQ(stats_of(g).discards, before.st.discards);
-	EQ(gmem_discard(g, 0, SPAN * PG), 0);
-	EQ(stats_of(g).discards, before.st.discards + 1);
+	TH_EQ(th_stats(g).discards, before.st.discards);
+	TH_EQ(gmem_discard(g, 0, SPAN * PG), 0);
+	TH_EQ(th_stats(g).discards, before.st.discards + 1);
 	gmem_close(g);
 }
 
@@ -251,17 +237,17 @@ TH_TEST(inject, discard_fallocate)
 TH_TEST(inject, kmap_mmap)
 {
 	struct gmem *g = open_pattern(backend, 60);
-	struct gmem_stats s0 = stats_of(g);
+	struct gmem_stats s0 = th_stats(g);
 	void *w;
 
 	gm_sys_inject(GM_SYS_MMAP, 0, ENOMEM);
 	w = gmem_kmap(g, 2 * PG);
 	gm_sys_inject_clear();
 	cr_assert_null(w, "gmem_kmap succeeded through a failed mmap: %p", w);
-	EQ(errno, ENOMEM);
-	EQ(stats_of(g).kmapped_pages, s0.kmapped_pages);
-	EQ(stats_of(g).kmaps, s0.kmaps);
-	EQ(gmem_convert(g, 2 * PG, PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(errno, ENOMEM);
+	TH_EQ(th_stats(g).kmapped_pages, s0.kmapped_pages);
+	TH_EQ(th_stats(g).kmaps, s0.kmaps);
+	TH_EQ(gmem_convert(g, 2 * PG, PG, GMEM_PRIVATE, NULL), 0);
 	/* Every slot is still usable: the pool is not short of one. */
 	w = gmem_kmap(g, 2 * PG);
 	cr_assert_not_null(w, "gmem_kmap after a failure: %s", strerror(errno));
@@ -281,12 +267,12 @@ TH_TEST(inject, kunmap_mmap)
 	gm_sys_inject(GM_SYS_MMAP, 0, ENOMEM);
 	gmem_kunmap(g, w);
 	gm_sys_inject_clear();
-	EQ(stats_of(g).kmapped_pages, 1);
-	EQ(gmem_convert(g, 4 * PG, PG, GMEM_PRIVATE, &busy), -EAGAIN);
-	EQ(busy, 4 * PG);
+	TH_EQ(th_stats(g).kmapped_pages, 1);
+	TH_EQ(gmem_convert(g, 4 * PG, PG, GMEM_PRIVATE, &busy), -EAGAIN);
+	TH_EQ(busy, 4 * PG);
 	gmem_kunmap(g, w);
-	EQ(stats_of(g).kmapped_pages, 0);
-	EQ(gmem_convert(g, 4 * PG, PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
+	TH_EQ(gmem_convert(g, 4 * PG, PG, GMEM_PRIVATE, NULL), 0);
 	cr_assert(th_check(g, 0, SPAN * PG, 61));
 	gmem_close(g);
 }
@@ -411,36 +397,36 @@ TH_TEST(inject, map_limit)
 	struct picture before;
 	unsigned long n0;
 
-	EQ(gmem_info(g, &info), 0);
+	TH_EQ(gmem_info(g, &info), 0);
 	if (info.inplace)
 		cr_skip_test("kernel converts in place: the host view is one mapping");
 	th_fill(g, 0, SPAN * PG, 70);
 	/* Pages 2 and 4 shared: P P S P S P... = 5 runs. */
-	EQ(gmem_convert(g, 2 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(gmem_convert(g, 4 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(g).view_mappings, 5);
+	TH_EQ(gmem_convert(g, 2 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 4 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(g).view_mappings, 5);
 	gm_set_map_limit(g, 5);
 
 	picture_take(g, &before);
 	n0 = gm_sys_count(GM_SYS_MMAP);
-	EQ(gmem_convert(g, 8 * PG, PG, GMEM_SHARED, NULL), -ENOMEM);   /* 7 runs */
-	EQ(gmem_convert(g, 0, PG, GMEM_SHARED, NULL), -ENOMEM);        /* 6 runs */
-	EQ(gm_sys_count(GM_SYS_MMAP) - n0, 0);
+	TH_EQ(gmem_convert(g, 8 * PG, PG, GMEM_SHARED, NULL), -ENOMEM);   /* 7 runs */
+	TH_EQ(gmem_convert(g, 0, PG, GMEM_SHARED, NULL), -ENOMEM);        /* 6 runs */
+	TH_EQ(gm_sys_count(GM_SYS_MMAP) - n0, 0);
 	cr_assert(strstr(gmem_last_error(), "max_map_count"),
 		  "last error \"%s\" does not name vm.max_map_count", gmem_last_error());
 	picture_expect(g, &before, "over the mapping limit", 70);
-	EQ(stats_of(g).refused, before.st.refused + 2);
+	TH_EQ(th_stats(g).refused, before.st.refused + 2);
 
 	/* Same number of runs (page 5 extends run 4), then fewer (page 3
 	 * joins 2 and 4): both allowed. */
-	EQ(gmem_convert(g, 5 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(g).view_mappings, 5);
-	EQ(gmem_convert(g, 3 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(g).view_mappings, 3);
-	EQ(stats_of(g).view_mappings, th_vmas_in(gmem_host(g, 0), SZ));
+	TH_EQ(gmem_convert(g, 5 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(g).view_mappings, 5);
+	TH_EQ(gmem_convert(g, 3 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(g).view_mappings, 3);
+	TH_EQ(th_stats(g).view_mappings, th_vmas_in(gmem_host(g, 0), SZ));
 	/* Now there is room for one more shared run. */
-	EQ(gmem_convert(g, 8 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(g).view_mappings, 5);
+	TH_EQ(gmem_convert(g, 8 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(g).view_mappings, 5);
 	cr_assert(th_check(g, 0, SPAN * PG, 70));
 	gmem_close(g);
 }
@@ -451,18 +437,18 @@ TH_TEST(inject, map_limit_to_private)
 	struct gmem *g = th_open(backend, SZ, GMEM_F_INIT_SHARED);
 	struct gmem_info info;
 
-	EQ(gmem_info(g, &info), 0);
+	TH_EQ(gmem_info(g, &info), 0);
 	if (info.inplace)
 		cr_skip_test("kernel converts in place: the host view is one mapping");
 	gm_set_map_limit(g, 3);
-	EQ(gmem_convert(g, 10 * PG, PG, GMEM_PRIVATE, NULL), 0);        /* 3 runs */
-	EQ(gmem_convert(g, 20 * PG, PG, GMEM_PRIVATE, NULL), -ENOMEM);  /* 5 runs */
-	EQ(gmem_state(g, 20 * PG), GMEM_SHARED);
-	EQ(th_read_faults(gmem_host(g, 20 * PG)), 0);
-	EQ(gmem_convert(g, 0, PG, GMEM_PRIVATE, NULL), -ENOMEM);        /* 4 runs */
-	EQ(gmem_convert(g, 0, 10 * PG, GMEM_PRIVATE, NULL), 0);         /* 2 runs */
-	EQ(stats_of(g).view_mappings, 2);
-	EQ(th_vmas_in(gmem_host(g, 0), SZ), 2);
+	TH_EQ(gmem_convert(g, 10 * PG, PG, GMEM_PRIVATE, NULL), 0);        /* 3 runs */
+	TH_EQ(gmem_convert(g, 20 * PG, PG, GMEM_PRIVATE, NULL), -ENOMEM);  /* 5 runs */
+	TH_EQ(gmem_state(g, 20 * PG), GMEM_SHARED);
+	TH_EQ(th_read_faults(gmem_host(g, 20 * PG)), 0);
+	TH_EQ(gmem_convert(g, 0, PG, GMEM_PRIVATE, NULL), -ENOMEM);        /* 4 runs */
+	TH_EQ(gmem_convert(g, 0, 10 * PG, GMEM_PRIVATE, NULL), 0);         /* 2 runs */
+	TH_EQ(th_stats(g).view_mappings, 2);
+	TH_EQ(th_vmas_in(gmem_host(g, 0), SZ), 2);
 	gmem_close(g);
 }
 
@@ -494,20 +480,20 @@ Test(inject, runs_budget_inplace_close)
 	uint64_t limit0, limit1;
 
 	a = th_open(GMEM_BACKEND_MEMFD, SZ, 0);
-	limit0 = stats_of(a).view_mapping_limit;
+	limit0 = th_stats(a).view_mapping_limit;
 	gm_sys_set_ioctl_hook(inplace_hook);
 	b = th_open(GMEM_BACKEND_KVM, SZ, 0);
-	EQ(gmem_info(b, &info), 0);
+	TH_EQ(gmem_info(b, &info), 0);
 	if (!info.inplace) {
 		gm_sys_set_ioctl_hook(NULL);
 		cr_skip_test("the ioctl hook did not make the kvm backend convert in place");
 	}
 	/* Private, shared, private: three runs of states, one mapping. */
-	EQ(gmem_convert(b, 10 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(stats_of(b).view_mappings, 1);
+	TH_EQ(gmem_convert(b, 10 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_stats(b).view_mappings, 1);
 	gmem_close(b);
 	gm_sys_set_ioctl_hook(NULL);
-	limit1 = stats_of(a).view_mapping_limit;
+	limit1 = th_stats(a).view_mapping_limit;
 	cr_assert_eq(limit1, limit0, "view_mapping_limit of another memory %llu after an in-place "
 		     "memory closed, was %llu", (unsigned long long)limit1,
 		     (unsigned long long)limit0);

@@ -15,12 +15,6 @@
 #define SZ (8 * TH_MIB)
 #define PG TH_PAGE
 
-#define EQ(got, want)                                                          \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		cr_assert_eq(g_, w_, "%s = %lld, want %s = %lld", #got, g_,    \
-			     #want, w_);                                        \
-	} while (0)
 
 /* Copy of page @gpa as the guest sees it (through a temporary mapping). */
 static void guest_copy(struct gmem *g, uint64_t gpa, uint8_t *out)
@@ -107,8 +101,8 @@ TH_TEST(privacy, private_faults)
 	fill_secret(g, 5 * PG, secret);
 	expect_unreachable(g, 5 * PG, secret);
 	/* Next to a shared page, too: only the shared one is reachable. */
-	EQ(gmem_convert(g, 6 * PG, PG, GMEM_SHARED, NULL), 0);
-	EQ(th_write_faults(gmem_host(g, 6 * PG)), 0);
+	TH_EQ(gmem_convert(g, 6 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(th_write_faults(gmem_host(g, 6 * PG)), 0);
 	expect_unreachable(g, 5 * PG, secret);
 	gmem_close(g);
 }
@@ -121,13 +115,13 @@ TH_TEST(privacy, unshared_faults)
 	uint8_t secret[PG];
 
 	fill_secret(g, gpa, secret);
-	EQ(((volatile uint8_t *)gmem_host(g, gpa))[0], secret[0]); /* map it */
-	EQ(gmem_convert(g, gpa, PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(((volatile uint8_t *)gmem_host(g, gpa))[0], secret[0]); /* map it */
+	TH_EQ(gmem_convert(g, gpa, PG, GMEM_PRIVATE, NULL), 0);
 	expect_unreachable(g, gpa, secret);
 	expect_procmem_hidden(g, gpa, secret);
 	/* Its neighbours stay shared and reachable. */
-	EQ(th_read_faults(gmem_host(g, gpa - PG)), 0);
-	EQ(th_read_faults(gmem_host(g, gpa + PG)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, gpa - PG)), 0);
+	TH_EQ(th_read_faults(gmem_host(g, gpa + PG)), 0);
 	gmem_close(g);
 }
 
@@ -144,10 +138,10 @@ TH_TEST(privacy, procmem)
 	expect_procmem_hidden(g, 4 * TH_MIB, secret);
 	/* Control: the same read of a shared page does return the data,
 	 * so the check above can tell the difference. */
-	EQ(gmem_convert(g, 9 * PG, PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, 9 * PG, PG, GMEM_SHARED, NULL), 0);
 	guest_copy(g, 9 * PG, secret);
 	n = th_procmem_read(gmem_host(g, 9 * PG), buf, PG);
-	EQ(n, PG);
+	TH_EQ(n, PG);
 	cr_assert(!memcmp(buf, secret, PG), "/proc/self/mem of a shared page is not its data");
 	gmem_close(g);
 }
@@ -161,12 +155,12 @@ TH_TEST(privacy, round_trip)
 
 	fill_secret(g, gpa, secret);
 	expect_kvm_view_has(g, gpa, secret);
-	EQ(gmem_convert(g, gpa, 2 * PG, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_convert(g, gpa, 2 * PG, GMEM_SHARED, NULL), 0);
 	for (uint64_t i = 0; i < PG; i += 97)
 		cr_assert_eq(h[i], secret[i], "shared: host byte %llu = %#x, want %#x",
 			     (unsigned long long)i, h[i], secret[i]);
 	expect_kvm_view_has(g, gpa, secret);
-	EQ(gmem_convert(g, gpa, 2 * PG, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gmem_convert(g, gpa, 2 * PG, GMEM_PRIVATE, NULL), 0);
 	expect_unreachable(g, gpa, secret);
 	expect_procmem_hidden(g, gpa, secret);
 	expect_kvm_view_has(g, gpa, secret);
