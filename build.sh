@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEB_PKGS=(gcc meson ninja-build pkg-config libcriterion-dev libjansson-dev)
+DEB_PKGS=(gcc meson ninja-build pkg-config libcriterion-dev libjansson-dev libxxhash-dev libzstd-dev)
 
 deps() {
 	local missing=()

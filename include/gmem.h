@@ -173,6 +173,21 @@ const char *gmem_last_error(void);
 /* The assumptions behind the direct-map model, in one line. */
 const char *gmem_dmap_assumptions(void);
 
+/* ---- Snapshots (src/lib/snapshot/, man/gmem_snapshot_*.3) ------------- */
+/* Save the whole memory and every page's state to @path (atomically: an
+ * earlier file at @path survives a failed or killed save). */
+#define GMEM_SNAP_COMPRESS  (1u << 0)  /* zstd-compress page data             */
+int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
+/* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
+ * size on the best backend; otherwise its backend and flags, and a size at
+ * least the saved one. */
+int   gmem_snapshot_restore(const char *path, const struct gmem_config *cfg,
+                            struct gmem **out);
+/* ---- end of snapshots ------------------------------------------------- */
+
+/* ---- I/O on guest memory (src/lib/io/, man/gmem_io_*.3) --------------- */
+/* ---- end of I/O -------------------------------------------------------- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,9 @@ struct cli_cmd {
 
 int cmd_probe(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_vm(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Helpers shared by subcommands (output.c). */
 int  cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

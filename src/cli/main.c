@@ -14,15 +14,21 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "demo", "[--json] [--backend auto|kvm|memfd] [--huge]",
 	  "private guest memory at work: load, share, pin, refuse, repair, discard",
 	  cmd_demo },
+	{ "snapshot", "info|verify FILE", "inspect and verify a saved snapshot",
+	  cmd_snapshot },
+	{ "vm", "[options] GUEST.elf", "run a guest program on gmem memory (micro-VMM)",
+	  cmd_vm },
+	{ "bench", "io [options]", "I/O paths on private memory, measured side by side",
+	  cmd_bench },
 };
 
 static void cli_help(FILE *f)
 {
 	fprintf(f, "usage: %s <command> [options]\n\ncommands:\n", cli_prog);
 	for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
-		fprintf(f, "  %-6s %-45s %s\n", cli_cmds[i].name, cli_cmds[i].args,
+		fprintf(f, "  %-8s %-45s %s\n", cli_cmds[i].name, cli_cmds[i].args,
 			cli_cmds[i].summary);
-	fprintf(f, "  help   %-45s this text\n", "");
+	fprintf(f, "  help     %-45s this text\n", "");
 }
 
 int main(int argc, char **argv)
