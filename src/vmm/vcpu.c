@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vcpu.c - vCPU threads: the KVM_RUN loop, exit handling, stop, pause and
+ * resume, and vCPU state.
+ *
+ * Model: one thread per vCPU, as in kvmtool. A thread leaves KVM_RUN for
+ * an exit it handles here, or because another thread kicked it: the kicker
+ * sets run->immediate_exit (covers a thread about to enter KVM_RUN) and
+ * sends GV_SIG_KICK (covers one inside it; the handler does nothing, the
+ * point is the -EINTR). Between two KVM_RUNs each thread passes
+ * gv_vcpu_checkpoint(), where it stops or parks. A parked vCPU first re-enters
+ * KVM_RUN with immediate_exit so that KVM completes any pending I/O: only
+ * then are its registers consistent (KVM API, "immediate_exit").
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kvm_uapi.h"
+#include "vmm_internal.h"
+
+#define GV_SIG_KICK SIGUSR1
+
+static __thread struct gv_vcpu *gv_self;    /* the vCPU this thread runs */
+
+/* KVM_EXIT_MEMORY_FAULT payload (Linux 6.8); Debian's kvm.h predates it. */
+struct gv_memory_fault {
+	uint64_t flags;
+	uint64_t gpa;
+	uint64_t size;
+};
+#define GV_MEMORY_EXIT_FLAG_PRIVATE (1ull << 3)
+
+static void gv_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static pthread_once_t gv_sig_once = PTHREAD_ONCE_INIT;
+
+static void gv_sig_install(void)
+{
+	struct sigaction sa = { .sa_handler = gv_kick_handler };
+
+	/* No SA_RESTART: the kick must interrupt KVM_RUN. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(GV_SIG_KICK, &sa, NULL);
+}
+
+int gv_vcpu_create(struct gv_vm *vm, unsigned id)
+{
+	struct gv_vcpu *vcpu = &vm->cpu[id];
+	void *run;
+	int ret;
+
+	vcpu->vm = vm;
+	vcpu->id = id;
+	vcpu->phase = GV_VCPU_IDLE;
+	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
+	if (vcpu->fd < 0) {
+		ret = -errno;
+		gv_set_error("KVM_CREATE_VCPU %u: %s", id, strerror(errno));
+		return ret;
+	}
+	run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	if (run == MAP_FAILED) {
+		ret = -errno;
+		gv_set_error("mapping vCPU %u's kvm_run: %s", id, strerror(errno));
+		return ret;
+	}
+	vcpu->run = run;
+	return 0;
+}
+
+void gv_vcpu_destroy(struct gv_vcpu *vcpu)
+{
+	if (vcpu->run)
+		munmap(vcpu->run, vcpu->vm->run_size);
+	if (vcpu->fd >= 0)
+		close(vcpu->fd);
+	vcpu->run = NULL;
+	vcpu->fd = -1;
+}
+
+struct gv_vm *gv_vcpu_vm(const struct gv_vcpu *vcpu)
+{
+	return vcpu->vm;
+}
+
+unsigned gv_vcpu_id(const struct gv_vcpu *vcpu)
+{
+	return vcpu->id;
+}
+
+int gv_vcpu_get_regs(struct gv_vcpu *vcpu, struct kvm_regs *regs)
+{
+	return ioctl(vcpu->fd, KVM_GET_REGS, regs) ? -errno : 0;
+}
+
+/* Make every running vCPU leave KVM_RUN soon. Caller holds vm->lock. */
+static void gv_kick_all_locked(struct gv_vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct gv_vcpu *c = &vm->cpu[i];
+
+		if (c->phase != GV_VCPU_RUNNING)
+			continue;
+		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (c != gv_self)
+			pthread_kill(c->thread, GV_SIG_KICK);
+	}
+}
+
+/* The registers of @vcpu (if any) after the one-line reason in the report. */
+static void gv_report_regs(struct gv_result *res, struct gv_vcpu *vcpu)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	bool have_regs, have_sregs;
+	size_t used = strlen(res->report);
+
+	if (!vcpu || used + 2 >= sizeof(res->report))
+		return;
+	have_regs = !ioctl(vcpu->fd, KVM_GET_REGS, &regs);
+	have_sregs = !ioctl(vcpu->fd, KVM_GET_SREGS, &sregs);
+	snprintf(res->report + used, sizeof(res->report) - used, "\nvCPU %u registers:\n",
+		 vcpu->id);
+	gv_format_regs(res->report, sizeof(res->report), have_regs ? &regs : NULL,
+		       have_sregs ? &sregs : NULL);
+}
+
+void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why, int err,
+		     int status, const char *fmt, ...)
+{
+	struct gv_result *res = &vm->result;
+	va_list ap;
+
+	pthread_mutex_lock(&vm->lock);
+	if (res->why == GV_STOP_NONE) {
+		res->why = why;
+		res->err = err;
+		res->status = status;
+		res->cpu = vcpu ? (int)vcpu->id : -1;
+		res->exit_reason = vcpu ? vcpu->run->exit_reason : 0;
+		va_start(ap, fmt);
+		vsnprintf(res->report, sizeof(res->report), fmt, ap);
+		va_end(ap);
+		if (why == GV_STOP_FAULT)
+			gv_report_regs(res, vcpu);
+	}
+	vm->stop_req = true;
+	gv_kick_all_locked(vm);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void gv_vm_stop(struct gv_vm *vm)
+{
+	gv_vm_stop_with(vm, NULL, GV_STOP_REQUESTED, 0, 0, "stop requested by the VMM");
+}
+
+static int gv_exit_memory_fault(struct gv_vcpu *vcpu)
+{
+	struct gv_vm *vm = vcpu->vm;
+	struct gv_memory_fault mf;
+	enum gmem_state want;
+	uint64_t gpa, end;
+	int ret;
+
+	memcpy(&mf, &vcpu->run->hw, sizeof(mf));   /* first member of the exit union */
+	want = (mf.flags & GV_MEMORY_EXIT_FLAG_PRIVATE) ? GMEM_PRIVATE : GMEM_SHARED;
+	gpa = mf.gpa & ~(GMEM_PAGE_SIZE - 1);
+	end = mf.size > UINT64_MAX - mf.gpa ? UINT64_MAX : mf.gpa + mf.size;
+	if (vm->cfg.policy == GV_POLICY_STOP) {
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"guest accessed [%#llx, +%#llx) as %s memory, which it is not "
+				"(memory-fault policy: stop)", (unsigned long long)mf.gpa,
+				(unsigned long long)mf.size,
+				want == GMEM_PRIVATE ? "private" : "shared");
+		return -EFAULT;
+	}
+	if (!mf.size || end > vm->cfg.mem_size) {
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"memory fault at [%#llx, +%#llx) outside guest RAM",
+				(unsigned long long)mf.gpa, (unsigned long long)mf.size);
+		return -EFAULT;
+	}
+	end = (end + GMEM_PAGE_SIZE - 1) & ~(GMEM_PAGE_SIZE - 1);
+	ret = gv_vm_convert(vm, gpa, end - gpa, want, NULL);
+	if (ret) {
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, ret, 0,
+				"memory fault at [%#llx, +%#llx): converting to %s failed: %s",
+				(unsigned long long)mf.gpa, (unsigned long long)mf.size,
+				want == GMEM_PRIVATE ? "private" : "shared", gmem_strerror(ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int gv_exit_fatal(struct gv_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct gv_vm *vm = vcpu->vm;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_SHUTDOWN:
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"vCPU %u: guest triple fault (KVM_EXIT_SHUTDOWN): an exception "
+				"with no IDT to handle it", vcpu->id);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"vCPU %u: KVM internal error, suberror %u (%s), %u data words, "
+				"first %#llx", vcpu->id, run->internal.suberror,
+				run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+					? "instruction emulation failed" : "see KVM docs",
+				run->internal.ndata,
+				run->internal.ndata ? (unsigned long long)run->internal.data[0]
+						    : 0ull);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"vCPU %u: VM entry failed, hardware reason %#llx", vcpu->id,
+				(unsigned long long)
+				run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_MMIO:
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"vCPU %u: MMIO %s of %u bytes at gpa %#llx: outside guest RAM "
+				"and no device there", vcpu->id,
+				run->mmio.is_write ? "write" : "read", run->mmio.len,
+				(unsigned long long)run->mmio.phys_addr);
+		break;
+	default:
+		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
+				"vCPU %u: unexpected KVM exit %u (%s)", vcpu->id,
+				run->exit_reason, gv_exit_name(run->exit_reason));
+		break;
+	}
+	return -EFAULT;
+}
+
+int gv_vcpu_handle_exit(struct gv_vcpu *vcpu)
+{
+	vcpu->exits++;
+	switch (vcpu->run->exit_reason) {
+	case KVM_EXIT_IO:
+		return gv_pio_dispatch(vcpu);
+	case KVM_EXIT_HLT:
+		return 1;
+	case KVM_EXIT_INTR:
+		return 0;
+	case KVM_EXIT_MEMORY_FAULT:
+		return gv_exit_memory_fault(vcpu);
+	default:
+		return gv_exit_fatal(vcpu);
+	}
+}
+
+/* Between two KVM_RUNs: park while a pause is requested, and tell the
+ * caller whether to stop. */
+static bool gv_vcpu_checkpoint(struct gv_vcpu *vcpu)
+{
+	struct gv_vm *vm = vcpu->vm;
+	bool stop;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_req && !vm->stop_req) {
+		/* Complete pending I/O before anyone reads our state. */
+		pthread_mutex_unlock(&vm->lock);
+		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		ioctl(vcpu->fd, KVM_RUN, 0);
+		pthread_mutex_lock(&vm->lock);
+		vcpu->phase = GV_VCPU_PAUSED;
+		pthread_cond_broadcast(&vm->cond);
+		while (vm->pause_req && !vm->stop_req)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		vcpu->phase = GV_VCPU_RUNNING;
+	}
+	stop = vm->stop_req;
+	if (!stop)
+		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->lock);
+	return stop;
+}
+
+static void *gv_vcpu_thread(void *arg)
+{
+	struct gv_vcpu *vcpu = arg;
+	struct gv_vm *vm = vcpu->vm;
+
+	gv_self = vcpu;
+	while (!gv_vcpu_checkpoint(vcpu)) {
+		int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+
+		if (ret < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			gv_vm_stop_with(vm, vcpu, GV_STOP_ERROR, -errno, 0,
+					"vCPU %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			break;
+		}
+		if (gv_vcpu_handle_exit(vcpu))
+			break;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vcpu->phase = GV_VCPU_DONE;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	gv_console_flush(vm);
+	return NULL;
+}
+
+int gv_vm_start(struct gv_vm *vm)
+{
+	sigset_t all, old;
+	unsigned i;
+	int ret = 0;
+
+	if (!vm->loaded) {
+		gv_set_error("no guest loaded");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (vm->started) {
+		pthread_mutex_unlock(&vm->lock);
+		gv_set_error("the guest has already been started");
+		return -EBUSY;
+	}
+	pthread_once(&gv_sig_once, gv_sig_install);
+	/* vCPU threads take the kick; block other signals there so the
+	 * application's handlers keep running on its own threads. */
+	sigfillset(&all);
+	sigdelset(&all, GV_SIG_KICK);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < vm->ncpus; i++) {
+		vm->cpu[i].phase = GV_VCPU_RUNNING;
+		ret = -pthread_create(&vm->cpu[i].thread, NULL, gv_vcpu_thread, &vm->cpu[i]);
+		if (ret) {
+			vm->cpu[i].phase = GV_VCPU_IDLE;
+			break;
+		}
+		vm->cpu[i].spawned = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	vm->started = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (ret) {
+		gv_vm_stop_with(vm, NULL, GV_STOP_ERROR, ret, 0, "starting vCPU %u: %s", i,
+				strerror(-ret));
+		gv_set_error("starting vCPU %u: %s", i, strerror(-ret));
+	}
+	return ret;
+}
+
+int gv_vm_wait(struct gv_vm *vm, struct gv_result *res)
+{
+	if (!vm->started) {
+		gv_set_error("the guest was not started");
+		return -EINVAL;
+	}
+	if (!vm->joined) {
+		for (unsigned i = 0; i < vm->ncpus; i++)
+			if (vm->cpu[i].spawned)
+				pthread_join(vm->cpu[i].thread, NULL);
+		vm->joined = true;
+		gv_console_flush(vm);
+	}
+	pthread_mutex_lock(&vm->lock);
+	/* Every vCPU halted and nobody wrote the exit port. */
+	if (vm->result.why == GV_STOP_NONE) {
+		vm->result.why = GV_STOP_HALT;
+		snprintf(vm->result.report, sizeof(vm->result.report),
+			 "every vCPU halted without an exit status");
+	}
+	if (res)
+		*res = vm->result;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int gv_vm_run(struct gv_vm *vm, struct gv_result *res)
+{
+	int ret = gv_vm_start(vm);
+
+	if (ret && !vm->started)
+		return ret;
+	return gv_vm_wait(vm, res);
+}
+
+static bool gv_all_parked_locked(const struct gv_vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vm->cpu[i].phase == GV_VCPU_RUNNING)
+			return false;
+	return true;
+}
+
+int gv_vm_pause(struct gv_vm *vm)
+{
+	if (gv_self && gv_self->vm == vm) {
+		gv_set_error("gv_vm_pause from a vCPU thread would wait for itself");
+		return -EDEADLK;
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_req = true;
+	gv_kick_all_locked(vm);
+	while (!gv_all_parked_locked(vm))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int gv_vm_resume(struct gv_vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* The vCPU is outside KVM_RUN and stays there while vm->lock is held. */
+static int gv_vcpu_quiet_locked(struct gv_vm *vm, unsigned cpu)
+{
+	if (cpu >= vm->ncpus) {
+		gv_set_error("no vCPU %u (the VM has %u)", cpu, vm->ncpus);
+		return -EINVAL;
+	}
+	if (vm->cpu[cpu].phase == GV_VCPU_RUNNING) {
+		gv_set_error("vCPU %u is running: pause the VM first", cpu);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+int gv_vcpu_get_state(struct gv_vm *vm, unsigned cpu, struct gv_vcpu_state *st)
+{
+	struct gv_vcpu *v;
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ret = gv_vcpu_quiet_locked(vm, cpu);
+	if (ret)
+		goto out;
+	v = &vm->cpu[cpu];
+	memset(st, 0, sizeof(*st));
+	if (ioctl(v->fd, KVM_GET_REGS, &st->regs) || ioctl(v->fd, KVM_GET_SREGS, &st->sregs) ||
+	    ioctl(v->fd, KVM_GET_FPU, &st->fpu) || ioctl(v->fd, KVM_GET_MP_STATE, &st->mp)) {
+		ret = -errno;
+		gv_set_error("reading vCPU %u state: %s", cpu, strerror(errno));
+	}
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int gv_vcpu_set_state(struct gv_vm *vm, unsigned cpu, const struct gv_vcpu_state *st)
+{
+	struct gv_vcpu *v;
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	ret = gv_vcpu_quiet_locked(vm, cpu);
+	if (ret)
+		goto out;
+	v = &vm->cpu[cpu];
+	/* sregs first: they set the mode the general registers live in. */
+	if (ioctl(v->fd, KVM_SET_SREGS, &st->sregs) || ioctl(v->fd, KVM_SET_REGS, &st->regs) ||
+	    ioctl(v->fd, KVM_SET_FPU, &st->fpu) || ioctl(v->fd, KVM_SET_MP_STATE, &st->mp)) {
+		ret = -errno;
+		gv_set_error("writing vCPU %u state: %s", cpu, strerror(errno));
+	}
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}

@@ -1,0 +1,516 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vm.c - a KVM VM with gmem RAM: creation, the memslot, conversions with
+ * the memory-attribute mirror, and the two ways the host reaches guest memory.
+ *
+ * Model: the VM owns one gmem memory opened on its fd (kvm backend, private
+ * at start) and bound to memslot 0: the guest_memfd as the slot's file and
+ * the library's KVM view as its userspace address (KVM on these kernels
+ * reads guest memory through that mapping, which therefore must stay whole).
+ * The host view (gmem_host) is what device code may touch; the hypervisor's
+ * own accesses use temporary mappings.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "kvm_uapi.h"
+#include "vmm_internal.h"
+
+static int gv_check_config(const struct gv_config *cfg)
+{
+	if (!cfg->mem_size || cfg->mem_size % GMEM_REGION_SIZE || cfg->mem_size > GV_MAP_LIMIT) {
+		gv_set_error("memory size %llu: must be a non-zero multiple of 2 MiB, at most 4 GiB",
+			     (unsigned long long)cfg->mem_size);
+		return -EINVAL;
+	}
+	if (!cfg->ncpus || cfg->ncpus > GV_MAX_CPUS) {
+		gv_set_error("%u vCPUs: must be 1..%u", cfg->ncpus, GV_MAX_CPUS);
+		return -EINVAL;
+	}
+	if (cfg->policy != GV_POLICY_CONVERT && cfg->policy != GV_POLICY_STOP) {
+		gv_set_error("unknown memory-fault policy %d", (int)cfg->policy);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* /dev/kvm and the capabilities the VMM cannot do without. Every failure
+ * is -EOPNOTSUPP: KVM is missing or unusable here, not a caller mistake. */
+static int gv_open_kvm(struct gv_vm *vm)
+{
+	int ver;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		gv_set_error("/dev/kvm: %s (KVM %s)", strerror(errno),
+			     errno == ENOENT ? "is not available on this host"
+					     : "cannot be used by this user");
+		return -EOPNOTSUPP;
+	}
+	ver = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		gv_set_error("/dev/kvm: API version %d, want %d", ver, KVM_API_VERSION);
+		return -EOPNOTSUPP;
+	}
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0 ||
+	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD) <= 0) {
+		gv_set_error("/dev/kvm: no guest_memfd (KVM_CAP_GUEST_MEMFD / USER_MEMORY2); "
+			     "Linux 6.8 or later is needed");
+		return -EOPNOTSUPP;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		gv_set_error("KVM_CREATE_VM: %s (is another hypervisor holding the CPU?)",
+			     strerror(errno));
+		return -EOPNOTSUPP;
+	}
+	ver = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (ver < (int)sizeof(struct kvm_run)) {
+		gv_set_error("KVM_GET_VCPU_MMAP_SIZE: %d", ver);
+		return -EOPNOTSUPP;
+	}
+	vm->run_size = (size_t)ver;
+	return 0;
+}
+
+static gv_ioctl_hook_fn gv_ioctl_hook;
+
+void gv_set_ioctl_hook(gv_ioctl_hook_fn hook)
+{
+	__atomic_store_n(&gv_ioctl_hook, hook, __ATOMIC_SEQ_CST);
+}
+
+static int gv_vm_ioctl(int fd, unsigned long req, void *arg)
+{
+	gv_ioctl_hook_fn hook = __atomic_load_n(&gv_ioctl_hook, __ATOMIC_SEQ_CST);
+	int ret;
+
+	if (hook && hook(fd, req, arg, &ret))
+		return ret;
+	return ioctl(fd, req, arg);
+}
+
+static int gv_set_attributes(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum gmem_state s)
+{
+	struct gm_kvm_memory_attributes a = {
+		.address = gpa, .size = len,
+		.attributes = s == GMEM_PRIVATE ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+	};
+
+	if (gv_vm_ioctl(vm->vm_fd, GM_KVM_SET_MEMORY_ATTRIBUTES, &a) < 0)
+		return -errno;
+	return 0;
+}
+
+/* RAM: gmem on this VM, bound to slot 0, and the attribute mirror. */
+static int gv_open_ram(struct gv_vm *vm)
+{
+	struct gmem_config gc = { .size = vm->cfg.mem_size, .backend = GMEM_BACKEND_KVM,
+				  .vm_fd = vm->vm_fd, .flags = 0 };
+	struct gm_kvm_userspace_memory_region2 slot = { 0 };
+	int ret, attrs;
+
+	ret = gmem_open(&gc, &vm->g);
+	if (ret) {
+		gv_set_error("guest memory: %s (%s)", gmem_strerror(ret), gmem_last_error());
+		return ret == -ENOENT || ret == -ENODEV ? -EOPNOTSUPP : ret;
+	}
+	gmem_info(vm->g, &vm->info);
+	slot.slot = 0;
+	slot.flags = KVM_MEM_GUEST_MEMFD;
+	slot.guest_phys_addr = 0;
+	slot.memory_size = vm->cfg.mem_size;
+	slot.userspace_addr = (uintptr_t)gmem_kvm_view(vm->g);
+	slot.guest_memfd = (uint32_t)vm->info.fd;
+	if (ioctl(vm->vm_fd, GM_KVM_SET_USER_MEMORY_REGION2, &slot) < 0) {
+		ret = -errno;
+		gv_set_error("KVM_SET_USER_MEMORY_REGION2 (guest_memfd %d): %s", vm->info.fd,
+			     strerror(errno));
+		return ret;
+	}
+	/* Where the kernel converts in place it keeps the attributes on the
+	 * file itself; only a VM with per-VM attributes needs the mirror. */
+	attrs = gv_vm_ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
+			    (void *)(uintptr_t)KVM_CAP_MEMORY_ATTRIBUTES);
+	vm->attrs = !vm->info.inplace && attrs > 0 &&
+		    (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	if (vm->attrs) {
+		ret = gv_set_attributes(vm, 0, vm->cfg.mem_size, GMEM_PRIVATE);
+		if (ret) {
+			gv_set_error("KVM_SET_MEMORY_ATTRIBUTES (all private): %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int gv_vm_create(const struct gv_config *cfg, struct gv_vm **out)
+{
+	struct gv_vm *vm;
+	unsigned i;
+	int ret;
+
+	if (!cfg || !out) {
+		gv_set_error("no config");
+		return -EINVAL;
+	}
+	ret = gv_check_config(cfg);
+	if (ret)
+		return ret;
+	vm = calloc(1, sizeof(*vm) + cfg->ncpus * sizeof(vm->cpu[0]));
+	if (!vm) {
+		gv_set_error("out of memory");
+		return -ENOMEM;
+	}
+	vm->cfg = *cfg;
+	vm->ncpus = cfg->ncpus;
+	vm->kvm_fd = vm->vm_fd = -1;
+	for (i = 0; i < vm->ncpus; i++)
+		vm->cpu[i].fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	pthread_mutex_init(&vm->con_lock, NULL);
+	vm->result.cpu = -1;
+
+	ret = gv_open_kvm(vm);
+	if (ret)
+		goto err;
+	ret = gv_open_ram(vm);
+	if (ret)
+		goto err;
+	for (i = 0; i < vm->ncpus; i++) {
+		ret = gv_vcpu_create(vm, i);
+		if (ret)
+			goto err;
+	}
+	ret = gv_pio_builtin(vm);
+	if (ret)
+		goto err;
+	*out = vm;
+	return 0;
+
+err:
+	gv_vm_destroy(vm);
+	return ret;
+}
+
+void gv_vm_destroy(struct gv_vm *vm)
+{
+	if (!vm)
+		return;
+	if (vm->started && !vm->joined) {
+		gv_vm_stop(vm);
+		gv_vm_wait(vm, NULL);
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		gv_vcpu_destroy(&vm->cpu[i]);
+	/* The memslot goes with the VM; the memory after both. */
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	gmem_close(vm->g);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	free(vm->con);
+	pthread_mutex_destroy(&vm->con_lock);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
+
+struct gmem *gv_vm_gmem(struct gv_vm *vm)
+{
+	return vm->g;
+}
+
+int gv_vm_fd(const struct gv_vm *vm)
+{
+	return vm->vm_fd;
+}
+
+unsigned gv_vm_ncpus(const struct gv_vm *vm)
+{
+	return vm->ncpus;
+}
+
+uint64_t gv_vm_mem_size(const struct gv_vm *vm)
+{
+	return vm->cfg.mem_size;
+}
+
+void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p)
+{
+	p->inplace = vm->info.inplace;
+	p->dmap_removal = vm->info.dmap_removal;
+	p->attributes = vm->attrs;
+	p->conversion = vm->info.inplace
+		? "inplace: the kernel converts the guest_memfd (cap 249)"
+		: "host view: the library maps and unmaps shared runs; KVM uses the KVM view";
+}
+
+static bool gv_range_ok(const struct gv_vm *vm, uint64_t gpa, uint64_t len)
+{
+	return len && gpa < vm->cfg.mem_size && len <= vm->cfg.mem_size - gpa;
+}
+
+int gv_vm_convert(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum gmem_state to,
+		  uint64_t *busy_gpa)
+{
+	int ret = gmem_convert(vm->g, gpa, len, to, busy_gpa);
+
+	if (ret || !vm->attrs)
+		return ret;
+	ret = gv_set_attributes(vm, gpa, len, to);
+	if (ret) {
+		/* Keep gmem and KVM agreeing: undo the conversion. Going back
+		 * to shared cannot be refused; back to private can only be by a
+		 * pin taken in between, which then keeps the page shared in
+		 * both places as the mirror failed anyway. */
+		gmem_convert(vm->g, gpa, len, to == GMEM_SHARED ? GMEM_PRIVATE : GMEM_SHARED,
+			     NULL);
+		gv_set_error("KVM_SET_MEMORY_ATTRIBUTES: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+/* process_vm_{read,write}v on ourselves: the kernel walks the host view with
+ * the mapping's own permissions and reports a private page as EFAULT instead
+ * of a signal, so device code can try and fail safely. */
+static int gv_dev_xfer(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	struct iovec local = { .iov_base = buf, .iov_len = len };
+	struct iovec remote = { .iov_len = len };
+	ssize_t n;
+
+	if (!gv_range_ok(vm, gpa, len))
+		return -EINVAL;
+	remote.iov_base = gmem_host(vm->g, gpa);
+	if (!remote.iov_base)
+		return -EINVAL;
+	n = write ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0)
+		  : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	if (n < 0)
+		return errno == EFAULT ? -EFAULT : -errno;
+	return (size_t)n == len ? 0 : -EFAULT;
+}
+
+int gv_dev_read(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len)
+{
+	return gv_dev_xfer(vm, gpa, buf, len, false);
+}
+
+int gv_dev_write(struct gv_vm *vm, uint64_t gpa, const void *buf, size_t len)
+{
+	return gv_dev_xfer(vm, gpa, (void *)buf, len, true);
+}
+
+/* One page's worth of a hypervisor access. Where the kernel refuses
+ * temporary mappings of private pages (in-place conversion), the page is
+ * shared for the copy and made private again. */
+static int gv_hv_page(struct gv_vm *vm, uint64_t gpa, void *buf, size_t n, bool write)
+{
+	uint64_t page = gpa & ~(GMEM_PAGE_SIZE - 1);
+	uint8_t *p = gmem_kmap(vm->g, gpa);
+	int ret, state;
+
+	if (p) {
+		if (write)
+			memcpy(p, buf, n);
+		else
+			memcpy(buf, p, n);
+		gmem_kunmap(vm->g, p);
+		return 0;
+	}
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	state = gmem_state(vm->g, page);
+	if (state < 0)
+		return state;
+	if (state == GMEM_PRIVATE) {
+		ret = gv_vm_convert(vm, page, GMEM_PAGE_SIZE, GMEM_SHARED, NULL);
+		if (ret)
+			return ret;
+	}
+	p = gmem_host(vm->g, gpa);
+	if (write)
+		memcpy(p, buf, n);
+	else
+		memcpy(buf, p, n);
+	if (state == GMEM_PRIVATE)
+		return gv_vm_convert(vm, page, GMEM_PAGE_SIZE, GMEM_PRIVATE, NULL);
+	return 0;
+}
+
+static int gv_hv_xfer(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len, bool write)
+{
+	uint8_t *b = buf;
+
+	if (!len)
+		return 0;
+	if (!gv_range_ok(vm, gpa, len))
+		return -EINVAL;
+	while (len) {
+		size_t n = GMEM_PAGE_SIZE - (gpa & (GMEM_PAGE_SIZE - 1));
+		int ret;
+
+		if (n > len)
+			n = len;
+		ret = gv_hv_page(vm, gpa, b, n, write);
+		if (ret)
+			return ret;
+		gpa += n;
+		b += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int gv_hv_read(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len)
+{
+	return gv_hv_xfer(vm, gpa, buf, len, false);
+}
+
+int gv_hv_write(struct gv_vm *vm, uint64_t gpa, const void *buf, size_t len)
+{
+	return gv_hv_xfer(vm, gpa, (void *)buf, len, true);
+}
+
+/* Zero [gpa, gpa + len) through the hypervisor path, a page at a time. */
+static int gv_hv_zero(struct gv_vm *vm, uint64_t gpa, uint64_t len)
+{
+	static const uint8_t zero[GMEM_PAGE_SIZE];
+
+	while (len) {
+		uint64_t n = GMEM_PAGE_SIZE - (gpa & (GMEM_PAGE_SIZE - 1));
+		int ret;
+
+		if (n > len)
+			n = len;
+		ret = gv_hv_write(vm, gpa, zero, n);
+		if (ret)
+			return ret;
+		gpa += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int gv_vm_load_elf(struct gv_vm *vm, const void *buf, size_t len)
+{
+	struct gv_elf_image img;
+	int ret;
+
+	if (vm->loaded || vm->started) {
+		gv_set_error("a guest is already loaded");
+		return -EBUSY;
+	}
+	ret = gv_elf_parse(buf, len, vm->cfg.mem_size, vm->ncpus, &img);
+	if (ret)
+		return ret;
+	ret = gv_boot_write_tables(vm);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < img.nseg; i++) {
+		const struct gv_elf_seg *s = &img.seg[i];
+
+		ret = gv_hv_write(vm, s->gpa, (const uint8_t *)buf + s->offset, s->filesz);
+		if (!ret && s->memsz > s->filesz)
+			ret = gv_hv_zero(vm, s->gpa + s->filesz, s->memsz - s->filesz);
+		if (ret) {
+			gv_set_error("writing segment %u at %#llx: %s", i,
+				     (unsigned long long)s->gpa, strerror(-ret));
+			return ret;
+		}
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		ret = gv_boot_vcpu(&vm->cpu[i], img.entry);
+		if (ret)
+			return ret;
+	}
+	vm->entry = img.entry;
+	vm->loaded = true;
+	return 0;
+}
+
+/* Read the whole file: a mapping would SIGBUS if the file shrank under us. */
+static int gv_read_file(const char *path, uint8_t **out, size_t *outlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		gv_set_error("%s: %s", path, strerror(errno));
+		return ret;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			uint8_t *nb;
+
+			if (cap >= GV_ELF_MAX_SIZE) {
+				gv_set_error("%s: larger than any guest program (%llu MiB)", path,
+					     GV_ELF_MAX_SIZE >> 20);
+				ret = -ENOEXEC;
+				goto err;
+			}
+			cap = cap ? cap * 2 : 64 * 1024;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				gv_set_error("%s: out of memory", path);
+				ret = -ENOMEM;
+				goto err;
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			gv_set_error("%s: %s", path, strerror(errno));
+			goto err;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	*out = buf;
+	*outlen = len;
+	return 0;
+
+err:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int gv_vm_load_file(struct gv_vm *vm, const char *path)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	ret = gv_read_file(path, &buf, &len);
+	if (ret)
+		return ret;
+	ret = gv_vm_load_elf(vm, buf, len);
+	if (ret == -ENOEXEC || ret == -EFBIG) {
+		/* Say which file: the parser only knows bytes. */
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", gv_last_error());
+		gv_set_error("%s: %s", path, why);
+	}
+	free(buf);
+	return ret;
+}

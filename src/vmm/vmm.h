@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm.h - gv, the micro-VMM behind `gmem vm`: a KVM VM whose RAM is one gmem
+ * memory, a 64-bit guest program loaded from an ELF file, and N vCPUs, each
+ * on its own thread.
+ *
+ * Model:
+ *   - RAM is a gmem memory opened on the VM's own fd (kvm backend), all
+ *     private at start, bound to memslot 0 with KVM_SET_USER_MEMORY_REGION2 +
+ *     KVM_MEM_GUEST_MEMFD, the KVM view as the slot's userspace address.
+ *   - The VMM writes the guest image and the boot structures into private
+ *     memory through temporary mappings (gmem_kmap): nothing is shared to load.
+ *   - Conversions go through gv_vm_convert(), which also mirrors the result
+ *     into KVM's memory attributes where the VM supports them (cap 233).
+ *   - Device code reaches guest memory only through the host view
+ *     (gmem_host(), gv_dev_read()): a page the guest keeps private faults.
+ *     The hypervisor's own accesses (loader, this file's gv_hv_*) use
+ *     temporary mappings instead.
+ *   - Guest ABI (ports, hypercalls, start state): gv_abi.h.
+ *
+ * Errors are negative errno values; the failing call leaves a one-line
+ * reason in gv_last_error() (per thread). Once the guest runs, what stopped
+ * it is in struct gv_result.
+ *
+ * Lifecycle: gv_vm_create -> [gv_vm_add_pio ...] -> gv_vm_load_* ->
+ * gv_vm_start -> [gv_vm_pause / gv_vcpu_get_state / gv_vcpu_set_state /
+ * gv_vm_resume ...] -> gv_vm_wait -> gv_vm_destroy.  gv_vm_run = start + wait.
+ */
+#ifndef GV_VMM_H
+#define GV_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#include <gmem.h>
+
+#include "gv_abi.h"
+
+#define GV_MAX_CPUS 64u
+#define GV_MAX_PIO  32u         /* port-I/O devices per VM */
+
+struct gv_vm;
+struct gv_vcpu;
+
+/* What to do on KVM_EXIT_MEMORY_FAULT (the guest touched a page in the
+ * state it does not have; raised by kernels with private memory attributes). */
+enum gv_fault_policy {
+	GV_POLICY_CONVERT,      /* convert the range to what the guest wanted, resume */
+	GV_POLICY_STOP,         /* stop the guest with a report                      */
+};
+
+struct gv_config {
+	uint64_t mem_size;      /* RAM: a multiple of 2 MiB, at most GV_MAP_LIMIT */
+	unsigned ncpus;         /* 1..GV_MAX_CPUS                                  */
+	enum gv_fault_policy policy;
+	/* Console sink, called from vCPU threads with complete lines (and the
+	 * unterminated tail when the guest stops); may be NULL. Console text is
+	 * also collected, see gv_vm_console(). */
+	void (*console)(void *ctx, const char *text, size_t len);
+	void *console_ctx;
+};
+
+enum gv_stop {
+	GV_STOP_NONE = 0,       /* still running / never started                   */
+	GV_STOP_EXIT,           /* the guest wrote GV_PORT_EXIT: status is set     */
+	GV_STOP_HALT,           /* every vCPU executed HLT without an exit          */
+	GV_STOP_FAULT,          /* the guest faulted: report holds exit + registers */
+	GV_STOP_ERROR,          /* the VMM failed (err, report)                     */
+	GV_STOP_REQUESTED,      /* gv_vm_stop()                                     */
+};
+
+struct gv_result {
+	enum gv_stop why;
+	int status;             /* GV_STOP_EXIT: the guest's exit status            */
+	int err;                /* GV_STOP_FAULT/ERROR: negative errno              */
+	int cpu;                /* the vCPU that stopped the guest, or -1           */
+	uint32_t exit_reason;   /* its last KVM exit reason                         */
+	char report[4096];      /* one-line reason, then registers for a fault     */
+};
+
+/* ---- VM lifecycle ------------------------------------------------------ */
+
+/* -EOPNOTSUPP when /dev/kvm is missing or unusable (gv_last_error() says
+ * why), -EINVAL on a bad config. */
+int  gv_vm_create(const struct gv_config *cfg, struct gv_vm **out);
+/* Stops and joins the vCPUs if they still run, then frees everything. */
+void gv_vm_destroy(struct gv_vm *vm);
+
+/* Load an ELF64 x86-64 executable (see gv_elf_parse for what is refused:
+ * -ENOEXEC malformed, -EFBIG does not fit in RAM) and set up every vCPU to
+ * start at its entry. Once per VM, before gv_vm_start. */
+int  gv_vm_load_elf(struct gv_vm *vm, const void *buf, size_t len);
+int  gv_vm_load_file(struct gv_vm *vm, const char *path);
+
+int  gv_vm_start(struct gv_vm *vm);                     /* spawn the vCPU threads */
+int  gv_vm_wait(struct gv_vm *vm, struct gv_result *res);  /* join them           */
+int  gv_vm_run(struct gv_vm *vm, struct gv_result *res);   /* start + wait        */
+/* Ask every vCPU to stop (GV_STOP_REQUESTED unless something stopped first). */
+void gv_vm_stop(struct gv_vm *vm);
+
+/* ---- What device code and tools may reach ------------------------------ */
+
+struct gmem *gv_vm_gmem(struct gv_vm *vm);
+int  gv_vm_fd(const struct gv_vm *vm);
+unsigned gv_vm_ncpus(const struct gv_vm *vm);
+uint64_t gv_vm_mem_size(const struct gv_vm *vm);
+/* Console text collected so far (NUL-terminated; valid until the next
+ * guest output or gv_vm_destroy; read it once the guest has stopped). */
+const char *gv_vm_console(struct gv_vm *vm, size_t *len);
+/* How this VM converts memory, in one line each (for --verbose). */
+struct gv_paths {
+	bool inplace;           /* kernel converts in place (cap 249)            */
+	bool dmap_removal;      /* kernel removes private pages from direct map  */
+	bool attributes;        /* KVM_SET_MEMORY_ATTRIBUTES mirrored (cap 233)  */
+	const char *conversion; /* "inplace (cap 249)" or "host view (library)"  */
+};
+void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
+
+/* Convert [gpa, gpa + len) and mirror the result into KVM's memory
+ * attributes where the VM has them. Same contract as gmem_convert(): all or
+ * nothing, -EAGAIN + *busy_gpa when a page is pinned or mapped. */
+int  gv_vm_convert(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum gmem_state to,
+                   uint64_t *busy_gpa);
+
+/* Device-code read through the host view: what a device may see. Never
+ * faults the process: -EFAULT if any byte is not reachable (a private page),
+ * -EINVAL outside RAM. */
+int  gv_dev_read(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len);
+int  gv_dev_write(struct gv_vm *vm, uint64_t gpa, const void *buf, size_t len);
+
+/* Hypervisor access to any page, private or not, through temporary mappings
+ * (where the kernel forbids those, a brief in-place share). Not for device
+ * code: this is the loader's and the snapshot/debug path. */
+int  gv_hv_read(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len);
+int  gv_hv_write(struct gv_vm *vm, uint64_t gpa, const void *buf, size_t len);
+
+/* ---- Port-I/O devices ---------------------------------------------------
+ *
+ * A device claims [base, base + len) of the 16-bit port space. For every
+ * access by the guest (a string instruction is split into its elements) the
+ * VMM calls in() or out() on the vCPU's thread with size 1, 2 or 4; in()
+ * fills *data (size bytes, little endian). Several vCPUs may call a device at
+ * once: the device locks what it shares. A callback returns 0 to resume the
+ * guest, or a negative errno to stop it (GV_STOP_ERROR, the device's name and
+ * the errno in the report). A callback may call gv_vm_convert, gmem_* on
+ * gv_vm_gmem(), gv_dev_*, gv_vcpu_get_regs and gv_vm_stop; it must not call
+ * gv_vm_pause (-EDEADLK: it runs on a vCPU thread).
+ * Ports without a device stop the guest with a report.
+ * Built in: GV_PORT_CONSOLE, GV_PORT_EXIT, GV_PORT_HCALL (gv_abi.h).
+ */
+struct gv_pio_dev {
+	const char *name;
+	uint16_t base;
+	uint16_t len;
+	int (*in)(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
+	int (*out)(struct gv_vcpu *vcpu, uint16_t port, const void *data, unsigned size,
+		   void *ctx);
+	void *ctx;
+};
+
+/* Before gv_vm_start only (-EBUSY after); -EEXIST if the range overlaps a
+ * registered one, -ENOSPC past GV_MAX_PIO, -EINVAL on an empty or wrapping
+ * range or a device with neither callback. The struct is copied. */
+int  gv_vm_add_pio(struct gv_vm *vm, const struct gv_pio_dev *dev);
+
+struct gv_vm *gv_vcpu_vm(const struct gv_vcpu *vcpu);
+unsigned gv_vcpu_id(const struct gv_vcpu *vcpu);
+/* The vCPU's registers as of the exit being handled (in a callback). The
+ * registers of a vCPU inside a port read reflect the state before it. */
+int  gv_vcpu_get_regs(struct gv_vcpu *vcpu, struct kvm_regs *regs);
+
+/* ---- Pause, resume, vCPU state ------------------------------------------
+ *
+ * gv_vm_pause() kicks every running vCPU out of KVM_RUN, lets KVM complete
+ * any I/O it had pending (KVM_RUN with immediate_exit, as the KVM API asks
+ * before reading state) and returns once each vCPU is parked or has stopped.
+ * Then the vCPU state may be read and written, guest memory is stable (no
+ * vCPU runs; devices are only called from vCPU threads), and gv_vm_resume()
+ * lets them continue. Pausing a paused VM, or one not started, is a no-op.
+ * From a vCPU thread (a device callback): -EDEADLK.
+ */
+int  gv_vm_pause(struct gv_vm *vm);
+int  gv_vm_resume(struct gv_vm *vm);
+
+/* Everything the guests here keep in a vCPU: general and segment/control
+ * registers, x87/SSE state, and the MP state. */
+struct gv_vcpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_mp_state mp;
+};
+
+/* Allowed while the vCPU is not in KVM_RUN: VM paused, not started, or
+ * stopped; -EBUSY otherwise, -EINVAL for a bad index. */
+int  gv_vcpu_get_state(struct gv_vm *vm, unsigned cpu, struct gv_vcpu_state *st);
+int  gv_vcpu_set_state(struct gv_vm *vm, unsigned cpu, const struct gv_vcpu_state *st);
+
+/* ---- ELF loading, for tests and tools ----------------------------------- */
+
+#define GV_ELF_MAX_SEGS 16u
+#define GV_ELF_MAX_SIZE (64ull << 20)
+
+struct gv_elf_seg {
+	uint64_t gpa;           /* load address (p_paddr == p_vaddr)  */
+	uint64_t filesz;        /* bytes from the file                */
+	uint64_t memsz;         /* bytes in memory (rest zeroed)      */
+	uint64_t offset;        /* file offset of the bytes           */
+	uint32_t flags;         /* PF_R/W/X                           */
+};
+
+struct gv_elf_image {
+	uint64_t entry;
+	unsigned nseg;
+	struct gv_elf_seg seg[GV_ELF_MAX_SEGS];
+};
+
+/* Validate @len bytes of an ELF file for a guest of @mem_size bytes and
+ * @ncpus vCPUs, and describe what to load. Refuses (-ENOEXEC, reason in
+ * gv_last_error()): short or truncated files, bad magic, class, byte order,
+ * version, type, machine, header sizes, no or too many program headers,
+ * dynamic or interpreted programs, filesz > memsz, bytes past the end of
+ * the file, virtual != physical addresses, overflowing ranges, overlapping
+ * segments, an entry outside executable segments. -EFBIG: a segment outside
+ * [GV_LOAD_MIN, mem_size - stacks). Reads nothing outside [buf, buf + len). */
+int  gv_elf_parse(const void *buf, size_t len, uint64_t mem_size, unsigned ncpus,
+                  struct gv_elf_image *img);
+
+/* ---- Reports ------------------------------------------------------------ */
+
+const char *gv_last_error(void);
+const char *gv_stop_name(enum gv_stop why);
+const char *gv_exit_name(uint32_t exit_reason);
+/* Append the registers to @buf (NUL-terminated, at most @size bytes). */
+void gv_format_regs(char *buf, size_t size, const struct kvm_regs *r,
+                    const struct kvm_sregs *s);
+
+#endif /* GV_VMM_H */

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm_internal.h - struct gv_vm, struct gv_vcpu and the helpers shared by
+ * the files of src/vmm.
+ *
+ * Lock rule: vm->lock protects the run state (started, pause/stop requests,
+ * each vCPU's phase, the result). The device table is written only before
+ * the vCPUs start, so vCPU threads read it without a lock. The console has
+ * its own lock, taken with nothing else held.
+ */
+#ifndef GV_VMM_INTERNAL_H
+#define GV_VMM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "vmm.h"
+
+/* Boot structures in [0, GV_LOAD_MIN). */
+#define GV_GDT_GPA   0x1000ull
+#define GV_TSS_GPA   0x1800ull
+#define GV_PML4_GPA  0x2000ull
+#define GV_PDPT_GPA  0x3000ull
+#define GV_PD_GPA    0x4000ull  /* 4 page directories: 4 GiB of 2 MiB pages */
+
+#define GV_SEL_CODE  0x08
+#define GV_SEL_DATA  0x10
+#define GV_SEL_TSS   0x18
+
+#define GV_CONSOLE_MAX (1u << 20)  /* collected console text is capped here */
+
+enum gv_phase {
+	GV_VCPU_IDLE,           /* thread not started                          */
+	GV_VCPU_RUNNING,        /* in or around KVM_RUN                         */
+	GV_VCPU_PAUSED,         /* parked in gv_vcpu_checkpoint, state valid    */
+	GV_VCPU_DONE,           /* thread finished (halt, stop, fault)          */
+};
+
+struct gv_vcpu {
+	struct gv_vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	enum gv_phase phase;    /* vm->lock */
+	bool spawned;           /* thread created: written by the starter only */
+	uint64_t exits;         /* KVM exits handled (this thread only)        */
+};
+
+struct gv_vm {
+	struct gv_config cfg;
+	int kvm_fd, vm_fd;
+	size_t run_size;
+	struct gmem *g;
+	struct gmem_info info;
+	bool attrs;             /* mirror into KVM_SET_MEMORY_ATTRIBUTES       */
+	bool loaded;
+	uint64_t entry;
+
+	struct gv_pio_dev pio[GV_MAX_PIO];
+	unsigned npio;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, joined;
+	bool pause_req, stop_req;
+	struct gv_result result;  /* first stop wins */
+
+	pthread_mutex_t con_lock;
+	char *con;              /* collected console text, NUL-terminated      */
+	size_t con_len, con_cap, con_line;  /* con_line: start of unsent line  */
+
+	unsigned ncpus;
+	struct gv_vcpu cpu[];
+};
+
+/* vm.c: tests stand in for KVM features this host lacks (memory
+ * attributes, cap 233) by answering the VM ioctls of the attribute mirror
+ * first: return true with *ret set (errno too when -1) to answer, false to
+ * let the kernel answer. NULL (the default) removes the hook. */
+typedef bool (*gv_ioctl_hook_fn)(int fd, unsigned long req, void *arg, int *ret);
+void gv_set_ioctl_hook(gv_ioctl_hook_fn hook);
+
+/* report.c */
+void gv_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gv_vset_error(const char *fmt, va_list ap);
+
+/* boot.c: boot structures into private memory, vCPU start state. */
+int  gv_boot_write_tables(struct gv_vm *vm);
+int  gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry);
+
+/* vcpu.c */
+int  gv_vcpu_create(struct gv_vm *vm, unsigned id);
+void gv_vcpu_destroy(struct gv_vcpu *vcpu);
+/* Handle the exit in vcpu->run: 0 resume, 1 this vCPU halted, < 0 stop
+ * (the result is already recorded). Exposed for tests that feed it exits
+ * the kernel here never raises (memory faults, MMIO). */
+int  gv_vcpu_handle_exit(struct gv_vcpu *vcpu);
+/* Record why the guest stops (first caller wins) and kick every vCPU. */
+void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why,
+                     int err, int status, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* pio.c */
+int  gv_pio_builtin(struct gv_vm *vm);
+int  gv_pio_dispatch(struct gv_vcpu *vcpu);
+void gv_console_flush(struct gv_vm *vm);
+
+/* hcall.c: the GV_PORT_HCALL device's in() callback. */
+int  gv_hcall_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
+
+#endif /* GV_VMM_INTERNAL_H */

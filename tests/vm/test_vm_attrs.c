@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_vm_attrs.c - the KVM_SET_MEMORY_ATTRIBUTES mirror, which this host's
+ * KVM cannot exercise (cap 233 is 0 for default VMs): a test double answers
+ * the capability and records the attribute calls, through the VMM's ioctl
+ * hook, while the rest of KVM is real and the convert guest runs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "kvm_uapi.h"
+#include "vmm_internal.h"
+#include "vt.h"
+
+#define AT_MAX 64
+
+static struct {
+	pthread_mutex_t lock;
+	struct gm_kvm_memory_attributes call[AT_MAX];
+	unsigned n;
+	int fail_next;          /* errno for the next SET, 0: none */
+} at = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static bool at_hook(int fd, unsigned long req, void *arg, int *ret)
+{
+	(void)fd;
+	if (req == KVM_CHECK_EXTENSION && (uintptr_t)arg == KVM_CAP_MEMORY_ATTRIBUTES) {
+		*ret = (int)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+		return true;
+	}
+	if (req != GM_KVM_SET_MEMORY_ATTRIBUTES)
+		return false;
+	pthread_mutex_lock(&at.lock);
+	if (at.fail_next) {
+		errno = at.fail_next;
+		at.fail_next = 0;
+		*ret = -1;
+	} else {
+		if (at.n < AT_MAX)
+			at.call[at.n++] = *(struct gm_kvm_memory_attributes *)arg;
+		*ret = 0;
+	}
+	pthread_mutex_unlock(&at.lock);
+	return true;
+}
+
+Test(vm, attributes_mirror_every_conversion)
+{
+	/* What the convert guest does, in order (the refused unshare of
+	 * the pinned page changes nothing, so it is not mirrored). */
+	static const struct { uint64_t size; int private; } want[] = {
+		{ 0, 1 },               /* at creation: all RAM private */
+		{ 2 * TH_PAGE, 0 }, { 2 * TH_PAGE, 1 },
+		{ TH_PAGE, 0 }, { TH_PAGE, 1 },
+		{ 4 * TH_PAGE, 1 },
+		{ TH_PAGE, 0 }, { TH_PAGE, 1 },
+	};
+	struct gv_result res;
+	struct gv_paths p;
+	struct gv_vm *vm;
+
+	vt_need_kvm();
+	gv_set_ioctl_hook(at_hook);
+	vm = vt_run("convert", 1, &res);
+	vt_expect_exit(vm, &res, 0);
+	gv_vm_paths(vm, &p);
+	cr_assert(p.attributes, "cap 233 offered PRIVATE but the VM does not mirror");
+	TH_EQ(at.n, sizeof(want) / sizeof(want[0]));
+	TH_EQ(at.call[0].address, 0);
+	TH_EQ(at.call[0].size, VT_MEM);
+	for (unsigned i = 0; i < at.n; i++) {
+		uint64_t size = want[i].size ? want[i].size : VT_MEM;
+
+		cr_assert_eq(at.call[i].size, size, "call %u: size %#llx, want %#llx", i,
+			     (unsigned long long)at.call[i].size, (unsigned long long)size);
+		cr_assert_eq(at.call[i].attributes,
+			     want[i].private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+			     "call %u: attributes %#llx, want %s", i,
+			     (unsigned long long)at.call[i].attributes,
+			     want[i].private ? "private" : "shared");
+		cr_assert_eq(at.call[i].address % TH_PAGE, 0);
+	}
+	gv_set_ioctl_hook(NULL);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, attributes_failure_undoes_the_conversion)
+{
+	struct gv_vm *vm;
+	unsigned before;
+
+	vt_need_kvm();
+	gv_set_ioctl_hook(at_hook);
+	vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	before = at.n;
+	at.fail_next = EIO;
+	TH_EQ(gv_vm_convert(vm, 0x200000, TH_PAGE, GMEM_SHARED, NULL), -EIO);
+	TH_EQ(gmem_state(gv_vm_gmem(vm), 0x200000), GMEM_PRIVATE);
+	cr_assert_not_null(strstr(gv_last_error(), "KVM_SET_MEMORY_ATTRIBUTES"), "%s",
+			   gv_last_error());
+	TH_EQ(at.n, before);
+	/* And the next conversion goes through both. */
+	TH_EQ(gv_vm_convert(vm, 0x200000, TH_PAGE, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_state(gv_vm_gmem(vm), 0x200000), GMEM_SHARED);
+	TH_EQ(at.n, before + 1);
+	TH_EQ(at.call[before].attributes, 0);
+	gv_set_ioctl_hook(NULL);
+	gv_vm_destroy(vm);
+}

@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_vm_vmm.c - the micro-VMM's own machinery: configuration checks, KVM
+ * missing, port devices, pause/resume with vCPU state, and the exit
+ * handlers for exits this host's KVM never raises (memory faults, MMIO),
+ * fed to gv_vcpu_handle_exit() directly.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvm_uapi.h"
+#include "vmm_internal.h"
+#include "vt.h"
+
+Test(vm, bad_configs_refused)
+{
+	static const struct { uint64_t mem; unsigned cpus; int policy; } bad[] = {
+		{ 0, 1, GV_POLICY_CONVERT },
+		{ 3 * TH_MIB, 1, GV_POLICY_CONVERT },
+		{ 8ull << 30, 1, GV_POLICY_CONVERT },
+		{ VT_MEM, 0, GV_POLICY_CONVERT },
+		{ VT_MEM, GV_MAX_CPUS + 1, GV_POLICY_CONVERT },
+		{ VT_MEM, 1, 7 },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gv_config cfg = { .mem_size = bad[i].mem, .ncpus = bad[i].cpus,
+					 .policy = (enum gv_fault_policy)bad[i].policy };
+		struct gv_vm *vm = NULL;
+		int ret = gv_vm_create(&cfg, &vm);
+
+		cr_assert_eq(ret, -EINVAL, "row %zu (mem %llu, %u cpus, policy %d): %d, want "
+			     "-EINVAL", i, (unsigned long long)bad[i].mem, bad[i].cpus,
+			     bad[i].policy, ret);
+		cr_assert_null(vm);
+		cr_assert_neq(gv_last_error()[0], '\0', "row %zu: no reason", i);
+	}
+}
+
+/* An empty /dev in a private mount namespace: KVM is "missing". */
+Test(vm, missing_kvm_is_eopnotsupp)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1 };
+	struct gv_vm *vm = NULL;
+	int ret;
+
+	if (unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", "/dev", "tmpfs", 0, "size=64k"))
+		cr_skip_test("cannot hide /dev/kvm (needs root and mount namespaces): %s",
+			     strerror(errno));
+	ret = gv_vm_create(&cfg, &vm);
+	TH_EQ(ret, -EOPNOTSUPP);
+	cr_assert_null(vm);
+	cr_assert_not_null(strstr(gv_last_error(), "/dev/kvm"), "%s", gv_last_error());
+	cr_assert_not_null(strstr(gv_last_error(), "not available"), "%s", gv_last_error());
+}
+
+/* ---- a port device on GV_PORT_USER, as the spin guest expects --------- */
+
+struct vt_stopper {
+	int stop;               /* what the device answers */
+	unsigned long polls;
+	int pause_ret;          /* gv_vm_pause from the callback */
+	unsigned cpu;
+};
+
+static int vt_stopper_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size,
+			 void *ctx)
+{
+	struct vt_stopper *s = ctx;
+	uint32_t v = (uint32_t)__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST);
+
+	(void)port;
+	__atomic_fetch_add(&s->polls, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->polls, __ATOMIC_SEQ_CST) == 1) {
+		s->pause_ret = gv_vm_pause(gv_vcpu_vm(vcpu));
+		s->cpu = gv_vcpu_id(vcpu);
+	}
+	memcpy(data, &v, size < 4 ? size : 4);
+	return 0;
+}
+
+static struct gv_vm *vt_spin(struct vt_stopper *s)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1 };
+	struct gv_pio_dev dev = { .name = "stopper", .base = GV_PORT_USER, .len = 1,
+				  .in = vt_stopper_in, .ctx = s };
+	struct gv_vm *vm;
+
+	vt_need_kvm();
+	cr_assert_eq(gv_vm_create(&cfg, &vm), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vm_add_pio(vm, &dev), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vm_load_file(vm, vt_guest_path("spin")), 0, "%s", gv_last_error());
+	return vm;
+}
+
+static void vt_sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t vt_counter(struct gv_vm *vm, uint64_t gpa)
+{
+	uint64_t v = 0;
+
+	cr_assert_eq(gv_hv_read(vm, gpa, &v, sizeof(v)), 0, "%s", gv_last_error());
+	return v;
+}
+
+/* Wait until the guest printed where its counter is. */
+static uint64_t vt_counter_gpa(struct gv_vm *vm)
+{
+	unsigned long long gpa;
+
+	for (int i = 0; i < 5000; i++) {
+		const char *at;
+
+		gv_vm_pause(vm);
+		at = strstr(gv_vm_console(vm, NULL), "counter at ");
+		if (at && sscanf(at, "counter at %llx", &gpa) == 1) {
+			gv_vm_resume(vm);
+			return gpa;
+		}
+		gv_vm_resume(vm);
+		vt_sleep_ms(1);
+	}
+	cr_assert_fail("the spin guest never printed its counter; console:\n%s",
+		       gv_vm_console(vm, NULL));
+	return 0;
+}
+
+Test(vm, device_callbacks_run_and_cannot_pause)
+{
+	struct vt_stopper s = { .stop = 1 };
+	struct gv_result res;
+	struct gv_vm *vm = vt_spin(&s);
+
+	cr_assert_eq(gv_vm_run(vm, &res), 0);
+	vt_expect_exit(vm, &res, 0);
+	TH_EQ(s.polls, 1);
+	TH_EQ(s.pause_ret, -EDEADLK);
+	TH_EQ(s.cpu, 0);
+	vt_console_has(vm, "spin: stopped after 256\n");
+	gv_vm_destroy(vm);
+}
+
+Test(vm, device_registration_rules)
+{
+	struct vt_stopper s = { .stop = 1 };
+	struct gv_pio_dev dev = { .name = "t", .base = 0x520, .len = 1, .in = vt_stopper_in,
+				  .ctx = &s };
+	struct gv_vm *vm = vt_spin(&s);
+	struct gv_result res;
+	unsigned added = 0;
+	int ret;
+
+	dev.base = GV_PORT_CONSOLE;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EEXIST);
+	dev.base = GV_PORT_USER - 1;
+	dev.len = 2;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EEXIST);          /* overlaps the stopper */
+	dev.base = 0x520;
+	dev.len = 0;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EINVAL);
+	dev.base = 0xffff;
+	dev.len = 2;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EINVAL);          /* wraps */
+	dev.base = 0x520;
+	dev.len = 1;
+	dev.in = NULL;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EINVAL);          /* no callback */
+	dev.in = vt_stopper_in;
+	/* 4 devices so far (3 built in + stopper): fill the table. */
+	do {
+		ret = gv_vm_add_pio(vm, &dev);
+		dev.base++;
+		added += ret == 0;
+	} while (ret == 0);
+	TH_EQ(ret, -ENOSPC);
+	TH_EQ(added, GV_MAX_PIO - 4);
+	cr_assert_eq(gv_vm_run(vm, &res), 0);
+	vt_expect_exit(vm, &res, 0);
+	dev.base = 0x5f0;
+	TH_EQ(gv_vm_add_pio(vm, &dev), -EBUSY);            /* after start */
+	gv_vm_destroy(vm);
+}
+
+Test(vm, pause_freezes_the_guest_and_state_round_trips)
+{
+	struct vt_stopper s = { .stop = 0 };
+	struct gv_vcpu_state st0, st1, again;
+	struct gv_result res;
+	struct gv_vm *vm = vt_spin(&s);
+	uint64_t gpa, c0, c1, c2;
+	unsigned long polls;
+
+	cr_assert_eq(gv_vm_start(vm), 0, "%s", gv_last_error());
+	gpa = vt_counter_gpa(vm);
+
+	/* Running (the counter moves): state is not readable. */
+	c0 = vt_counter(vm, gpa);
+	for (int i = 0; i < 2000 && vt_counter(vm, gpa) == c0; i++)
+		vt_sleep_ms(1);
+	TH_EQ(gv_vcpu_get_state(vm, 0, &st0), -EBUSY);
+
+	TH_EQ(gv_vm_pause(vm), 0);
+	TH_EQ(gv_vm_pause(vm), 0);                          /* no-op */
+	TH_EQ(gv_vcpu_get_state(vm, 0, &st0), 0);
+	TH_EQ(gv_vcpu_get_state(vm, 1, &st0), -EINVAL);
+	cr_assert(st0.regs.rip >= GV_LOAD_MIN && st0.regs.rip < GV_LOAD_MIN + 0x1000,
+		  "paused rip %#llx outside the guest's text", st0.regs.rip);
+	TH_EQ(st0.sregs.cr3, GV_PML4_GPA);
+	TH_EQ(st0.sregs.cs.l, 1);
+	/* Frozen: neither memory nor the device sees the guest move. */
+	c0 = vt_counter(vm, gpa);
+	polls = s.polls;
+	vt_sleep_ms(50);
+	TH_EQ(vt_counter(vm, gpa), c0);
+	TH_EQ(s.polls, polls);
+
+	/* It moves again once resumed. */
+	TH_EQ(gv_vm_resume(vm), 0);
+	for (int i = 0; i < 2000 && (c1 = vt_counter(vm, gpa)) == c0; i++)
+		vt_sleep_ms(1);
+	cr_assert_gt(c1, c0, "the counter stayed at %llu after resume",
+		     (unsigned long long)c0);
+
+	/* Restore the first snapshot's registers into a later pause. */
+	TH_EQ(gv_vm_pause(vm), 0);
+	TH_EQ(gv_vcpu_get_state(vm, 0, &st1), 0);
+	TH_EQ(gv_vcpu_set_state(vm, 0, &st0), 0);
+	TH_EQ(gv_vcpu_get_state(vm, 0, &again), 0);
+	TH_EQ(again.regs.rip, st0.regs.rip);
+	TH_EQ(again.regs.rsp, st0.regs.rsp);
+	TH_EQ(again.regs.rax, st0.regs.rax);
+	TH_EQ(again.sregs.cr3, st0.sregs.cr3);
+	TH_EQ(again.sregs.efer, st0.sregs.efer);
+	TH_EQ(memcmp(&again.fpu.fpr, &st0.fpu.fpr, sizeof(st0.fpu.fpr)), 0);
+	TH_EQ(gv_vcpu_set_state(vm, 0, &st1), 0);
+	c2 = vt_counter(vm, gpa);
+
+	/* Tell it to stop and let it finish from where it was. */
+	__atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
+	TH_EQ(gv_vm_resume(vm), 0);
+	cr_assert_eq(gv_vm_wait(vm, &res), 0);
+	vt_expect_exit(vm, &res, 0);
+	cr_assert_geq(vt_counter(vm, gpa), c2);
+	vt_console_has(vm, "spin: stopped after ");
+	/* Stopped: state readable again. */
+	TH_EQ(gv_vcpu_get_state(vm, 0, &st1), 0);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, stop_request_ends_a_running_guest)
+{
+	struct vt_stopper s = { .stop = 0 };
+	struct gv_result res;
+	struct gv_vm *vm = vt_spin(&s);
+
+	cr_assert_eq(gv_vm_start(vm), 0);
+	vt_counter_gpa(vm);
+	gv_vm_stop(vm);
+	cr_assert_eq(gv_vm_wait(vm, &res), 0);
+	cr_assert_eq(res.why, GV_STOP_REQUESTED, "stopped by %s: %s", gv_stop_name(res.why),
+		     res.report);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, destroy_stops_a_running_guest)
+{
+	struct vt_stopper s = { .stop = 0 };
+	struct gv_vm *vm = vt_spin(&s);
+
+	cr_assert_eq(gv_vm_start(vm), 0);
+	vt_counter_gpa(vm);
+	gv_vm_destroy(vm);      /* must not hang or leak the vCPU thread */
+}
+
+/* ---- exits fed to the handler directly --------------------------------- */
+
+static void vt_memory_fault(struct gv_vcpu *vcpu, uint64_t flags, uint64_t gpa,
+			    uint64_t size)
+{
+	uint64_t mf[3] = { flags, gpa, size };
+
+	vcpu->run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy(&vcpu->run->hw, mf, sizeof(mf));
+}
+
+#define VT_PRIVATE_FLAG (1ull << 3)
+
+Test(vm, memory_fault_convert_policy_converts_and_resumes)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gmem *g = gv_vm_gmem(vm);
+	struct gv_vcpu *v = &vm->cpu[0];
+
+	/* A shared access straddling two pages: both become shared. */
+	vt_memory_fault(v, 0, 0x200010, 0x1000);
+	TH_EQ(gv_vcpu_handle_exit(v), 0);
+	TH_EQ(gmem_state(g, 0x200000), GMEM_SHARED);
+	TH_EQ(gmem_state(g, 0x201000), GMEM_SHARED);
+	TH_EQ(gmem_state(g, 0x202000), GMEM_PRIVATE);
+	/* A private access takes them back. */
+	vt_memory_fault(v, VT_PRIVATE_FLAG, 0x200000, 0x2000);
+	TH_EQ(gv_vcpu_handle_exit(v), 0);
+	TH_EQ(gmem_state(g, 0x201000), GMEM_PRIVATE);
+	TH_EQ(th_stats(g).conversions, 2);
+	TH_EQ(vm->result.why, GV_STOP_NONE);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, memory_fault_stop_policy_reports)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_STOP);
+	struct gv_vcpu *v = &vm->cpu[0];
+
+	vt_memory_fault(v, 0, 0x300000, 0x1000);
+	cr_assert_lt(gv_vcpu_handle_exit(v), 0);
+	TH_EQ(gmem_state(gv_vm_gmem(vm), 0x300000), GMEM_PRIVATE);
+	TH_EQ(vm->result.why, GV_STOP_FAULT);
+	TH_EQ(vm->result.exit_reason, KVM_EXIT_MEMORY_FAULT);
+	cr_assert_not_null(strstr(vm->result.report, "policy: stop"), "%s", vm->result.report);
+	cr_assert_not_null(strstr(vm->result.report, "rip "), "no registers:\n%s",
+			   vm->result.report);
+	TH_EQ(th_stats(gv_vm_gmem(vm)).conversions, 0);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, memory_fault_refused_conversion_stops)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gmem *g = gv_vm_gmem(vm);
+	struct gv_vcpu *v = &vm->cpu[0];
+
+	/* A page pinned for DMA cannot be taken private by a fault either. */
+	cr_assert_eq(gv_vm_convert(vm, 0x300000, TH_PAGE, GMEM_SHARED, NULL), 0);
+	cr_assert_eq(gmem_pin(g, 0x300000, TH_PAGE), 0);
+	vt_memory_fault(v, VT_PRIVATE_FLAG, 0x300000, 8);
+	TH_EQ(gv_vcpu_handle_exit(v), -EAGAIN);
+	TH_EQ(gmem_state(g, 0x300000), GMEM_SHARED);
+	TH_EQ(vm->result.why, GV_STOP_FAULT);
+	cr_assert_not_null(strstr(vm->result.report, "failed"), "%s", vm->result.report);
+	gmem_unpin(g, 0x300000, TH_PAGE);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, memory_fault_outside_ram_stops)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vcpu *v = &vm->cpu[0];
+
+	vt_memory_fault(v, 0, VT_MEM, 0x1000);
+	cr_assert_lt(gv_vcpu_handle_exit(v), 0);
+	TH_EQ(vm->result.why, GV_STOP_FAULT);
+	cr_assert_not_null(strstr(vm->result.report, "outside guest RAM"), "%s",
+			   vm->result.report);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, mmio_and_unknown_exits_stop_with_a_report)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vcpu *v = &vm->cpu[0];
+
+	v->run->exit_reason = KVM_EXIT_MMIO;
+	v->run->mmio.phys_addr = 0xfee00000;
+	v->run->mmio.len = 4;
+	v->run->mmio.is_write = 1;
+	cr_assert_lt(gv_vcpu_handle_exit(v), 0);
+	TH_EQ(vm->result.why, GV_STOP_FAULT);
+	TH_EQ(vm->result.exit_reason, KVM_EXIT_MMIO);
+	cr_assert_not_null(strstr(vm->result.report, "MMIO write of 4 bytes at gpa 0xfee00000"),
+			   "%s", vm->result.report);
+	gv_vm_destroy(vm);
+
+	vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	v = &vm->cpu[0];
+	v->run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
+	v->run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	v->run->internal.ndata = 0;
+	cr_assert_lt(gv_vcpu_handle_exit(v), 0);
+	cr_assert_not_null(strstr(vm->result.report, "internal error"), "%s",
+			   vm->result.report);
+	cr_assert_not_null(strstr(vm->result.report, "emulation failed"), "%s",
+			   vm->result.report);
+	gv_vm_destroy(vm);
+}
+
+Test(vm, device_and_hypervisor_reads_of_private_memory)
+{
+	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_paths p;
+	char buf[8] = { 0 };
+
+	TH_EQ(gv_hv_write(vm, 0x200ffc, "abcdefg", 8), 0);   /* across two pages */
+	TH_EQ(gv_dev_read(vm, 0x200ffc, buf, 8), -EFAULT);
+	TH_EQ(gv_hv_read(vm, 0x200ffc, buf, 8), 0);
+	cr_assert_str_eq(buf, "abcdefg");
+	TH_EQ(gv_vm_convert(vm, 0x200000, 2 * TH_PAGE, GMEM_SHARED, NULL), 0);
+	memset(buf, 0, sizeof(buf));
+	TH_EQ(gv_dev_read(vm, 0x200ffc, buf, 8), 0);
+	cr_assert_str_eq(buf, "abcdefg");
+	TH_EQ(gv_dev_write(vm, 0x200ffc, "ABCDEFG", 8), 0);
+	TH_EQ(gv_vm_convert(vm, 0x201000, TH_PAGE, GMEM_PRIVATE, NULL), 0);
+	TH_EQ(gv_dev_read(vm, 0x200ffc, buf, 8), -EFAULT);  /* half private */
+	TH_EQ(gv_dev_read(vm, VT_MEM - 4, buf, 8), -EINVAL);
+	TH_EQ(gv_hv_read(vm, 0x200ffc, buf, 8), 0);
+	cr_assert_str_eq(buf, "ABCDEFG");
+	gv_vm_paths(vm, &p);
+	cr_assert_not_null(p.conversion);
+	cr_log_info("conversion path: %s", p.conversion);
+	gv_vm_destroy(vm);
+}

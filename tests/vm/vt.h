@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vt.h - helpers of the vm suites: run a guest of guests/ on the micro-VMM
+ * in this process, read guest ELF files, find text in the console.
+ */
+#ifndef VT_H
+#define VT_H
+
+#include "helpers.h"
+#include "vmm.h"
+
+#define VT_MEM (4 * TH_MIB)
+
+/* Skip the test, with the reason, when KVM cannot run guests here. */
+void vt_need_kvm(void);
+
+/* GMEM_GUEST_DIR/<name>.elf */
+const char *vt_guest_path(const char *name);
+
+/* A VM with @ncpus vCPUs and VT_MEM of RAM, @name loaded (skips without KVM). */
+struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy);
+
+/* Create, load and run @name to the end. */
+struct gv_vm *vt_run(const char *name, unsigned ncpus, struct gv_result *res);
+
+/* The whole file in a malloc'd buffer of exactly its size. */
+uint8_t *vt_read(const char *path, size_t *len);
+
+/* The guest's console; fails the test (printing it) when @needle is absent. */
+void vt_console_has(struct gv_vm *vm, const char *needle);
+
+/* Fail, printing the report and the console, unless the guest exited
+ * with @status. */
+void vt_expect_exit(struct gv_vm *vm, const struct gv_result *res, int status);
+
+#endif /* VT_H */
