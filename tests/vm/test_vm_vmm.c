@@ -125,7 +125,9 @@ static uint64_t vt_counter_gpa(struct gv_vm *vm)
 
 		gv_vm_pause(vm);
 		at = strstr(gv_vm_console(vm, NULL), "counter at ");
-		if (at && sscanf(at, "counter at %llx", &gpa) == 1) {
+		/* The guest prints a byte per exit: a pause can fall mid-number,
+		 * so only a finished line is read. */
+		if (at && strchr(at, '\n') && sscanf(at, "counter at %llx", &gpa) == 1) {
 			gv_vm_resume(vm);
 			return gpa;
 		}
