@@ -186,6 +186,119 @@ int   gmem_snapshot_restore(const char *path, const struct gmem_config *cfg,
 /* ---- end of snapshots ------------------------------------------------- */
 
 /* ---- I/O on guest memory (src/lib/io/, man/gmem_io_*.3) --------------- */
+/*
+ * A device serves a request on guest memory whatever the state of its pages:
+ * a list of guest ranges read from or written to a host target, through one
+ * of three paths, or the one an on-host calibration says is cheapest:
+ *   GMEM_IO_INPLACE - share the buffer's whole pages in place, pin them, do
+ *                     the I/O on the host view (zero-copy), unpin, make
+ *                     private again what was private (reference-counted,
+ *                     so overlapping requests never undo each other);
+ *   GMEM_IO_BOUNCE  - copy through a pool of host memory (swiotlb-like);
+ *   GMEM_IO_KMAP    - copy page by page through temporary mappings.
+ * Every path leaves each page's state, pins and temporary mappings as it
+ * found them, whether the I/O succeeds or fails. See gmem_io_rw(3).
+ */
+struct iovec;
+struct gmem_io;
+
+enum gmem_io_dir {
+	GMEM_IO_READ = 0,           /* target -> guest (a device read)              */
+	GMEM_IO_WRITE = 1,          /* guest -> target (a device write)             */
+};
+
+enum gmem_io_path {
+	GMEM_IO_AUTO = 0,           /* cheapest by the calibration (gmem_io_choose) */
+	GMEM_IO_INPLACE,
+	GMEM_IO_BOUNCE,
+	GMEM_IO_KMAP,
+};
+#define GMEM_IO_NPATHS 4
+
+enum gmem_io_kind {
+	GMEM_IO_FILE = 0,           /* pread/pwrite at an offset (file, block dev)  */
+	GMEM_IO_STREAM,             /* read/write (pipe, socket, tty): no offset    */
+	GMEM_IO_MEMORY,             /* memcpy from/to [mem, mem + mem_len)          */
+	GMEM_IO_CALLBACK,           /* fn(): a device model, or a test double       */
+};
+
+/* A callback target moves bytes like preadv/pwritev: bytes moved (fewer at
+ * its end, 0 when it has ended) or a negative errno. */
+typedef int64_t (*gmem_io_fn)(void *opaque, enum gmem_io_dir dir,
+			      const struct iovec *iov, int iovcnt, uint64_t off);
+
+struct gmem_io_target {
+	enum gmem_io_kind kind;
+	int fd;                     /* FILE, STREAM                                 */
+	int direct_fd;              /* FILE: the same file opened O_DIRECT          */
+	uint32_t dio_mem_align;     /* FILE: O_DIRECT buffer alignment; 0: never    */
+	uint32_t dio_off_align;     /* FILE: O_DIRECT offset and length alignment   */
+	void *mem;                  /* MEMORY                                       */
+	uint64_t mem_len;
+	gmem_io_fn fn;              /* CALLBACK                                     */
+	void *opaque;
+};
+
+/* A FILE target on @fd; @direct_fd (or -1) is the same file opened with
+ * O_DIRECT, used for the transfers whose buffers, offset and length meet its
+ * alignment (read with statx, else 512 / logical block size). */
+int   gmem_io_target_file(struct gmem_io_target *t, int fd, int direct_fd);
+
+struct gmem_io_seg {
+	uint64_t gpa;               /* any alignment; non-empty; inside the memory  */
+	uint64_t len;
+};
+
+#define GMEM_IO_NOWAIT  (1u << 0)   /* -ENOBUFS instead of waiting for a pool   */
+				    /* slot or a temporary-mapping window       */
+
+struct gmem_io_req {
+	enum gmem_io_dir dir;
+	enum gmem_io_path path;
+	unsigned flags;             /* GMEM_IO_NOWAIT                               */
+	unsigned nsegs;
+	const struct gmem_io_seg *segs;     /* served in order, as one stream       */
+	const struct gmem_io_target *target;
+	uint64_t off;               /* target position of the first byte (not STREAM) */
+	uint64_t done;              /* out: bytes moved, a prefix of the request    */
+	enum gmem_io_path used;     /* out: the path that served it                 */
+};
+
+struct gmem_io_config {
+	uint64_t pool_size;         /* bounce pool bytes (multiple of slot_size);   */
+				    /* 0: 4 MiB                                     */
+	uint32_t slot_size;         /* power of two, 4 KiB .. 4 MiB; 0: 64 KiB      */
+	unsigned flags;             /* GMEM_IO_CTX_*                                */
+};
+#define GMEM_IO_CTX_NO_CALIBRATE (1u << 0) /* auto bounces until gmem_io_calibrate */
+
+struct gmem_io_stats {
+	uint64_t requests[GMEM_IO_NPATHS];  /* served, by path used ([0]: unused)   */
+	uint64_t bytes[GMEM_IO_NPATHS];
+	uint64_t errors;            /* requests that returned an error              */
+	uint64_t short_transfers;   /* requests the target ended early              */
+	uint64_t conversions;       /* gmem_convert calls made by inplace requests  */
+	uint64_t shared_now;        /* granules I/O holds shared on this memory now */
+	uint64_t deferred;          /* granules waiting to become private again     */
+	uint64_t restore_retries;   /* to-private conversions retried (busy page)   */
+	uint64_t pool_size, pool_slot_size, pool_slots, pool_free;
+	uint64_t pool_waits;        /* slot requests that had to wait               */
+	uint64_t pool_nobufs;       /* slot requests refused (GMEM_IO_NOWAIT)       */
+	uint64_t calibrations;
+	uint64_t calib_ns;          /* time the last calibration took               */
+	uint64_t reserved[8];
+};
+
+int   gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem_io **out);
+void  gmem_io_destroy(struct gmem_io *io);
+/* Serve @req: bytes moved (all of them, or fewer when the target ended), or
+ * a negative errno; req->done holds the bytes moved in both cases. */
+int64_t gmem_io_rw(struct gmem_io *io, struct gmem_io_req *req);
+int   gmem_io_calibrate(struct gmem_io *io);
+/* The path GMEM_IO_AUTO would take for @req now, or a negative errno. */
+int   gmem_io_choose(struct gmem_io *io, const struct gmem_io_req *req);
+int   gmem_io_stats(struct gmem_io *io, struct gmem_io_stats *st);
+const char *gmem_io_path_name(enum gmem_io_path p);
 /* ---- end of I/O -------------------------------------------------------- */
 
 #ifdef __cplusplus
