@@ -114,5 +114,6 @@ int bench_convert_scatter(void);
 int bench_query(void);
 int bench_meta(void);
 int bench_repair(void);
+int bench_snapshot(void);
 
 #endif /* GMEM_BENCH_H */

@@ -175,14 +175,64 @@ const char *gmem_dmap_assumptions(void);
 
 /* ---- Snapshots (src/lib/snapshot/, man/gmem_snapshot_*.3) ------------- */
 /* Save the whole memory and every page's state to @path (atomically: an
- * earlier file at @path survives a failed or killed save). */
+ * earlier file at @path survives a failed or killed save). Populated pages
+ * only; format: docs/snapshot-format.md. The memory is locked for the whole
+ * save (every other call on it except gmem_state/gmem_host waits); writes
+ * by a running guest or by device I/O during the save land in the file or
+ * not, page by page: pause vCPUs and I/O for a consistent image. */
 #define GMEM_SNAP_COMPRESS  (1u << 0)  /* zstd-compress page data             */
+#define GMEM_SNAP_ALL       GMEM_SNAP_COMPRESS
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
 /* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
  * size on the best backend; otherwise its backend and flags, and a size at
  * least the saved one. */
 int   gmem_snapshot_restore(const char *path, const struct gmem_config *cfg,
                             struct gmem **out);
+
+/* Progress of a long save, restore or verify: @done of @total bytes.
+ * Called from the calling thread, with the memory locked during a save:
+ * it must not call gmem functions on that memory. */
+typedef void (*gmem_snapshot_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct gmem_snapshot_opts {
+	unsigned flags;             /* GMEM_SNAP_* (save)                           */
+	int level;                  /* zstd level, 0: the default (1)               */
+	gmem_snapshot_progress_fn progress;   /* NULL: none                         */
+	void *progress_ctx;
+	uint64_t reserved[4];       /* 0                                            */
+};
+
+/* As gmem_snapshot_save / _restore, with options (@opts may be NULL). */
+int   gmem_snapshot_save_ex(struct gmem *g, const char *path,
+                            const struct gmem_snapshot_opts *opts);
+int   gmem_snapshot_restore_ex(const char *path, const struct gmem_config *cfg,
+                               const struct gmem_snapshot_opts *opts, struct gmem **out);
+
+/* What a snapshot file holds (gmem_snapshot_inspect). */
+struct gmem_snapshot_info {
+	unsigned version_major, version_minor;
+	uint64_t size;              /* bytes of guest memory saved                  */
+	uint64_t page_size;
+	enum gmem_backend backend;  /* of the saved memory                          */
+	unsigned mem_flags;         /* GMEM_F_* of the saved memory                 */
+	int compressed;             /* saved with GMEM_SNAP_COMPRESS                */
+	uint64_t file_bytes;
+	uint64_t shared_pages, private_pages;
+	uint64_t runs;              /* page-state runs                              */
+	uint64_t populated_bytes;   /* page data, uncompressed                      */
+	uint64_t stored_bytes;      /* page data as stored                          */
+	uint64_t chunks;            /* chunks before the END chunk                  */
+	uint64_t data_chunks;
+	int verified;               /* 1: every chunk's checksum was checked        */
+	uint64_t reserved[4];
+};
+#define GMEM_SNAP_VERIFY    (1u << 0)  /* inspect: read and check every chunk  */
+/* Describe the snapshot at @path. Without GMEM_SNAP_VERIFY only the header,
+ * footer and END chunk are read and checked (cheap; truncation is caught);
+ * with it every chunk is checked as a restore would. */
+int   gmem_snapshot_inspect(const char *path, unsigned flags,
+                            const struct gmem_snapshot_opts *opts,
+                            struct gmem_snapshot_info *info);
 /* ---- end of snapshots ------------------------------------------------- */
 
 /* ---- I/O on guest memory (src/lib/io/, man/gmem_io_*.3) --------------- */

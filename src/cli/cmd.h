@@ -9,6 +9,7 @@
 #define GMEM_CLI_CMD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <gmem.h>
@@ -40,6 +41,21 @@ const char *cli_yes(int v);
 json_t *cli_stats_json(const struct gmem_stats *st);
 void cli_stats_print(const struct gmem_stats *st);
 bool cli_parse_backend(const char *s, enum gmem_backend *out);
+
+/* A progress bar on stderr, drawn only on a terminal and when not quiet. */
+struct cli_progress {
+	const char *what;       /* "saving", "verifying", ...               */
+	bool on;                /* drawing: stderr is a TTY and not quiet   */
+	int shown;              /* last permille drawn, -1 none             */
+};
+
+/* Set up a bar for @what: drawn on stderr only when it is a terminal and
+ * @quiet is false. */
+void cli_progress_init(struct cli_progress *p, const char *what, bool quiet);
+/* gmem_snapshot_progress_fn: @ctx is a struct cli_progress. */
+void cli_progress_cb(void *ctx, uint64_t done, uint64_t total);
+/* Erase the bar (before the result is printed). */
+void cli_progress_end(struct cli_progress *p);
 
 extern const char *cli_prog;
 

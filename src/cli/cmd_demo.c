@@ -7,7 +7,8 @@
  * in-place conversion; scattered I/O-sized fragments shared inside huge
  * regions (splitting them), pinned, a pinned page refused when converted
  * back, unpinned, unshared (repairing the regions); a range discarded; then
- * the stats and the direct-map model.
+ * the stats and the direct-map model. With --save FILE the memory, private
+ * pages and all, is then saved as a snapshot (docs/snapshot-format.md).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@ struct demo {
 	uint64_t granule;       /* smallest convertible unit of this backing */
 	bool inplace;           /* the kernel forbids mapping private pages */
 	bool json;
+	const char *save;       /* --save FILE, or NULL */
 	json_t *steps;          /* JSON: one object per step */
 	uint64_t frag_gpa[DEMO_FRAGMENTS];
 	uint64_t frag_len[DEMO_FRAGMENTS];
@@ -302,6 +304,30 @@ static int demo_discard(struct demo *d)
 	return CLI_EXIT_OK;
 }
 
+/* Save the whole memory, states and contents, to --save FILE. */
+static int demo_save(struct demo *d)
+{
+	struct cli_progress bar;
+	struct gmem_snapshot_opts o = { .progress = cli_progress_cb, .progress_ctx = &bar };
+	struct gmem_snapshot_info in;
+	double t0 = demo_now_us();
+	int ret;
+
+	cli_progress_init(&bar, "saving", d->json);
+	ret = gmem_snapshot_save_ex(d->g, d->save, &o);
+	cli_progress_end(&bar);
+	if (ret)
+		return demo_fail("saving the snapshot", ret);
+	ret = gmem_snapshot_inspect(d->save, 0, NULL, &in);
+	if (ret)
+		return demo_fail("reading the snapshot back", ret);
+	demo_step(d, "save", NULL, "%s: %llu MiB populated of %llu MiB, %llu state runs, "
+		  "%.1f ms", d->save, (unsigned long long)(in.populated_bytes >> 20),
+		  (unsigned long long)(in.size >> 20), (unsigned long long)in.runs,
+		  (demo_now_us() - t0) / 1e3);
+	return CLI_EXIT_OK;
+}
+
 static int demo_run(struct demo *d)
 {
 	int (*const steps[])(struct demo *) = {
@@ -315,7 +341,7 @@ static int demo_run(struct demo *d)
 		if (ret)
 			return ret;
 	}
-	return CLI_EXIT_OK;
+	return d->save ? demo_save(d) : CLI_EXIT_OK;
 }
 
 static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config *cfg)
@@ -325,6 +351,8 @@ static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config 
 			d->json = true;
 		} else if (!strcmp(argv[i], "--huge")) {
 			cfg->flags |= GMEM_F_HUGE;
+		} else if (!strcmp(argv[i], "--save") && i + 1 < argc) {
+			d->save = argv[++i];
 		} else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
 			if (!cli_parse_backend(argv[++i], &cfg->backend))
 				return cli_usage("demo", "unknown backend '%s'", argv[i]);

@@ -11,10 +11,10 @@ const char *cli_prog = "gmem";
 static const struct cli_cmd cli_cmds[] = {
 	{ "probe", "[--json]", "what this host offers and what the library will use",
 	  cmd_probe },
-	{ "demo", "[--json] [--backend auto|kvm|memfd] [--huge]",
+	{ "demo", "[--json] [--backend auto|kvm|memfd] [--huge] [--save FILE]",
 	  "private guest memory at work: load, share, pin, refuse, repair, discard",
 	  cmd_demo },
-	{ "snapshot", "info|verify FILE", "inspect and verify a saved snapshot",
+	{ "snapshot", "info|verify [--json] [--quiet] FILE", "inspect and verify a saved snapshot",
 	  cmd_snapshot },
 	{ "vm", "[options] GUEST.elf", "run a guest program on gmem memory (micro-VMM)",
 	  cmd_vm },
@@ -26,9 +26,9 @@ static void cli_help(FILE *f)
 {
 	fprintf(f, "usage: %s <command> [options]\n\ncommands:\n", cli_prog);
 	for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
-		fprintf(f, "  %-8s %-45s %s\n", cli_cmds[i].name, cli_cmds[i].args,
+		fprintf(f, "  %-8s %-54s %s\n", cli_cmds[i].name, cli_cmds[i].args,
 			cli_cmds[i].summary);
-	fprintf(f, "  help     %-45s this text\n", "");
+	fprintf(f, "  help     %-54s this text\n", "");
 }
 
 int main(int argc, char **argv)

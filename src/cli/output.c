@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -128,4 +129,42 @@ void cli_stats_print(const struct gmem_stats *st)
 		cli_row(cli_dmap_fields[i].name, "%llu",
 			(unsigned long long)cli_u64(&st->dmap, cli_dmap_fields[i].off));
 	printf("  assumptions: %s\n", gmem_dmap_assumptions());
+}
+
+/* The progress bar of long operations (snapshot save, verify). */
+void cli_progress_init(struct cli_progress *p, const char *what, bool quiet)
+{
+	p->what = what;
+	p->on = !quiet && isatty(STDERR_FILENO);
+	p->shown = -1;
+}
+
+void cli_progress_cb(void *ctx, uint64_t done, uint64_t total)
+{
+	struct cli_progress *p = ctx;
+	const int width = 40;
+	int permille, fill;
+	char bar[64];
+
+	if (!p->on || !total)
+		return;
+	permille = (int)(done * 1000 / total);
+	/* Redraw only when the figure changes: a bar must not cost much. */
+	if (permille == p->shown)
+		return;
+	p->shown = permille;
+	fill = permille * width / 1000;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, '.', (size_t)(width - fill));
+	bar[width] = 0;
+	fprintf(stderr, "\r%-10s [%s] %5.1f%%  %llu/%llu MiB", p->what, bar,
+		(double)permille / 10, (unsigned long long)(done >> 20),
+		(unsigned long long)(total >> 20));
+	fflush(stderr);
+}
+
+void cli_progress_end(struct cli_progress *p)
+{
+	if (p->on && p->shown >= 0)
+		fprintf(stderr, "\r\033[K");
 }

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: MIT
+/*
+ * reader.c - read and check a snapshot file (snap.h).
+ *
+ * Model: gm_snap_open() checks what can be checked from the ends of the
+ * file: the file header and its hash, the footer, the END chunk it points
+ * at and that chunk's hash. A truncated file has no valid footer, so it is
+ * refused before a memory is even opened. gm_snap_walk() then reads every
+ * chunk in order through a read-ahead buffer, checks each chunk's hash
+ * (which also binds the chunk to its position), that STATES runs tile the
+ * memory exactly and come first, that DATA chunks ascend without overlap
+ * inside the memory, and that the END totals agree with what was read.
+ *
+ * Every refusal sets gmem_last_error() to one line naming the file, what is
+ * wrong and where: section, chunk number, file offset.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "snap.h"
+
+/* Small: chunk headers and small payloads come through it; a large
+ * payload is mostly read straight into guest memory, copied once. */
+#define GM_READ_AHEAD (128u << 10)
+/* Asked of the kernel ahead of use, so the disk reads while we hash,
+ * decompress and fault in guest pages. */
+#define GM_PREFETCH   (32u << 20)
+/* Payloads read straight into their destination from this size up. */
+#define GM_READ_DIRECT (16u << 10)
+
+uint64_t gm_snap_header_hash(const struct gm_snap_header *h)
+{
+	return XXH3_64bits(h, offsetof(struct gm_snap_header, hash));
+}
+
+uint64_t gm_snap_chunk_hash(const struct gm_snap_chunk *c, uint64_t index,
+			    const void *payload)
+{
+	uint64_t seed = XXH3_64bits_withSeed(c, offsetof(struct gm_snap_chunk, hash), index);
+
+	return XXH3_64bits_withSeed(payload, c->stored_len, seed);
+}
+
+static const char *gm_snap_type_name(uint32_t type)
+{
+	switch (type) {
+	case GM_SNAP_STATES:
+		return "states";
+	case GM_SNAP_DATA:
+		return "data";
+	case GM_SNAP_END:
+		return "end";
+	}
+	return "unknown";
+}
+
+int gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
+{
+	char what[192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (r->index == UINT64_MAX)
+		gm_set_error("snapshot %s: %s", r->path, what);
+	else
+		gm_set_error("snapshot %s: %s chunk %llu at offset %llu: %s", r->path,
+			     gm_snap_type_name(r->chunk.type), (unsigned long long)r->index,
+			     (unsigned long long)r->chunk_off, what);
+	return err;
+}
+
+/* pread exactly @n bytes at @off, or -errno / -EIO at end of file. */
+static int gm_pread_full(int fd, void *dst, size_t n, uint64_t off)
+{
+	uint8_t *p = dst;
+
+	while (n) {
+		ssize_t got = pread(fd, p, n, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return -EIO;
+		p += got;
+		n -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Keep the kernel reading GM_PREFETCH bytes ahead of the parse position:
+ * sequential readahead alone leaves the disk idle while we work. */
+static void gm_snap_prefetch(struct gm_snap_reader *r)
+{
+	if (r->prefetched >= r->file_size || r->pos + GM_PREFETCH / 2 < r->prefetched)
+		return;
+	if (r->prefetched < r->pos)
+		r->prefetched = r->pos;
+	posix_fadvise(r->fd, (off_t)r->prefetched, GM_PREFETCH, POSIX_FADV_WILLNEED);
+	r->prefetched += GM_PREFETCH;
+}
+
+/* Take the next @n bytes of the file into @dst. Small reads are served
+ * from the read-ahead buffer; large ones go straight to @dst. */
+static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
+{
+	uint8_t *p = dst;
+	int ret;
+
+	if (n > r->file_size - r->pos)
+		return -EIO;
+	gm_snap_prefetch(r);
+	while (n) {
+		if (r->pos >= r->buf_off && r->pos < r->buf_off + r->buf_len) {
+			size_t at = (size_t)(r->pos - r->buf_off), k = r->buf_len - at;
+
+			k = k < n ? k : n;
+			memcpy(p, r->buf + at, k);
+			p += k;
+			n -= k;
+			r->pos += k;
+			continue;
+		}
+		if (n >= GM_READ_DIRECT) {
+			ret = gm_pread_full(r->fd, p, n, r->pos);
+			if (ret)
+				return ret;
+			r->pos += n;
+			return 0;
+		}
+		r->buf_off = r->pos;
+		r->buf_len = r->file_size - r->pos < r->buf_cap ? (size_t)(r->file_size - r->pos)
+							       : r->buf_cap;
+		ret = gm_pread_full(r->fd, r->buf, r->buf_len, r->buf_off);
+		if (ret) {
+			r->buf_len = 0;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int gm_snap_check_header(struct gm_snap_reader *r)
+{
+	const struct gm_snap_header *h = &r->hdr;
+
+	if (memcmp(h->magic, GM_SNAP_MAGIC, sizeof(h->magic)))
+		return gm_snap_bad(r, -EINVAL, "not a gmem snapshot (bad magic at offset 0)");
+	if (h->major != GM_SNAP_VERSION_MAJOR)
+		return gm_snap_bad(r, -EINVAL, "format version %u.%u; this library reads %u.x",
+				   h->major, h->minor, GM_SNAP_VERSION_MAJOR);
+	if (h->hash != gm_snap_header_hash(h))
+		return gm_snap_bad(r, -EINVAL, "file header (offset 0..63): checksum mismatch");
+	if (h->header_size != sizeof(*h) || h->page_size != GMEM_PAGE_SIZE ||
+	    !h->mem_size || h->mem_size % GMEM_REGION_SIZE || !h->chunk_max ||
+	    h->chunk_max > GM_SNAP_CHUNK_MAX || h->chunk_max % GMEM_PAGE_SIZE ||
+	    h->reserved0 || h->reserved1 || h->backend > GMEM_BACKEND_MEMFD ||
+	    h->mem_flags & ~GMEM_F_ALL)
+		return gm_snap_bad(r, -EINVAL, "file header: field out of range");
+	return 0;
+}
+
+/* The footer, and the END chunk it points at. */
+static int gm_snap_check_tail(struct gm_snap_reader *r)
+{
+	const uint64_t min = sizeof(struct gm_snap_header) + sizeof(struct gm_snap_chunk) +
+			     sizeof(struct gm_snap_end) + sizeof(struct gm_snap_footer);
+	struct gm_snap_footer f;
+	struct gm_snap_chunk c;
+	int ret;
+
+	if (r->file_size < min)
+		return gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, no footer",
+				   (unsigned long long)r->file_size);
+	ret = gm_pread_full(r->fd, &f, sizeof(f), r->file_size - sizeof(f));
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the footer: %s", strerror(-ret));
+	if (memcmp(f.magic, GM_SNAP_END_MAGIC, sizeof(f.magic)))
+		return gm_snap_bad(r, -EINVAL, "truncated or damaged: no footer at offset %llu",
+				   (unsigned long long)(r->file_size - sizeof(f)));
+	if (f.end_offset != r->file_size - sizeof(f) - sizeof(c) - sizeof(r->end))
+		return gm_snap_bad(r, -EINVAL, "footer at offset %llu: END offset %llu is wrong",
+				   (unsigned long long)(r->file_size - sizeof(f)),
+				   (unsigned long long)f.end_offset);
+	r->end_offset = f.end_offset;
+	ret = gm_pread_full(r->fd, &c, sizeof(c), f.end_offset);
+	if (!ret)
+		ret = gm_pread_full(r->fd, &r->end, sizeof(r->end), f.end_offset + sizeof(c));
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the END chunk: %s", strerror(-ret));
+	/* Its index is the chunk count it records: hash with that. */
+	if (c.type != GM_SNAP_END || c.flags || c.first || c.raw_len != sizeof(r->end) ||
+	    c.stored_len != sizeof(r->end) ||
+	    c.hash != gm_snap_chunk_hash(&c, r->end.chunks, &r->end))
+		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: checksum mismatch",
+				   (unsigned long long)f.end_offset);
+	return 0;
+}
+
+static int gm_snap_alloc(struct gm_snap_reader *r)
+{
+	r->buf_cap = GM_READ_AHEAD;
+	r->buf = malloc(r->buf_cap);
+	r->scratch = malloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
+	r->dctx = ZSTD_createDCtx();
+	return r->buf && r->scratch && r->dctx ? 0 : -ENOMEM;
+}
+
+int gm_snap_open(struct gm_snap_reader *r, const char *path)
+{
+	struct stat sb;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->path = path;
+	r->index = UINT64_MAX;  /* no chunk yet: messages name sections */
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
+		ret = -errno;
+		return gm_snap_bad(r, ret, "cannot open: %s", strerror(errno));
+	}
+	if (fstat(r->fd, &sb)) {
+		ret = -errno;
+		goto err;
+	}
+	r->file_size = (uint64_t)sb.st_size;
+	ret = gm_snap_alloc(r);
+	if (ret)
+		goto err;
+	posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (r->file_size < sizeof(r->hdr)) {
+		ret = gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, shorter than the header",
+				  (unsigned long long)r->file_size);
+		goto err;
+	}
+	ret = gm_snap_take(r, &r->hdr, sizeof(r->hdr));
+	if (!ret)
+		ret = gm_snap_check_header(r);
+	if (!ret)
+		ret = gm_snap_check_tail(r);
+	if (ret)
+		goto err;
+	return 0;
+
+err:
+	gm_snap_close(r);
+	return ret;
+}
+
+void gm_snap_close(struct gm_snap_reader *r)
+{
+	ZSTD_freeDCtx(r->dctx);
+	free(r->scratch);
+	free(r->buf);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->dctx = r->scratch = r->buf = NULL;
+	r->fd = -1;
+}
+
+int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst)
+{
+	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
+	void *into = z ? r->scratch : dst;
+	size_t got;
+	int ret;
+
+	ret = gm_snap_take(r, into, c->stored_len);
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	if (c->hash != gm_snap_chunk_hash(c, r->index, into))
+		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	if (!z)
+		return 0;
+	got = ZSTD_decompressDCtx(r->dctx, dst, c->raw_len, r->scratch, c->stored_len);
+	if (ZSTD_isError(got) || got != c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "zstd frame does not decode to %u bytes",
+				   c->raw_len);
+	return 0;
+}
+
+/* Walk state: what has been seen so far. */
+struct gm_snap_seen {
+	uint64_t runs_pages;    /* pages the STATES runs covered so far        */
+	uint64_t data_end;      /* end of the last DATA chunk (bytes)          */
+	bool in_data;           /* a DATA chunk was seen: no more STATES       */
+	struct gm_snap_end sum;
+};
+
+static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			  struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	uint64_t npages = r->hdr.mem_size >> GM_PAGE_SHIFT, n = c->raw_len / 8;
+	const uint64_t *runs = (const uint64_t *)r->scratch;
+	int ret;
+
+	if (w->in_data || c->flags || c->raw_len != c->stored_len || !n || c->raw_len % 8 ||
+	    c->raw_len > r->hdr.chunk_max || c->first != w->runs_pages)
+		return gm_snap_bad(r, -EINVAL, "out of order or malformed");
+	ret = gm_snap_take(r, r->scratch, c->stored_len);
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
+		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t len = runs[i] >> 1;
+
+		if (!len || len > npages - w->runs_pages)
+			return gm_snap_bad(r, -EINVAL, "run %llu overruns the memory",
+					   (unsigned long long)i);
+		w->runs_pages += len;
+		w->sum.shared_pages += runs[i] & 1 ? len : 0;
+	}
+	w->sum.runs += n;
+	return ops->on_states ? ops->on_states(ctx, c->first, runs, n) : 0;
+}
+
+static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
+
+	if (w->runs_pages != r->hdr.mem_size >> GM_PAGE_SHIFT)
+		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
+				   (unsigned long long)w->runs_pages,
+				   (unsigned long long)(r->hdr.mem_size >> GM_PAGE_SHIFT));
+	if (c->flags & ~GM_SNAP_CHUNK_ZSTD || !c->raw_len || c->raw_len > r->hdr.chunk_max ||
+	    c->raw_len % GMEM_PAGE_SIZE || c->first % GMEM_PAGE_SIZE ||
+	    c->first < w->data_end || c->first > r->hdr.mem_size - c->raw_len ||
+	    (z ? c->stored_len > ZSTD_compressBound(c->raw_len) : c->stored_len != c->raw_len))
+		return gm_snap_bad(r, -EINVAL, "gpa %#llx + %u: out of order or malformed",
+				   (unsigned long long)c->first, c->raw_len);
+	w->in_data = true;
+	w->data_end = c->first + c->raw_len;
+	w->sum.data_chunks++;
+	w->sum.populated += c->raw_len;
+	w->sum.stored += c->stored_len;
+	return ops->on_data(ctx, r, c);
+}
+
+/* The END chunk: must be where the footer says, with the totals seen. */
+static int gm_snap_finish(struct gm_snap_reader *r, const struct gm_snap_seen *w)
+{
+	struct gm_snap_end e = w->sum;
+
+	e.chunks = r->index;
+	if (r->chunk_off != r->end_offset || memcmp(&e, &r->end, sizeof(e)))
+		return gm_snap_bad(r, -EINVAL, "totals do not match the chunks read");
+	if (w->runs_pages != r->hdr.mem_size >> GM_PAGE_SHIFT)
+		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
+				   (unsigned long long)w->runs_pages,
+				   (unsigned long long)(r->hdr.mem_size >> GM_PAGE_SHIFT));
+	return 0;
+}
+
+int gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	struct gm_snap_seen w = { 0 };
+	int ret;
+
+	r->pos = sizeof(r->hdr);
+	for (r->index = 0;; r->index++) {
+		r->chunk_off = r->pos;
+		memset(&r->chunk, 0, sizeof(r->chunk));
+		if (r->pos > r->end_offset)
+			return gm_snap_bad(r, -EINVAL, "runs past the END chunk");
+		ret = gm_snap_take(r, &r->chunk, sizeof(r->chunk));
+		if (ret)
+			return gm_snap_bad(r, ret, "reading the chunk header: %s", strerror(-ret));
+		if (ops->on_progress)
+			ops->on_progress(ctx, r->pos, r->file_size);
+		switch (r->chunk.type) {
+		case GM_SNAP_STATES:
+			ret = gm_snap_states(r, &r->chunk, &w, ops, ctx);
+			break;
+		case GM_SNAP_DATA:
+			ret = gm_snap_data(r, &r->chunk, &w, ops, ctx);
+			break;
+		case GM_SNAP_END:
+			ret = gm_snap_finish(r, &w);
+			if (!ret && ops->on_progress)
+				ops->on_progress(ctx, r->file_size, r->file_size);
+			return ret;
+		default:
+			ret = gm_snap_bad(r, -EINVAL, "unknown chunk type %u", r->chunk.type);
+		}
+		if (ret)
+			return ret;
+	}
+}

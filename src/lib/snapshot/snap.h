@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * snap.h - the snapshot file format (docs/snapshot-format.md) and the
+ * helpers shared by save, restore and inspect.
+ *
+ * Model: a snapshot is a 64-byte file header, a sequence of chunks (STATES,
+ * then DATA, then one END), and a 16-byte footer. Every chunk carries a
+ * 32-byte header whose XXH3 hash covers the header itself, the chunk's
+ * position in the sequence and its stored payload; the file header has its
+ * own hash; the footer points back at the END chunk. So any changed byte,
+ * any truncation and any reordering of chunks is refused when read.
+ *
+ * All integers are little-endian on disk. The structures below are the
+ * on-disk layout on little-endian hosts (x86-64, arm64); the build refuses
+ * big-endian hosts rather than write files nobody else can read.
+ */
+#ifndef GM_SNAP_H
+#define GM_SNAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "snapshot format is little-endian; add byte swapping for this host"
+#endif
+
+#define GM_SNAP_MAGIC         "GMEMSNAP"
+#define GM_SNAP_END_MAGIC     "GMEMEND1"
+#define GM_SNAP_VERSION_MAJOR 1
+#define GM_SNAP_VERSION_MINOR 0
+
+/* Largest raw payload of one chunk: big enough that per-chunk costs vanish,
+ * small enough that a chunk stays in cache between hashing and writing. */
+#define GM_SNAP_CHUNK_MAX     (1u << 20)
+
+/* File header flags. */
+#define GM_SNAP_HDR_COMPRESSED (1u << 0)   /* saved with GMEM_SNAP_COMPRESS   */
+
+enum gm_snap_type {
+	GM_SNAP_STATES = 1,     /* page-state runs                             */
+	GM_SNAP_DATA = 2,       /* contents of populated pages                 */
+	GM_SNAP_END = 3,        /* totals; last chunk                          */
+};
+
+/* Chunk flags. */
+#define GM_SNAP_CHUNK_ZSTD    (1u << 0)    /* payload is one zstd frame       */
+
+struct gm_snap_header {
+	char magic[8];          /* GM_SNAP_MAGIC                               */
+	uint16_t major, minor;  /* format version                              */
+	uint32_t header_size;   /* sizeof(struct gm_snap_header)               */
+	uint32_t page_size;     /* 4096                                        */
+	uint32_t flags;         /* GM_SNAP_HDR_*                               */
+	uint64_t mem_size;      /* bytes of guest memory                       */
+	uint32_t backend;       /* enum gmem_backend of the saved memory       */
+	uint32_t mem_flags;     /* GMEM_F_* the saved memory was opened with   */
+	uint32_t chunk_max;     /* largest raw payload of any chunk            */
+	uint32_t reserved0;     /* 0                                           */
+	uint64_t reserved1;     /* 0                                           */
+	uint64_t hash;          /* XXH3_64bits of the 56 bytes above           */
+};
+
+struct gm_snap_chunk {
+	uint32_t type;          /* enum gm_snap_type                           */
+	uint32_t flags;         /* GM_SNAP_CHUNK_*                             */
+	uint64_t first;         /* STATES: first page; DATA: gpa; END: 0       */
+	uint32_t raw_len;       /* payload bytes once decompressed             */
+	uint32_t stored_len;    /* payload bytes in the file                   */
+	uint64_t hash;          /* see gm_snap_chunk_hash()                    */
+};
+
+/* Payload of the END chunk. */
+struct gm_snap_end {
+	uint64_t chunks;        /* chunks before END                           */
+	uint64_t runs;          /* page-state runs                             */
+	uint64_t shared_pages;
+	uint64_t data_chunks;
+	uint64_t populated;     /* raw bytes of page data                      */
+	uint64_t stored;        /* stored bytes of page data                   */
+};
+
+struct gm_snap_footer {
+	uint64_t end_offset;    /* file offset of the END chunk header         */
+	char magic[8];          /* GM_SNAP_END_MAGIC                           */
+};
+
+_Static_assert(sizeof(struct gm_snap_header) == 64, "file header is 64 bytes");
+_Static_assert(sizeof(struct gm_snap_chunk) == 32, "chunk header is 32 bytes");
+_Static_assert(sizeof(struct gm_snap_end) == 48, "END payload is 48 bytes");
+_Static_assert(sizeof(struct gm_snap_footer) == 16, "footer is 16 bytes");
+
+/* A STATES run: bit 0 the state, bits 1..63 the number of pages. */
+static inline uint64_t gm_snap_run(uint64_t pages, int state)
+{
+	return pages << 1 | (uint64_t)(state & 1);
+}
+
+uint64_t gm_snap_header_hash(const struct gm_snap_header *h);
+/* Hash of chunk @index: its first 24 header bytes and index seed the hash
+ * of its stored payload, so a chunk moved or copied elsewhere fails too. */
+uint64_t gm_snap_chunk_hash(const struct gm_snap_chunk *c, uint64_t index,
+			    const void *payload);
+
+/* ---- populated pages (populated.c) -------------------------------------- */
+
+enum gm_scan_mode {
+	GM_SCAN_SEEK,           /* memfd: SEEK_DATA / SEEK_HOLE                */
+	GM_SCAN_CACHE,          /* guest_memfd: cachestat skips, mincore leaves */
+	GM_SCAN_NONZERO,        /* hugetlb: every page is read, zero ones skipped */
+};
+
+struct gm_scan {
+	struct gmem *g;
+	enum gm_scan_mode mode;
+	uint64_t pos, end;      /* bytes                                       */
+	uint64_t blk;           /* start of the 2 MiB block vec describes      */
+	bool blk_valid;
+	bool no_cachestat;      /* the kernel refused cachestat: mincore only  */
+	unsigned char vec[GM_REGION_PAGES];
+};
+
+void gm_scan_init(struct gm_scan *s, struct gmem *g);
+/* Next populated extent at or after the scan position: 1 and [*start,
+ * *start + *len), 0 when there is none left, or -errno. Extents ascend and
+ * never overlap; they need not be maximal. Caller holds g->lock. */
+int  gm_scan_next(struct gm_scan *s, uint64_t *start, uint64_t *len);
+/* Bytes populated in all (a full scan; cheap: no page is read except in
+ * GM_SCAN_NONZERO mode). */
+int  gm_scan_total(struct gmem *g, uint64_t *bytes);
+
+/* ---- reading a snapshot (reader.c) --------------------------------------- */
+
+struct gm_snap_reader {
+	int fd;
+	const char *path;       /* for messages                                */
+	uint64_t file_size;
+	uint64_t pos;           /* file offset of the next byte to parse       */
+	uint8_t *buf;           /* read-ahead buffer                           */
+	uint64_t buf_off;       /* file offset of buf[0]                       */
+	size_t buf_len, buf_cap;
+	uint64_t prefetched;    /* asked of the kernel up to here (WILLNEED)   */
+	uint8_t *scratch;       /* one stored payload (compressed or states)   */
+	void *dctx;             /* ZSTD_DCtx                                   */
+	struct gm_snap_header hdr;
+	struct gm_snap_end end;
+	uint64_t end_offset;
+	/* Filled while walking. */
+	uint64_t index;         /* chunks seen                                 */
+	uint64_t chunk_off;     /* file offset of the current chunk            */
+	struct gm_snap_chunk chunk;
+};
+
+/* Open @path, check the file header, the footer and the END chunk (so
+ * truncation is refused before any work). -errno with gmem_last_error() set
+ * naming what is wrong and where. */
+int  gm_snap_open(struct gm_snap_reader *r, const char *path);
+void gm_snap_close(struct gm_snap_reader *r);
+
+/* What the walk does with each chunk. on_states gets the decoded runs;
+ * on_data must consume the payload with gm_snap_load(). */
+struct gm_snap_walk_ops {
+	int (*on_states)(void *ctx, uint64_t first, const uint64_t *runs, uint64_t n);
+	int (*on_data)(void *ctx, struct gm_snap_reader *r, const struct gm_snap_chunk *c);
+	/* Called with the bytes of the file parsed so far, for progress. */
+	void (*on_progress)(void *ctx, uint64_t done, uint64_t total);
+};
+
+/* Read every chunk in order, checking hashes, order, coverage and the
+ * totals of the END chunk. 0 or -errno (message set). */
+int  gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, void *ctx);
+/* Load the payload of DATA chunk @c into @dst (c->raw_len bytes): read,
+ * check its hash, decompress. */
+int  gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst);
+/* Refuse with a message naming the file, the chunk and the offset. */
+int  gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif /* GM_SNAP_H */
