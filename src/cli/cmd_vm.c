@@ -15,17 +15,33 @@
 #include <time.h>
 
 #include "cmd.h"
+#include "pvblk.h"
 #include "vmm.h"
 
-#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--verbose] GUEST.elf"
+#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
+		 "[--io-path auto|inplace|bounce|kmap]] [--verbose] GUEST.elf"
 
 struct vm_opts {
 	unsigned cpus;
 	uint64_t mem;
 	enum gv_fault_policy policy;
 	bool verbose;
+	const char *disk;       /* paravirtual block device image, or NULL */
+	enum gmem_io_path io_path;
+	bool io_path_set;
 	const char *path;
 };
+
+static bool vm_parse_io_path(const char *s, enum gmem_io_path *out)
+{
+	for (unsigned p = 0; p < GMEM_IO_NPATHS; p++) {
+		if (!strcmp(s, gmem_io_path_name((enum gmem_io_path)p))) {
+			*out = (enum gmem_io_path)p;
+			return true;
+		}
+	}
+	return false;
+}
 
 /* "64M", "2G", "4194304": bytes. */
 static bool vm_parse_size(const char *s, uint64_t *out)
@@ -59,6 +75,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "mem", required_argument, NULL, 'm' },
 		{ "policy", required_argument, NULL, 'p' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "io-path", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -66,10 +84,11 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 	char *end;
 	int c;
 
-	*o = (struct vm_opts){ .cpus = 1, .mem = 4ull << 20, .policy = GV_POLICY_CONVERT };
+	*o = (struct vm_opts){ .cpus = 1, .mem = 4ull << 20, .policy = GV_POLICY_CONVERT,
+			       .io_path = GMEM_IO_AUTO };
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+c:m:p:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:m:p:d:i:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			errno = 0;
@@ -92,6 +111,15 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			else
 				return cli_usage("vm", "--policy %s: want convert or stop", optarg);
 			break;
+		case 'd':
+			o->disk = optarg;
+			break;
+		case 'i':
+			if (!vm_parse_io_path(optarg, &o->io_path))
+				return cli_usage("vm", "--io-path %s: want auto, inplace, bounce or kmap",
+						 optarg);
+			o->io_path_set = true;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -105,6 +133,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 	}
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
+	if (o->io_path_set && !o->disk)
+		return cli_usage("vm", "--io-path needs --disk");
 	o->path = argv[optind];
 	return 0;
 }
@@ -130,6 +160,44 @@ static void vm_print_paths(struct gv_vm *vm, const struct vm_opts *o)
 		p.attributes ? "yes" : "no (the VM type has none, cap 233)");
 	fprintf(stderr, "vm: memory-fault exits: %s\n",
 		o->policy == GV_POLICY_CONVERT ? "convert and resume" : "stop the guest");
+}
+
+/* The disk: attached before the guest loads, reported with --verbose. */
+static int vm_attach_disk(struct gv_vm *vm, const struct vm_opts *o, struct gv_blk **blk)
+{
+	struct gv_blk_config bc = { .image = o->disk, .io_path = o->io_path };
+	struct gv_blk_stats bs;
+	int ret;
+
+	ret = gv_blk_attach(vm, &bc, blk);
+	if (ret)
+		return cli_fail("vm: %s", gv_last_error());
+	if (o->verbose && !gv_blk_stats(*blk, &bs))
+		fprintf(stderr, "vm: disk %s: %llu sectors on ports %#x-%#x, I/O path %s%s%s\n",
+			o->disk, (unsigned long long)bs.sectors, GV_PORT_BLK,
+			GV_PORT_BLK + GV_BLK_NPORTS - 1, gmem_io_path_name(o->io_path),
+			o->io_path == GMEM_IO_AUTO ? " (calibrated)" : "",
+			bs.direct ? ", O_DIRECT where aligned" : ", buffered");
+	return 0;
+}
+
+static void vm_print_disk(struct gv_blk *blk)
+{
+	struct gv_blk_stats bs;
+
+	if (gv_blk_stats(blk, &bs))
+		return;
+	fprintf(stderr, "vm: disk: %llu reads (%llu B), %llu writes (%llu B), %llu I/O errors, "
+		"%llu refused, device status %d\n",
+		(unsigned long long)bs.reads, (unsigned long long)bs.bytes_read,
+		(unsigned long long)bs.writes, (unsigned long long)bs.bytes_written,
+		(unsigned long long)bs.ioerrs, (unsigned long long)bs.badreqs, bs.status);
+	fprintf(stderr, "vm: disk I/O by path: inplace %llu, bounce %llu, kmap %llu; "
+		"%llu conversions by I/O\n",
+		(unsigned long long)bs.io.requests[GMEM_IO_INPLACE],
+		(unsigned long long)bs.io.requests[GMEM_IO_BOUNCE],
+		(unsigned long long)bs.io.requests[GMEM_IO_KMAP],
+		(unsigned long long)bs.io.conversions);
 }
 
 static double vm_now(void)
@@ -176,6 +244,7 @@ int cmd_vm(int argc, char **argv)
 {
 	struct gv_config cfg = { 0 };
 	struct gv_result res;
+	struct gv_blk *blk = NULL;
 	struct gv_vm *vm;
 	struct vm_opts o;
 	double t0;
@@ -193,6 +262,11 @@ int cmd_vm(int argc, char **argv)
 		return cli_fail("vm: %s", gv_last_error());
 	if (o.verbose)
 		vm_print_paths(vm, &o);
+	if (o.disk) {
+		status = vm_attach_disk(vm, &o, &blk);
+		if (status)
+			goto out;
+	}
 	ret = gv_vm_load_file(vm, o.path);
 	if (ret) {
 		status = cli_fail("vm: %s%s", gv_last_error(),
@@ -214,6 +288,8 @@ int cmd_vm(int argc, char **argv)
 		fprintf(stderr, "vm: guest ran %.3f s, stopped by %s: %.*s\n", vm_now() - t0,
 			gv_stop_name(res.why),
 			nl ? (int)(nl - res.report) : (int)strlen(res.report), res.report);
+		if (blk)
+			vm_print_disk(blk);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

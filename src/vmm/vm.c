@@ -208,6 +208,12 @@ void gv_vm_destroy(struct gv_vm *vm)
 		gv_vm_stop(vm);
 		gv_vm_wait(vm, NULL);
 	}
+	/* Devices may hold I/O state on the memory: they go first, then the
+	 * I/O context (which puts back any deferred sharing), then the rest. */
+	for (unsigned i = vm->npio; i-- > 0;)
+		if (vm->pio[i].release)
+			vm->pio[i].release(vm->pio[i].ctx);
+	gmem_io_destroy(vm->io);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		gv_vcpu_destroy(&vm->cpu[i]);
 	/* The memslot goes with the VM; the memory after both. */
@@ -251,6 +257,33 @@ void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p)
 	p->conversion = vm->info.inplace
 		? "inplace: the kernel converts the guest_memfd (cap 249)"
 		: "host view: the library maps and unmaps shared runs; KVM uses the KVM view";
+}
+
+int gv_vm_io(struct gv_vm *vm, bool calibrate, struct gmem_io **out)
+{
+	struct gmem_io_config cfg = { .flags = GMEM_IO_CTX_NO_CALIBRATE };
+	struct gmem_io_stats st;
+	int ret;
+
+	if (vm->started) {
+		gv_set_error("the I/O context must be made before the guest starts");
+		return -EBUSY;
+	}
+	if (!vm->io) {
+		ret = gmem_io_create(vm->g, calibrate ? NULL : &cfg, &vm->io);
+		if (ret) {
+			gv_set_error("gmem_io_create: %s", gmem_strerror(ret));
+			return ret;
+		}
+	} else if (calibrate && !gmem_io_stats(vm->io, &st) && !st.calibrations) {
+		ret = gmem_io_calibrate(vm->io);
+		if (ret) {
+			gv_set_error("gmem_io_calibrate: %s", gmem_strerror(ret));
+			return ret;
+		}
+	}
+	*out = vm->io;
+	return 0;
 }
 
 static bool gv_range_ok(const struct gv_vm *vm, uint64_t gpa, uint64_t len)

@@ -125,6 +125,14 @@ void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
 int  gv_vm_convert(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum gmem_state to,
                    uint64_t *busy_gpa);
 
+/* The VM's one I/O context on its memory (gmem_io_create), made on first
+ * use, for devices moving data to and from guest buffers whatever their
+ * state. With @calibrate the context is measured for GMEM_IO_AUTO (once;
+ * 0.1-0.3 s); without, it is made uncalibrated, which the fixed paths do
+ * not need. Before gv_vm_start only (-EBUSY after). gv_vm_destroy destroys
+ * it after releasing the devices and before closing the memory. */
+int  gv_vm_io(struct gv_vm *vm, bool calibrate, struct gmem_io **out);
+
 /* Device-code read through the host view: what a device may see. Never
  * faults the process: -EFAULT if any byte is not reachable (a private page),
  * -EINVAL outside RAM. */
@@ -158,6 +166,9 @@ struct gv_pio_dev {
 	int (*in)(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
 	int (*out)(struct gv_vcpu *vcpu, uint16_t port, const void *data, unsigned size,
 		   void *ctx);
+	/* Optional: gv_vm_destroy calls it once the vCPUs are joined, before
+	 * the VM's I/O context and memory go, in reverse order of adding. */
+	void (*release)(void *ctx);
 	void *ctx;
 };
 

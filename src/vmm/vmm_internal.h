@@ -59,6 +59,7 @@ struct gv_vm {
 
 	struct gv_pio_dev pio[GV_MAX_PIO];
 	unsigned npio;
+	struct gmem_io *io;     /* gv_vm_io: made before start, freed at destroy */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -105,6 +105,7 @@ int gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem
 		goto err_mem;
 	pthread_rwlock_init(&io->calib_lock, NULL);
 	gm_io_calib_defaults(&io->calib);
+	gm_io_fast_fill(io);
 	if (!(cfg && cfg->flags & GMEM_IO_CTX_NO_CALIBRATE)) {
 		ret = gm_io_calibrate(io);
 		if (ret)

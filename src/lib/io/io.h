@@ -110,6 +110,13 @@ struct gm_io_calib {
 	bool measured;
 };
 
+/* Single-segment requests up to GM_IO_FAST_MAX bytes are decided by a
+ * table precomputed from the calibration, one entry per GM_IO_FAST_STEP
+ * bytes and alignment, read without a lock (calib.c). */
+#define GM_IO_FAST_MAX   (64u << 10)
+#define GM_IO_FAST_STEP  512u
+#define GM_IO_FAST_N     (GM_IO_FAST_MAX / GM_IO_FAST_STEP)
+
 /* ---- the context ------------------------------------------------------ */
 
 struct gm_io_counts {
@@ -122,6 +129,9 @@ struct gmem_io {
 	struct gm_io_pool pool;
 	pthread_rwlock_t calib_lock;    /* readers: auto; writer: calibrate   */
 	struct gm_io_calib calib;
+	/* [unaligned][(len - 1) / GM_IO_FAST_STEP]: an enum gmem_io_path,
+	 * written under the write lock, read with atomic loads and no lock. */
+	uint8_t fast[2][GM_IO_FAST_N];
 	struct gm_io_counts n;          /* updated with atomic adds            */
 };
 
@@ -179,6 +189,8 @@ int  gm_io_path_ok(const struct gm_io_mem *m, enum gmem_io_path path);
 
 int  gm_io_calibrate(struct gmem_io *io);
 void gm_io_calib_defaults(struct gm_io_calib *c);
+/* Recompute io->fast from io->calib (write lock held, or no other user). */
+void gm_io_fast_fill(struct gmem_io *io);
 enum gmem_io_path gm_io_choose(struct gmem_io *io, const struct gmem_io_req *req);
 
 #endif /* GM_IO_H */
