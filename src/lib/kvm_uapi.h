@@ -93,5 +93,15 @@ struct gm_kvm_memory_attributes2 {
 #ifndef KVM_EXIT_MEMORY_FAULT
 #define KVM_EXIT_MEMORY_FAULT 39
 #endif
+/* kvm_run's memory_fault payload (Linux 6.8): the guest touched [gpa,
+ * gpa + size) in the state it does not have; PRIVATE: it wanted private. */
+struct gm_kvm_memory_fault {
+	uint64_t flags;
+	uint64_t gpa;
+	uint64_t size;
+};
+#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
+#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ull << 3)
+#endif
 
 #endif /* GM_KVM_UAPI_H */

@@ -27,14 +27,6 @@
 
 static __thread struct gv_vcpu *gv_self;    /* the vCPU this thread runs */
 
-/* KVM_EXIT_MEMORY_FAULT payload (Linux 6.8); Debian's kvm.h predates it. */
-struct gv_memory_fault {
-	uint64_t flags;
-	uint64_t gpa;
-	uint64_t size;
-};
-#define GV_MEMORY_EXIT_FLAG_PRIVATE (1ull << 3)
-
 static void gv_kick_handler(int sig)
 {
 	(void)sig;
@@ -166,13 +158,13 @@ void gv_vm_stop(struct gv_vm *vm)
 static int gv_exit_memory_fault(struct gv_vcpu *vcpu)
 {
 	struct gv_vm *vm = vcpu->vm;
-	struct gv_memory_fault mf;
+	struct gm_kvm_memory_fault mf;
 	enum gmem_state want;
 	uint64_t gpa, end;
 	int ret;
 
 	memcpy(&mf, &vcpu->run->hw, sizeof(mf));   /* first member of the exit union */
-	want = (mf.flags & GV_MEMORY_EXIT_FLAG_PRIVATE) ? GMEM_PRIVATE : GMEM_SHARED;
+	want = (mf.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) ? GMEM_PRIVATE : GMEM_SHARED;
 	gpa = mf.gpa & ~(GMEM_PAGE_SIZE - 1);
 	end = mf.size > UINT64_MAX - mf.gpa ? UINT64_MAX : mf.gpa + mf.size;
 	if (vm->cfg.policy == GV_POLICY_STOP) {
