@@ -180,8 +180,9 @@ const char *gmem_dmap_assumptions(void);
  * save (every other call on it except gmem_state/gmem_host waits); writes
  * by a running guest or by device I/O during the save land in the file or
  * not, page by page: pause vCPUs and I/O for a consistent image. */
-#define GMEM_SNAP_COMPRESS  (1u << 0)  /* zstd-compress page data             */
-#define GMEM_SNAP_ALL       GMEM_SNAP_COMPRESS
+#define GMEM_SNAP_COMPRESS  (1u << 0)  /* save: zstd-compress page data       */
+#define GMEM_SNAP_LAZY      (1u << 1)  /* restore: load pages on first touch  */
+#define GMEM_SNAP_ALL       (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY)
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
 /* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
  * size on the best backend; otherwise its backend and flags, and a size at
@@ -207,6 +208,36 @@ int   gmem_snapshot_save_ex(struct gmem *g, const char *path,
                             const struct gmem_snapshot_opts *opts);
 int   gmem_snapshot_restore_ex(const char *path, const struct gmem_config *cfg,
                                const struct gmem_snapshot_opts *opts, struct gmem **out);
+
+/*
+ * Lazy restore (GMEM_SNAP_LAZY, memfd backing without hugetlb pages only:
+ * guest_memfd has no userfaultfd; -EOPNOTSUPP there). The whole file is
+ * checked as an eager restore checks it, and the states applied, before the
+ * call returns; page data is then loaded on first touch through the KVM view
+ * or the host view (userfaultfd: the pages touched first are loaded first)
+ * and by a background thread that loads the rest in file order. Temporary
+ * mappings, conversions to shared, discards and saves load the pages they
+ * cover first. Each chunk is checked again as it is loaded: one that no
+ * longer matches (the file changed under the restore) is never made visible:
+ * its pages raise SIGBUS when touched and calls that reach them fail with
+ * -EIO. Keep the file in place until gmem_snapshot_lazy_wait() returns.
+ */
+struct gmem_snapshot_lazy_stats {
+	int loading;                /* 1 while chunks remain to be loaded           */
+	int error;                  /* first load failure (-errno), or 0            */
+	uint64_t chunks;            /* data chunks in the snapshot                  */
+	uint64_t chunks_loaded;
+	uint64_t by_fault;          /* chunks loaded to serve a fault               */
+	uint64_t by_access;         /* ... before a kmap, conversion or discard     */
+	uint64_t by_loader;         /* ... by the background loader                 */
+	uint64_t faults;            /* userfaultfd faults served                    */
+	uint64_t bytes_loaded;      /* page data loaded, uncompressed               */
+	uint64_t reserved[4];
+};
+/* Counters of @g's lazy restore (all 0 if it was not restored lazily). */
+int   gmem_snapshot_lazy_stats(struct gmem *g, struct gmem_snapshot_lazy_stats *st);
+/* Wait until every chunk is loaded: 0, or the first load failure. */
+int   gmem_snapshot_lazy_wait(struct gmem *g);
 
 /* What a snapshot file holds (gmem_snapshot_inspect). */
 struct gmem_snapshot_info {

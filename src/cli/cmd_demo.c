@@ -9,6 +9,9 @@
  * back, unpinned, unshared (repairing the regions); a range discarded; then
  * the stats and the direct-map model. With --save FILE the memory, private
  * pages and all, is then saved as a snapshot (docs/snapshot-format.md).
+ * With --restore FILE [--lazy] the demo's memory comes back from such a
+ * snapshot instead, and is checked as the demo left it: every page
+ * private, the discarded range zero, the rest of the image intact.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +33,9 @@ struct demo {
 	bool inplace;           /* the kernel forbids mapping private pages */
 	bool json;
 	const char *save;       /* --save FILE, or NULL */
+	const char *restore;    /* --restore FILE, or NULL */
+	bool lazy;              /* --restore through userfaultfd (GMEM_SNAP_LAZY) */
+	bool backend_set;       /* --backend given: restore into it */
 	json_t *steps;          /* JSON: one object per step */
 	uint64_t frag_gpa[DEMO_FRAGMENTS];
 	uint64_t frag_len[DEMO_FRAGMENTS];
@@ -328,6 +334,76 @@ static int demo_save(struct demo *d)
 	return CLI_EXIT_OK;
 }
 
+static void demo_header(struct demo *d, json_t *out);
+
+/* --restore FILE: the memory a `demo --save` left, from the snapshot. */
+static int demo_restore(struct demo *d, const struct gmem_config *cfg, json_t *out)
+{
+	struct cli_progress bar;
+	struct gmem_snapshot_opts o = {
+		.flags = d->lazy ? GMEM_SNAP_LAZY : 0,
+		.progress = cli_progress_cb, .progress_ctx = &bar,
+	};
+	struct gmem_snapshot_info in;
+	double t0 = demo_now_us();
+	int ret;
+
+	ret = gmem_snapshot_inspect(d->restore, 0, NULL, &in);
+	if (ret)
+		return demo_fail("reading the snapshot", ret);
+	if (in.size != DEMO_SIZE)
+		return cli_fail("demo: %s holds %llu MiB, not the demo's %llu MiB", d->restore,
+				(unsigned long long)(in.size >> 20),
+				(unsigned long long)(DEMO_SIZE >> 20));
+	cli_progress_init(&bar, "restoring", d->json);
+	ret = gmem_snapshot_restore_ex(d->restore, d->backend_set ? cfg : NULL, &o, &d->g);
+	cli_progress_end(&bar);
+	if (ret)
+		return demo_fail("restoring the snapshot", ret);
+	demo_header(d, out);
+	demo_step(d, "restore", NULL, "%s: %llu MiB populated of %llu MiB, %llu state runs, "
+		  "%.1f ms%s", d->restore, (unsigned long long)(in.populated_bytes >> 20),
+		  (unsigned long long)(in.size >> 20), (unsigned long long)in.runs,
+		  (demo_now_us() - t0) / 1e3, d->lazy ? " (lazy: pages load on first touch)" : "");
+	return CLI_EXIT_OK;
+}
+
+/* The restored memory is what the demo left: all private, the discarded
+ * range zero, the rest of the image as loaded. */
+static int demo_verify_restored(struct demo *d)
+{
+	struct gmem_snapshot_lazy_stats ls;
+	struct gmem_stats st;
+	double t0 = demo_now_us();
+	int ret;
+
+	ret = gmem_stats(d->g, &st);
+	if (ret)
+		return demo_fail("reading the stats", ret);
+	if (st.shared_pages)
+		return cli_fail("demo: restored memory has %llu shared pages; the demo leaves none",
+				(unsigned long long)st.shared_pages);
+	ret = demo_check(d, DEMO_IMAGE_GPA, DEMO_DISCARD, demo_zero_byte,
+			 "restored discarded range not zero");
+	if (!ret)
+		ret = demo_check(d, DEMO_IMAGE_GPA + DEMO_DISCARD, DEMO_IMAGE_LEN - DEMO_DISCARD,
+				 demo_image_tail_byte, "restored image differs");
+	if (ret)
+		return ret;
+	if (!gmem_snapshot_lazy_stats(d->g, &ls) && ls.chunks)
+		demo_step(d, "verify", NULL, "all pages private, discarded range zero, image "
+			  "intact (%.1f ms); lazy: %llu of %llu chunks loaded so far, %llu on "
+			  "access, %llu by the loader", (demo_now_us() - t0) / 1e3,
+			  (unsigned long long)ls.chunks_loaded, (unsigned long long)ls.chunks,
+			  (unsigned long long)(ls.by_fault + ls.by_access),
+			  (unsigned long long)ls.by_loader);
+	else
+		demo_step(d, "verify", NULL, "all pages private, discarded range zero, image "
+			  "intact (%.1f ms)", (demo_now_us() - t0) / 1e3);
+	ret = gmem_snapshot_lazy_wait(d->g);
+	return ret ? demo_fail("loading the rest of the snapshot", ret) : CLI_EXIT_OK;
+}
+
 static int demo_run(struct demo *d)
 {
 	int (*const steps[])(struct demo *) = {
@@ -353,13 +429,22 @@ static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config 
 			cfg->flags |= GMEM_F_HUGE;
 		} else if (!strcmp(argv[i], "--save") && i + 1 < argc) {
 			d->save = argv[++i];
+		} else if (!strcmp(argv[i], "--restore") && i + 1 < argc) {
+			d->restore = argv[++i];
+		} else if (!strcmp(argv[i], "--lazy")) {
+			d->lazy = true;
 		} else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
 			if (!cli_parse_backend(argv[++i], &cfg->backend))
 				return cli_usage("demo", "unknown backend '%s'", argv[i]);
+			d->backend_set = true;
 		} else {
 			return cli_usage("demo", "unknown option '%s'", argv[i]);
 		}
 	}
+	if (d->lazy && !d->restore)
+		return cli_usage("demo", "--lazy needs --restore FILE");
+	if (d->restore && (d->save || cfg->flags & GMEM_F_HUGE))
+		return cli_usage("demo", "--restore FILE takes no --save or --huge");
 	return CLI_EXIT_OK;
 }
 
@@ -396,15 +481,25 @@ int cmd_demo(int argc, char **argv)
 	ret = demo_parse(argc, argv, &d, &cfg);
 	if (ret)
 		return ret;
-	ret = gmem_open(&cfg, &d.g);
-	if (ret)
-		return demo_fail("opening 1 GiB of guest memory", ret);
 	if (d.json) {
 		out = json_object();
 		d.steps = json_array();
 	}
-	demo_header(&d, out);
-	ret = demo_run(&d);
+	if (d.restore) {
+		ret = demo_restore(&d, &cfg, out);
+		if (!ret)
+			ret = demo_verify_restored(&d);
+		if (!d.g)
+			goto out;
+	} else {
+		ret = gmem_open(&cfg, &d.g);
+		if (ret) {
+			ret = demo_fail("opening 1 GiB of guest memory", ret);
+			goto out;
+		}
+		demo_header(&d, out);
+		ret = demo_run(&d);
+	}
 	if (!ret && !gmem_stats(d.g, &st)) {
 		if (d.json) {
 			json_object_set_new(out, "steps", d.steps);
@@ -416,8 +511,9 @@ int cmd_demo(int argc, char **argv)
 			cli_stats_print(&st);
 		}
 	}
+	gmem_close(d.g);
+out:
 	json_decref(d.steps);
 	json_decref(out);
-	gmem_close(d.g);
 	return ret;
 }

@@ -3,6 +3,10 @@
  * cmd_vm.c - gmem vm: run a guest program on gmem memory with the micro-VMM
  * (src/vmm), print its console, exit with its status.
  *
+ * With --save-at MS FILE the running guest is snapshotted MS milliseconds
+ * after it starts (pause, save, resume: src/vmm/vmsnap.c) and runs on to its
+ * end; --restore FILE runs a new VM from such a snapshot instead of an ELF.
+ *
  * Exit status: the guest's (0..255; a wider status is reported and becomes
  * 1), 1 with one line on stderr when KVM is unusable, the ELF is bad, or the
  * guest faults (then the registers and the exit reason follow), 2 on bad
@@ -17,9 +21,11 @@
 #include "cmd.h"
 #include "pvblk.h"
 #include "vmm.h"
+#include "vmsnap.h"
 
 #define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
-		 "[--io-path auto|inplace|bounce|kmap]] [--verbose] GUEST.elf"
+		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE] [--verbose] " \
+		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]"
 
 struct vm_opts {
 	unsigned cpus;
@@ -30,6 +36,11 @@ struct vm_opts {
 	enum gmem_io_path io_path;
 	bool io_path_set;
 	const char *path;
+	long save_at_ms;        /* --save-at: snapshot after this many ms, or -1 */
+	const char *save;       /* its FILE                                      */
+	const char *restore;    /* --restore FILE: run that instead of an ELF   */
+	bool lazy;              /* --lazy: restore through userfaultfd           */
+	bool mem_set, cpus_set;
 };
 
 static bool vm_parse_io_path(const char *s, enum gmem_io_path *out)
@@ -78,6 +89,9 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "io-path", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "save-at", required_argument, NULL, 'S' },
+		{ "restore", required_argument, NULL, 'R' },
+		{ "lazy", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -85,7 +99,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 	int c;
 
 	*o = (struct vm_opts){ .cpus = 1, .mem = 4ull << 20, .policy = GV_POLICY_CONVERT,
-			       .io_path = GMEM_IO_AUTO };
+			       .io_path = GMEM_IO_AUTO, .save_at_ms = -1 };
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+c:m:p:d:i:vh", longopts, NULL)) != -1) {
@@ -96,12 +110,14 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			if (errno || *end || o->cpus < 1 || o->cpus > GV_MAX_CPUS)
 				return cli_usage("vm", "--cpus %s: want 1..%u", optarg,
 						 GV_MAX_CPUS);
+			o->cpus_set = true;
 			break;
 		case 'm':
 			if (!vm_parse_size(optarg, &o->mem) || !o->mem ||
 			    o->mem % GMEM_REGION_SIZE || o->mem > GV_MAP_LIMIT)
 				return cli_usage("vm", "--mem %s: want a multiple of 2M, at most 4G",
 						 optarg);
+			o->mem_set = true;
 			break;
 		case 'p':
 			if (!strcmp(optarg, "convert"))
@@ -123,6 +139,21 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'v':
 			o->verbose = true;
 			break;
+		case 'S':       /* --save-at MS FILE: FILE is the next word */
+			errno = 0;
+			o->save_at_ms = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || o->save_at_ms < 0 ||
+			    optind >= argc)
+				return cli_usage("vm", "--save-at %s: want MS (>= 0) and a FILE",
+						 optarg);
+			o->save = argv[optind++];
+			break;
+		case 'R':
+			o->restore = optarg;
+			break;
+		case 'L':
+			o->lazy = true;
+			break;
 		case 'h':
 			printf("usage: %s vm %s\n", cli_prog, VM_USAGE);
 			return -1;
@@ -131,6 +162,14 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 					 argv[optind - 1], VM_USAGE);
 		}
 	}
+	if (o->restore) {
+		if (optind != argc || o->save || o->disk || o->mem_set || o->cpus_set)
+			return cli_usage("vm", "--restore FILE takes no guest program, --save-at, "
+					 "--disk, --mem or --cpus (they come from the snapshot)");
+		return 0;
+	}
+	if (o->lazy)
+		return cli_usage("vm", "--lazy needs --restore");
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
 	if (o->io_path_set && !o->disk)
@@ -240,6 +279,67 @@ static int vm_outcome(const struct gv_result *r)
 	return CLI_EXIT_FAIL;
 }
 
+static void vm_sleep_ms(long ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* --save-at: start, wait, snapshot, let the guest run on; then wait. */
+static int vm_run_saving(struct gv_vm *vm, const struct vm_opts *o, struct gv_result *res)
+{
+	double t;
+	int ret = gv_vm_start(vm);
+
+	if (ret)
+		return ret;
+	vm_sleep_ms(o->save_at_ms);
+	t = vm_now();
+	ret = gv_vm_snapshot_save(vm, o->save, NULL);
+	if (ret) {
+		fflush(stdout);
+		cli_fail("vm: snapshot at %ld ms: %s", o->save_at_ms, gv_last_error());
+	} else {
+		fflush(stdout);
+		fprintf(stderr, "vm: saved %s and %s%s at %ld ms (guest paused %.1f ms)\n",
+			o->save, o->save, GV_SNAP_VM_SUFFIX, o->save_at_ms, (vm_now() - t) * 1e3);
+	}
+	if (gv_vm_wait(vm, res))
+		return -EINVAL;         /* gv_vm_wait only fails when never started */
+	return ret ? -EIO : 0;
+}
+
+static void vm_print_lazy(struct gv_vm *vm)
+{
+	struct gmem_snapshot_lazy_stats ls;
+
+	if (gmem_snapshot_lazy_stats(gv_vm_gmem(vm), &ls) || !ls.chunks)
+		return;
+	fprintf(stderr, "vm: lazy restore: %llu of %llu chunks loaded (%llu by guest faults, "
+		"%llu before host access, %llu by the loader), %llu faults served\n",
+		(unsigned long long)ls.chunks_loaded, (unsigned long long)ls.chunks,
+		(unsigned long long)ls.by_fault, (unsigned long long)ls.by_access,
+		(unsigned long long)ls.by_loader, (unsigned long long)ls.faults);
+}
+
+/* --restore: a new VM from the snapshot; the guest carries on. */
+static int vm_restore(const struct vm_opts *o, struct gv_config *cfg, struct gv_vm **vm)
+{
+	struct gmem_snapshot_opts so = { .flags = o->lazy ? GMEM_SNAP_LAZY : 0 };
+	double t = vm_now();
+	int ret = gv_vm_snapshot_restore(cfg, o->restore, &so, vm);
+
+	if (ret)
+		return cli_fail("vm: %s", gv_last_error());
+	if (o->verbose)
+		fprintf(stderr, "vm: restored %s%s in %.1f ms: %u vCPU(s), %llu MiB\n", o->restore,
+			o->lazy ? " lazily" : "", (vm_now() - t) * 1e3, gv_vm_ncpus(*vm),
+			(unsigned long long)(gv_vm_mem_size(*vm) >> 20));
+	return 0;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	struct gv_config cfg = { 0 };
@@ -257,6 +357,12 @@ int cmd_vm(int argc, char **argv)
 	cfg.ncpus = o.cpus;
 	cfg.policy = o.policy;
 	cfg.console = vm_console;
+	if (o.restore) {
+		status = vm_restore(&o, &cfg, &vm);
+		if (status)
+			return status;
+		goto run;
+	}
 	ret = gv_vm_create(&cfg, &vm);
 	if (ret)
 		return cli_fail("vm: %s", gv_last_error());
@@ -273,8 +379,14 @@ int cmd_vm(int argc, char **argv)
 				  ret == -EFBIG ? "; try a larger --mem or fewer --cpus" : "");
 		goto out;
 	}
+run:
 	t0 = vm_now();
-	ret = gv_vm_run(vm, &res);
+	ret = o.save ? vm_run_saving(vm, &o, &res) : gv_vm_run(vm, &res);
+	if (ret == -EIO) {              /* the save failed (reported); the run did not */
+		vm_outcome(&res);
+		status = CLI_EXIT_FAIL;
+		goto out;
+	}
 	if (ret) {
 		status = cli_fail("vm: %s", gv_last_error());
 		goto out;
@@ -290,6 +402,7 @@ int cmd_vm(int argc, char **argv)
 			nl ? (int)(nl - res.report) : (int)strlen(res.report), res.report);
 		if (blk)
 			vm_print_disk(blk);
+		vm_print_lazy(vm);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

@@ -131,6 +131,8 @@ void gmem_close(struct gmem *g)
 {
 	if (!g)
 		return;
+	if (g->loader)
+		g->loader->stop(g->loader);
 	gm_kmap_close(g);
 	gm_view_close(g);
 	gm_dmap_fini(&g->dmap);
@@ -312,6 +314,10 @@ static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
 	 * in-flight I/O: refuse, as for conversions. */
 	if (gm_state_first_busy(&g->st, first, n, &busy))
 		return -EBUSY;
+	/* A page still to be loaded would be loaded over the hole. */
+	ret = gm_loader_ensure(g, first, n);
+	if (ret)
+		return ret;
 	ret = gm_backing_discard(&g->b, first << GM_PAGE_SHIFT, n << GM_PAGE_SHIFT);
 	if (ret)
 		return ret;

@@ -27,6 +27,21 @@ struct gm_kmap_pool {
 	uint64_t page[GM_KMAP_SLOTS];   /* page a busy slot maps                  */
 };
 
+/*
+ * A lazy restore still loading this memory (snapshot/lazy.c). Pages not yet
+ * loaded are faulted in through userfaultfd in the KVM view and in the host
+ * view's mappings that existed at restore time; mappings made later (host-view
+ * runs, kmap windows), a collapse and a discard would bypass it, so they call
+ * gm_loader_ensure() for their pages first.
+ */
+struct gm_loader {
+	/* Load [first, first + n) now, or wait for their load: 0, or -errno when
+	 * a page of it cannot be loaded. Called with g->lock held; never takes it. */
+	int  (*ensure)(struct gm_loader *l, uint64_t first, uint64_t n);
+	/* Stop loading and free @l: gmem_close(), before the views go. */
+	void (*stop)(struct gm_loader *l);
+};
+
 struct gm_counters {
 	uint64_t conversions, pages_converted, refused, pins, kmaps, discards;
 	uint64_t view_syscalls, regions_split, regions_repaired, collapse_failures;
@@ -48,12 +63,19 @@ struct gmem {
 	uint64_t *maybe_small;          /* THP: bit per region that may hold small */
 	                                /* folios or small mappings; NULL if not THP */
 	bool broken;                    /* a rollback failed: every call -EIO     */
+	struct gm_loader *loader;       /* lazy restore, or NULL; set before the  */
+	                                /* memory is handed out, freed at close   */
 	struct gm_counters n;
 };
 
 static inline uint64_t gm_page(uint64_t gpa)
 {
 	return gpa >> GM_PAGE_SHIFT;
+}
+
+static inline int gm_loader_ensure(struct gmem *g, uint64_t first, uint64_t n)
+{
+	return g->loader ? g->loader->ensure(g->loader, first, n) : 0;
 }
 
 /* view.c */
@@ -81,5 +103,9 @@ void gm_kmap_close(struct gmem *g);
 
 /* For tests: cap the number of runs the host view may hold. */
 void gm_set_map_limit(struct gmem *g, uint64_t runs);
+/* For tests: hold (or release) a lazy restore's background loader, so that
+ * only faults and accesses load pages (snapshot/lazy.c); @g NULL: the hold
+ * lazy restores start with from now on. */
+void gm_lazy_hold(struct gmem *g, bool hold);
 
 #endif /* GM_INTERNAL_H */

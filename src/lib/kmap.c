@@ -69,6 +69,12 @@ static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 		*err = -EOPNOTSUPP;
 		return NULL;
 	}
+	/* The window is not under a lazy restore's userfaultfd. */
+	ret = gm_loader_ensure(g, gm_page(gpa & ~(gran - 1)), gm_page(gran));
+	if (ret) {
+		*err = ret;
+		return NULL;
+	}
 	slot = gm_kmap_slot_get(&g->kmap);
 	if (slot < 0) {
 		*err = slot;

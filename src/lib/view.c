@@ -144,6 +144,9 @@ int gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
 	uint64_t pos = first, end = first + n, s, len, span_s = 0, span_e = 0;
 	int ret;
 
+	/* New file mappings are not under a lazy restore's userfaultfd. */
+	if (to && (ret = gm_loader_ensure(g, first, n)))
+		return ret;
 	while (pos < end && gm_state_next_run(&g->st, pos, end - pos, !to, &s, &len)) {
 		if (span_e && gm_view_gap_mergeable(g, span_e, s, to)) {
 			span_e = s + len;
@@ -197,6 +200,11 @@ void gm_view_repair_locked(struct gmem *g, uint64_t region)
 
 	if (!g->maybe_small || !gm_small_test_clear(g, region))
 		return;
+	/* A collapse fills the file's holes: load the region first. */
+	if (gm_loader_ensure(g, region * GM_REGION_PAGES, GM_REGION_PAGES)) {
+		g->n.collapse_failures++;
+		return;
+	}
 	g->n.view_syscalls++;
 	if (gm_sys_madvise(addr, GMEM_REGION_SIZE, MADV_COLLAPSE))
 		g->n.collapse_failures++;

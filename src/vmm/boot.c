@@ -93,7 +93,7 @@ int gv_boot_write_tables(struct gv_vm *vm)
 }
 
 /* The CPUID KVM supports, with this vCPU's APIC ID in leaf 1. */
-static int gv_boot_cpuid(struct gv_vcpu *vcpu)
+int gv_boot_cpuid(struct gv_vcpu *vcpu)
 {
 	unsigned n = 256;
 	struct kvm_cpuid2 *c;

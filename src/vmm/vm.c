@@ -4,8 +4,9 @@
  * the memory-attribute mirror, and the two ways the host reaches guest memory.
  *
  * Model: the VM owns one gmem memory opened on its fd (kvm backend, private
- * at start) and bound to memslot 0: the guest_memfd as the slot's file and
- * the library's KVM view as its userspace address (KVM on these kernels
+ * at start; or what cfg.open_mem opens: a restored snapshot, a memfd one
+ * bound as a plain slot) and bound to memslot 0: the guest_memfd as the
+ * slot's file and the library's KVM view as its userspace address (KVM on these kernels
  * reads guest memory through that mapping, which therefore must stay whole).
  * The host view (gmem_host) is what device code may touch; the hypervisor's
  * own accesses use temporary mappings.
@@ -116,18 +117,29 @@ static int gv_open_ram(struct gv_vm *vm)
 	struct gm_kvm_userspace_memory_region2 slot = { 0 };
 	int ret, attrs;
 
-	ret = gmem_open(&gc, &vm->g);
+	ret = vm->cfg.open_mem ? vm->cfg.open_mem(vm->cfg.open_mem_ctx, vm->vm_fd,
+						  vm->cfg.mem_size, &vm->g)
+			       : gmem_open(&gc, &vm->g);
 	if (ret) {
 		gv_set_error("guest memory: %s (%s)", gmem_strerror(ret), gmem_last_error());
 		return ret == -ENOENT || ret == -ENODEV ? -EOPNOTSUPP : ret;
 	}
 	gmem_info(vm->g, &vm->info);
+	if (vm->info.size != vm->cfg.mem_size) {
+		gv_set_error("guest memory: %llu bytes, the VM wants %llu",
+			     (unsigned long long)vm->info.size,
+			     (unsigned long long)vm->cfg.mem_size);
+		return -EINVAL;
+	}
 	slot.slot = 0;
-	slot.flags = KVM_MEM_GUEST_MEMFD;
+	/* A memfd memory (open_mem) is a plain slot: KVM uses the KVM view. */
+	if (vm->info.backend == GMEM_BACKEND_KVM) {
+		slot.flags = KVM_MEM_GUEST_MEMFD;
+		slot.guest_memfd = (uint32_t)vm->info.fd;
+	}
 	slot.guest_phys_addr = 0;
 	slot.memory_size = vm->cfg.mem_size;
 	slot.userspace_addr = (uintptr_t)gmem_kvm_view(vm->g);
-	slot.guest_memfd = (uint32_t)vm->info.fd;
 	if (ioctl(vm->vm_fd, GM_KVM_SET_USER_MEMORY_REGION2, &slot) < 0) {
 		ret = -errno;
 		gv_set_error("KVM_SET_USER_MEMORY_REGION2 (guest_memfd %d): %s", vm->info.fd,
@@ -138,12 +150,26 @@ static int gv_open_ram(struct gv_vm *vm)
 	 * file itself; only a VM with per-VM attributes needs the mirror. */
 	attrs = gv_vm_ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
 			    (void *)(uintptr_t)KVM_CAP_MEMORY_ATTRIBUTES);
-	vm->attrs = !vm->info.inplace && attrs > 0 &&
+	vm->attrs = !vm->info.inplace && slot.flags && attrs > 0 &&
 		    (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	if (vm->attrs) {
 		ret = gv_set_attributes(vm, 0, vm->cfg.mem_size, GMEM_PRIVATE);
 		if (ret) {
 			gv_set_error("KVM_SET_MEMORY_ATTRIBUTES (all private): %s", strerror(-ret));
+			return ret;
+		}
+		/* A memory from open_mem may hold shared pages: mirror them. */
+		for (uint64_t gpa = 0, run; !ret && gpa < vm->cfg.mem_size; gpa += run) {
+			int st = gmem_state(vm->g, gpa);
+
+			for (run = GMEM_PAGE_SIZE; gpa + run < vm->cfg.mem_size &&
+			     gmem_state(vm->g, gpa + run) == st; run += GMEM_PAGE_SIZE)
+				;
+			if (st == GMEM_SHARED)
+				ret = gv_set_attributes(vm, gpa, run, GMEM_SHARED);
+		}
+		if (ret) {
+			gv_set_error("KVM_SET_MEMORY_ATTRIBUTES (shared runs): %s", strerror(-ret));
 			return ret;
 		}
 	}

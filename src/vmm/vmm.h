@@ -61,6 +61,13 @@ struct gv_config {
 	 * also collected, see gv_vm_console(). */
 	void (*console)(void *ctx, const char *text, size_t len);
 	void *console_ctx;
+	/* Optional: open the guest RAM instead of a fresh all-private
+	 * guest_memfd (vmsnap.c restores a snapshot here). Called once with the
+	 * new VM's fd; must open exactly @size bytes. A memfd memory is bound
+	 * as a plain memslot (no guest_memfd), so that a lazy restore can serve
+	 * the guest's first touches through userfaultfd. */
+	int (*open_mem)(void *ctx, int vm_fd, uint64_t size, struct gmem **out);
+	void *open_mem_ctx;
 };
 
 enum gv_stop {

@@ -89,6 +89,8 @@ void gv_vset_error(const char *fmt, va_list ap);
 /* boot.c: boot structures into private memory, vCPU start state. */
 int  gv_boot_write_tables(struct gv_vm *vm);
 int  gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry);
+/* Just the CPUID part of it (a restored vCPU: its registers come saved). */
+int  gv_boot_cpuid(struct gv_vcpu *vcpu);
 
 /* vcpu.c */
 int  gv_vcpu_create(struct gv_vm *vm, unsigned id);

@@ -292,6 +292,19 @@ int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *
 	return 0;
 }
 
+int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off)
+{
+	int ret;
+
+	*off = r->pos;
+	ret = gm_snap_take(r, r->scratch, c->stored_len);
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
+		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	return 0;
+}
+
 /* Walk state: what has been seen so far. */
 struct gm_snap_seen {
 	uint64_t runs_pages;    /* pages the STATES runs covered so far        */

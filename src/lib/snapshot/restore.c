@@ -13,6 +13,10 @@
  * zero, no memory used). On any failure the new memory is closed: the
  * caller gets either the whole snapshot or nothing.
  *
+ * With GMEM_SNAP_LAZY (lazy.c) the walk checks every chunk the same way but
+ * only notes where each DATA chunk lies; the states are applied, and then
+ * the page data is loaded on first touch and by a background thread.
+ *
  * Lock rule: the new memory is not yet visible to anyone, so loading needs
  * no lock; conversions go through the public call, which takes it.
  */
@@ -29,6 +33,7 @@ struct gm_restorer {
 	const struct gmem_snapshot_opts *o;
 	uint64_t *runs;         /* saved runs, applied after the walk          */
 	uint64_t nruns, cap;
+	struct gm_lazy_index ix;        /* lazy: where the DATA chunks lie     */
 };
 
 static int gm_restore_on_states(void *ctx, uint64_t first, const uint64_t *runs, uint64_t n)
@@ -54,6 +59,8 @@ static int gm_restore_on_data(void *ctx, struct gm_snap_reader *r, const struct 
 {
 	struct gm_restorer *x = ctx;
 
+	if (x->o->flags & GMEM_SNAP_LAZY)
+		return gm_lazy_note(&x->ix, r, c);
 	return gm_snap_load(r, c, x->g->kvm_view + c->first);
 }
 
@@ -94,16 +101,18 @@ static int gm_restore_states(struct gm_restorer *x, int init)
 }
 
 /* The configuration to open: @cfg checked against the snapshot, or the
- * saved size and flags on the best backend. */
+ * saved size and flags on the best backend (lazy: memfd, small pages, the
+ * backing userfaultfd serves). */
 static int gm_restore_cfg(struct gm_snap_reader *r, const struct gmem_config *cfg,
-			  struct gmem_config *use)
+			  bool lazy, struct gmem_config *use)
 {
 	if (!cfg) {
 		*use = (struct gmem_config){
 			.size = r->hdr.mem_size,
-			.backend = GMEM_BACKEND_AUTO,
+			.backend = lazy ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_AUTO,
 			.vm_fd = -1,
-			.flags = r->hdr.mem_flags & (GMEM_F_HUGE | GMEM_F_NO_PIN),
+			.flags = r->hdr.mem_flags & (lazy ? GMEM_F_NO_PIN
+							  : GMEM_F_HUGE | GMEM_F_NO_PIN),
 		};
 		return 0;
 	}
@@ -145,21 +154,28 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	};
 	struct gm_snap_reader r;
 	struct gm_restorer x = { .o = o, .r = &r };
+	bool lazy = o->flags & GMEM_SNAP_LAZY;
 	struct gmem_config use;
 	int ret, init;
 
 	ret = gm_snap_open(&r, path);
 	if (ret)
 		return ret;
-	ret = gm_restore_cfg(&r, cfg, &use);
+	ret = gm_restore_cfg(&r, cfg, lazy, &use);
 	if (ret)
 		goto out_reader;
 	ret = gm_restore_open(&use, &x.g, &init);
 	if (ret)
 		goto out_reader;
+	if (lazy && (ret = gm_lazy_supported(x.g)))
+		goto out_mem;
 	ret = gm_snap_walk(&r, &ops, &x);
 	if (!ret)
 		ret = gm_restore_states(&x, init);
+	if (!ret && lazy) {
+		ret = gm_lazy_start(x.g, &r, &x.ix);    /* takes x.ix */
+		x.ix.v = NULL;
+	}
 	if (ret)
 		goto out_mem;
 	*out = x.g;
@@ -168,6 +184,7 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 out_mem:
 	gmem_close(x.g);
 out_runs:
+	free(x.ix.v);
 	free(x.runs);
 out_reader:
 	gm_snap_close(&r);

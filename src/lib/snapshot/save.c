@@ -252,6 +252,10 @@ static int gm_save_locked(struct gm_saver *s)
 
 	if (g->broken)
 		return -EIO;
+	/* Pages a lazy restore has not loaded yet look like holes to the scan. */
+	ret = gm_loader_ensure(g, 0, g->st.npages);
+	if (ret)
+		return ret;
 	if (g->b.inplace && g->st.nshared < g->st.npages) {
 		gm_set_error("snapshot: the kernel converts in place and refuses host access "
 			     "to private pages; they cannot be saved without sharing them");

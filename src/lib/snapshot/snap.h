@@ -174,8 +174,35 @@ int  gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, 
 /* Load the payload of DATA chunk @c into @dst (c->raw_len bytes): read,
  * check its hash, decompress. */
 int  gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst);
+/* Read the stored payload of DATA chunk @c and check its hash, without
+ * decompressing it; *off is its file offset. */
+int  gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off);
 /* Refuse with a message naming the file, the chunk and the offset. */
 int  gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* ---- lazy restore (lazy.c) ---------------------------------------------- */
+
+/* One DATA chunk as the restore's walk found and checked it. */
+struct gm_lazy_chunk {
+	struct gm_snap_chunk c; /* its header (c.first: gpa)                   */
+	uint64_t index;         /* its number in the file (seeds its hash)     */
+	uint64_t off;           /* file offset of its payload                  */
+};
+
+struct gm_lazy_index {
+	struct gm_lazy_chunk *v;
+	uint64_t n, cap;
+};
+
+/* Walk callback of a lazy restore: check chunk @c's hash and note where it is. */
+int  gm_lazy_note(struct gm_lazy_index *ix, struct gm_snap_reader *r,
+		  const struct gm_snap_chunk *c);
+/* Can @g be restored lazily? 0, or -EOPNOTSUPP with the reason set. */
+int  gm_lazy_supported(struct gmem *g);
+/* Start serving @g from the file of @r: register its views with userfaultfd,
+ * start the fault and loader threads, install g->loader. Takes @ix (freed by
+ * the loader, or here on failure). The states must be applied already. */
+int  gm_lazy_start(struct gmem *g, struct gm_snap_reader *r, struct gm_lazy_index *ix);
 
 #endif /* GM_SNAP_H */

@@ -46,6 +46,10 @@ int gmem_snapshot_save_ex(struct gmem *g, const char *path,
 	ret = gm_snap_opts_ok(opts ? opts : &none);
 	if (ret)
 		return ret;
+	if (opts && opts->flags & GMEM_SNAP_LAZY) {
+		gm_set_error("snapshot: GMEM_SNAP_LAZY is a restore flag");
+		return -EINVAL;
+	}
 	return gm_snap_save(g, path, opts ? opts : &none);
 }
 

@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vmsnap.c - snapshots of a running micro-VMM guest: pause, save memory and
+ * vCPU state, resume; restore into a new VM that runs on.
+ *
+ * Model: a VM snapshot is PATH (guest memory and page states, written by
+ * gmem_snapshot_save_ex) and PATH.vm (the VM side, below and in
+ * docs/snapshot-format.md). Save pauses the vCPUs (gv_vm_pause: KVM has
+ * completed any pending I/O, no vCPU runs, no device is called, so guest
+ * memory is stable), saves PATH, reads every vCPU's state, writes PATH.vm,
+ * and resumes. Each file is written to a temporary, fsync'ed and renamed,
+ * memory first: PATH.vm carries a tag of the PATH it belongs to (its size
+ * and a hash of its chunk headers, which hold the payloads' hashes), so a
+ * pair torn by a crash between the two renames is refused, not mixed.
+ *
+ * Restore checks PATH.vm whole (magic, version, sizes, hash, tag) before
+ * anything is created, then creates a VM of the saved size and vCPU count
+ * whose RAM is PATH restored on the new VM (gv_config.open_mem: a
+ * guest_memfd on that VM; a memfd with GMEM_SNAP_LAZY), gives each vCPU
+ * the CPUID a booted one gets and its saved registers, and marks the VM
+ * loaded: gv_vm_start() resumes the guest where it was paused.
+ *
+ * Not saved: device state. Only the built-in console, exit and hypercall
+ * ports are stateless between exits (the console sends whole lines), so a
+ * VM with any other device is refused.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "vmm_internal.h"
+#include "vmsnap.h"
+
+#define GV_SNAP_VM_MAGIC "GMEMVMS1"
+#define GV_SNAP_VM_MAJOR 1
+#define GV_SNAP_VM_MINOR 0
+#define GV_BUILTIN_PIO   3u     /* console, exit, hypercall (gv_pio_builtin) */
+/* From docs/snapshot-format.md: file header, chunk header, and the END
+ * chunk's payload plus the footer at the end of the file. */
+#define GV_FILE_HDR      64u
+#define GV_CHUNK_HDR     32u
+#define GV_MEM_TAIL      64u
+
+/* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, an XXH3_64bits
+ * of everything before it. Little-endian, no padding. */
+struct gv_snap_vm_header {
+	char magic[8];          /* GV_SNAP_VM_MAGIC                            */
+	uint16_t major, minor;
+	uint32_t header_size;   /* 64                                          */
+	uint32_t ncpus;
+	uint32_t vcpu_size;     /* bytes per vCPU record                       */
+	uint64_t mem_size;
+	uint64_t mem_file_size; /* size of PATH                                */
+	uint64_t mem_tag;       /* XXH3_64bits of PATH's chunk headers, END    */
+				/* payload and footer (gv_mem_tag)             */
+	uint64_t reserved[2];   /* 0                                           */
+};
+
+_Static_assert(sizeof(struct gv_snap_vm_header) == 64, "PATH.vm header is 64 bytes");
+
+/* One vCPU: the x86-64 KVM structures, each whole, in this order. */
+#define GV_VCPU_REC (sizeof(struct kvm_regs) + sizeof(struct kvm_sregs) + \
+		     sizeof(struct kvm_fpu) + sizeof(struct kvm_mp_state))
+
+static void gv_rec_put(uint8_t *p, const struct gv_vcpu_state *st)
+{
+	memcpy(p, &st->regs, sizeof(st->regs));
+	p += sizeof(st->regs);
+	memcpy(p, &st->sregs, sizeof(st->sregs));
+	p += sizeof(st->sregs);
+	memcpy(p, &st->fpu, sizeof(st->fpu));
+	p += sizeof(st->fpu);
+	memcpy(p, &st->mp, sizeof(st->mp));
+}
+
+static void gv_rec_get(const uint8_t *p, struct gv_vcpu_state *st)
+{
+	memcpy(&st->regs, p, sizeof(st->regs));
+	p += sizeof(st->regs);
+	memcpy(&st->sregs, p, sizeof(st->sregs));
+	p += sizeof(st->sregs);
+	memcpy(&st->fpu, p, sizeof(st->fpu));
+	p += sizeof(st->fpu);
+	memcpy(&st->mp, p, sizeof(st->mp));
+}
+
+static char *gv_vm_path(const char *path)
+{
+	size_t n = strlen(path);
+	char *p = malloc(n + sizeof(GV_SNAP_VM_SUFFIX));
+
+	if (p) {
+		memcpy(p, path, n);
+		memcpy(p + n, GV_SNAP_VM_SUFFIX, sizeof(GV_SNAP_VM_SUFFIX));
+	}
+	return p;
+}
+
+/* Hash the chunk headers of the memory snapshot on @fd (each carries the
+ * hash of its payload, so this stands for the whole file) and its END
+ * payload and footer: one 32-byte read per chunk (≤ 1 MiB of data each). */
+static int gv_mem_tag_walk(int fd, uint64_t size, XXH3_state_t *x)
+{
+	uint8_t hdr[GV_CHUNK_HDR], tail[GV_MEM_TAIL];
+	uint64_t pos = GV_FILE_HDR;
+	uint32_t stored;
+
+	if (size < GV_FILE_HDR + GV_MEM_TAIL)
+		return -EIO;
+	while (pos < size - GV_MEM_TAIL) {
+		if (pread(fd, hdr, sizeof(hdr), (off_t)pos) != sizeof(hdr))
+			return -EIO;
+		XXH3_64bits_update(x, hdr, sizeof(hdr));
+		memcpy(&stored, hdr + 20, sizeof(stored));      /* stored_len */
+		pos += sizeof(hdr) + stored;
+	}
+	if (pread(fd, tail, sizeof(tail), (off_t)(size - sizeof(tail))) != sizeof(tail))
+		return -EIO;
+	XXH3_64bits_update(x, tail, sizeof(tail));
+	return 0;
+}
+
+/* The tag binding PATH.vm to the memory snapshot at @path. */
+static int gv_mem_tag(const char *path, uint64_t *size, uint64_t *tag)
+{
+	XXH3_state_t *x = XXH3_createState();
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+
+	if (!x || fd < 0 || fstat(fd, &sb)) {
+		ret = x ? -errno : -ENOMEM;
+		goto out;
+	}
+	XXH3_64bits_reset(x);
+	ret = gv_mem_tag_walk(fd, (uint64_t)sb.st_size, x);
+	if (ret)
+		goto out;
+	*size = (uint64_t)sb.st_size;
+	*tag = XXH3_64bits_digest(x);
+out:
+	if (fd >= 0)
+		close(fd);
+	XXH3_freeState(x);
+	if (ret)
+		gv_set_error("snapshot %s: cannot read its chunk headers: %s", path,
+			     strerror(-ret));
+	return ret;
+}
+
+static int gv_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Write @buf to @path atomically: temporary in the same directory, fsync,
+ * rename, fsync of the directory. */
+static int gv_write_atomic(const char *path, const void *buf, size_t len)
+{
+	size_t n = strlen(path);
+	char *tmp = malloc(n + 16), *slash;
+	int fd, dfd, ret;
+
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, n + 16, "%s.tmp-XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = gv_write_all(fd, buf, len);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	close(fd);
+	if (!ret && rename(tmp, path))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+		goto out;
+	}
+	slash = strrchr(tmp, '/');
+	if (slash)
+		slash[1] = '\0';
+	dfd = open(slash ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (fsync(dfd))
+			ret = -errno;
+		close(dfd);
+	}
+out:
+	free(tmp);
+	return ret;
+}
+
+/* PATH.vm for @vm, paused, whose memory was just saved at @path. */
+static int gv_save_vm_side(struct gv_vm *vm, const char *path)
+{
+	size_t len = sizeof(struct gv_snap_vm_header) + vm->ncpus * GV_VCPU_REC + 8;
+	struct gv_snap_vm_header h = {
+		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
+		.header_size = sizeof(h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
+		.mem_size = vm->cfg.mem_size,
+	};
+	uint8_t *buf = calloc(1, len), *p;
+	char *vpath = gv_vm_path(path);
+	uint64_t hash;
+	int ret;
+
+	if (!buf || !vpath) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = gv_mem_tag(path, &h.mem_file_size, &h.mem_tag);
+	if (ret)
+		goto out;
+	memcpy(buf, &h, sizeof(h));
+	p = buf + sizeof(h);
+	for (unsigned i = 0; i < vm->ncpus; i++, p += GV_VCPU_REC) {
+		struct gv_vcpu_state st;
+
+		ret = gv_vcpu_get_state(vm, i, &st);
+		if (ret)
+			goto out;
+		gv_rec_put(p, &st);
+	}
+	hash = XXH3_64bits(buf, len - 8);
+	memcpy(p, &hash, 8);
+	ret = gv_write_atomic(vpath, buf, len);
+	if (ret)
+		gv_set_error("writing %s: %s", vpath, strerror(-ret));
+out:
+	free(vpath);
+	free(buf);
+	return ret;
+}
+
+int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
+			const struct gmem_snapshot_opts *opts)
+{
+	int ret, ret2;
+
+	if (!vm || !path || !path[0]) {
+		gv_set_error("snapshot: no VM or path");
+		return -EINVAL;
+	}
+	if (vm->npio > GV_BUILTIN_PIO) {
+		gv_set_error("snapshot: the VM has devices (%s, ...) whose state is not saved",
+			     vm->pio[GV_BUILTIN_PIO].name);
+		return -EOPNOTSUPP;
+	}
+	ret = gv_vm_pause(vm);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->result.why != GV_STOP_NONE) {
+		ret = -ESRCH;
+		gv_set_error("snapshot: the guest has stopped already (%s)",
+			     gv_stop_name(vm->result.why));
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (!ret)
+		ret = gmem_snapshot_save_ex(vm->g, path, opts);
+	if (ret && ret != -ESRCH)
+		gv_set_error("saving guest memory: %s", gmem_last_error()[0] ? gmem_last_error()
+									   : gmem_strerror(ret));
+	if (!ret)
+		ret = gv_save_vm_side(vm, path);
+	ret2 = gv_vm_resume(vm);
+	return ret ? ret : ret2;
+}
+
+/* ---- restore ------------------------------------------------------------- */
+
+struct gv_restorer {
+	const char *path;
+	const struct gmem_snapshot_opts *opts;
+};
+
+/* gv_config.open_mem: the snapshot restored on the new VM. */
+static int gv_restore_mem(void *ctx, int vm_fd, uint64_t size, struct gmem **out)
+{
+	const struct gv_restorer *x = ctx;
+	bool lazy = x->opts && x->opts->flags & GMEM_SNAP_LAZY;
+	struct gmem_config c = {
+		.size = size,
+		.backend = lazy ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_KVM,
+		.vm_fd = lazy ? -1 : vm_fd,
+	};
+
+	return gmem_snapshot_restore_ex(x->path, &c, x->opts, out);
+}
+
+/* Read PATH.vm whole and check it against the memory snapshot at @path. */
+static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_t **recs)
+{
+	char *vpath = gv_vm_path(path);
+	uint8_t *buf = NULL;
+	uint64_t size, tag, hash;
+	struct stat sb;
+	size_t len;
+	int fd = -1, ret;
+
+	if (!vpath)
+		return -ENOMEM;
+	fd = open(vpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		gv_set_error("%s: %s", vpath, strerror(errno));
+		goto out;
+	}
+	len = (size_t)sb.st_size;
+	ret = -EINVAL;
+	if (len < sizeof(*h) + 8 || len > sizeof(*h) + GV_MAX_CPUS * GV_VCPU_REC + 8) {
+		gv_set_error("%s: %zu bytes: truncated or not a VM snapshot", vpath, len);
+		goto out;
+	}
+	buf = malloc(len);
+	if (!buf || pread(fd, buf, len, 0) != (ssize_t)len) {
+		ret = buf ? -EIO : -ENOMEM;
+		gv_set_error("%s: cannot read it", vpath);
+		goto out;
+	}
+	memcpy(h, buf, sizeof(*h));
+	memcpy(&hash, buf + len - 8, 8);
+	if (memcmp(h->magic, GV_SNAP_VM_MAGIC, sizeof(h->magic))) {
+		gv_set_error("%s: not a VM snapshot (bad magic at offset 0)", vpath);
+		goto out;
+	}
+	if (h->major != GV_SNAP_VM_MAJOR) {
+		gv_set_error("%s: format version %u.%u; this VMM reads %u.x", vpath, h->major,
+			     h->minor, GV_SNAP_VM_MAJOR);
+		goto out;
+	}
+	if (hash != XXH3_64bits(buf, len - 8)) {
+		gv_set_error("%s: checksum mismatch (offset %zu)", vpath, len - 8);
+		goto out;
+	}
+	if (h->header_size != sizeof(*h) || h->vcpu_size != GV_VCPU_REC || !h->ncpus ||
+	    h->ncpus > GV_MAX_CPUS || len != sizeof(*h) + h->ncpus * GV_VCPU_REC + 8 ||
+	    h->reserved[0] || h->reserved[1]) {
+		gv_set_error("%s: header field out of range", vpath);
+		goto out;
+	}
+	ret = gv_mem_tag(path, &size, &tag);
+	if (ret)
+		goto out;
+	if (size != h->mem_file_size || tag != h->mem_tag) {
+		ret = -EINVAL;
+		gv_set_error("%s does not belong to %s (saved with another memory snapshot)",
+			     vpath, path);
+		goto out;
+	}
+	*recs = buf;
+	buf = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	free(vpath);
+	return ret;
+}
+
+int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
+			   const struct gmem_snapshot_opts *opts, struct gv_vm **out)
+{
+	struct gv_restorer x = { .path = path, .opts = opts };
+	struct gv_snap_vm_header h;
+	struct gv_config c;
+	struct gv_vm *vm;
+	uint8_t *buf = NULL;
+	int ret;
+
+	if (!cfg || !path || !out) {
+		gv_set_error("snapshot: no config, path or output");
+		return -EINVAL;
+	}
+	ret = gv_read_vm_side(path, &h, &buf);
+	if (ret)
+		return ret;
+	c = *cfg;
+	c.mem_size = h.mem_size;
+	c.ncpus = h.ncpus;
+	c.open_mem = gv_restore_mem;
+	c.open_mem_ctx = &x;
+	ret = gv_vm_create(&c, &vm);
+	if (ret)
+		goto out;
+	vm->cfg.open_mem = NULL;        /* x lives on this stack only */
+	vm->cfg.open_mem_ctx = NULL;
+	for (unsigned i = 0; i < vm->ncpus && !ret; i++) {
+		struct gv_vcpu_state st;
+
+		gv_rec_get(buf + sizeof(h) + i * GV_VCPU_REC, &st);
+		ret = gv_boot_cpuid(&vm->cpu[i]);
+		if (ret)
+			gv_set_error("vCPU %u: KVM_SET_CPUID2: %s", i, strerror(-ret));
+		else
+			ret = gv_vcpu_set_state(vm, i, &st);
+	}
+	if (ret) {
+		gv_vm_destroy(vm);
+		goto out;
+	}
+	vm->loaded = true;
+	*out = vm;
+out:
+	free(buf);
+	return ret;
+}
