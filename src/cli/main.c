@@ -11,12 +11,13 @@ const char *cli_prog = "gmem";
 static const struct cli_cmd cli_cmds[] = {
 	{ "probe", "[--json]", "what this host offers and what the library will use",
 	  cmd_probe },
-	{ "demo", "[--json] [--backend auto|kvm|memfd] [--huge] [--save FILE]",
+	{ "demo", "[--json] [--backend B] [--huge] [--save FILE | --restore FILE [--lazy]]",
 	  "private guest memory at work: load, share, pin, refuse, repair, discard",
 	  cmd_demo },
 	{ "snapshot", "info|verify [--json] [--quiet] FILE", "inspect and verify a saved snapshot",
 	  cmd_snapshot },
-	{ "vm", "[options] GUEST.elf", "run a guest program on gmem memory (micro-VMM)",
+	{ "vm", "[options] GUEST.elf | --restore FILE [--lazy]",
+	  "run a guest program on gmem memory (micro-VMM)",
 	  cmd_vm },
 	{ "bench", "io [options]", "I/O paths on private memory, measured side by side",
 	  cmd_bench },
@@ -26,9 +27,9 @@ static void cli_help(FILE *f)
 {
 	fprintf(f, "usage: %s <command> [options]\n\ncommands:\n", cli_prog);
 	for (size_t i = 0; i < sizeof(cli_cmds) / sizeof(cli_cmds[0]); i++)
-		fprintf(f, "  %-8s %-54s %s\n", cli_cmds[i].name, cli_cmds[i].args,
+		fprintf(f, "  %s %s\n      %s\n", cli_cmds[i].name, cli_cmds[i].args,
 			cli_cmds[i].summary);
-	fprintf(f, "  help     %-54s this text\n", "");
+	fprintf(f, "  help\n      this text\n");
 }
 
 int main(int argc, char **argv)
