@@ -31,9 +31,6 @@
 /* Small: chunk headers and small payloads come through it; a large
  * payload is mostly read straight into guest memory, copied once. */
 #define GM_READ_AHEAD (128u << 10)
-/* Asked of the kernel ahead of use, so the disk reads while we hash,
- * decompress and fault in guest pages. */
-#define GM_PREFETCH   (32u << 20)
 /* Payloads read straight into their destination from this size up. */
 #define GM_READ_DIRECT (16u << 10)
 
@@ -101,18 +98,6 @@ static int gm_pread_full(int fd, void *dst, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Keep the kernel reading GM_PREFETCH bytes ahead of the parse position:
- * sequential readahead alone leaves the disk idle while we work. */
-static void gm_snap_prefetch(struct gm_snap_reader *r)
-{
-	if (r->prefetched >= r->file_size || r->pos + GM_PREFETCH / 2 < r->prefetched)
-		return;
-	if (r->prefetched < r->pos)
-		r->prefetched = r->pos;
-	posix_fadvise(r->fd, (off_t)r->prefetched, GM_PREFETCH, POSIX_FADV_WILLNEED);
-	r->prefetched += GM_PREFETCH;
-}
-
 /* Take the next @n bytes of the file into @dst. Small reads are served
  * from the read-ahead buffer; large ones go straight to @dst. */
 static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
@@ -122,7 +107,6 @@ static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
 
 	if (n > r->file_size - r->pos)
 		return -EIO;
-	gm_snap_prefetch(r);
 	while (n) {
 		if (r->pos >= r->buf_off && r->pos < r->buf_off + r->buf_len) {
 			size_t at = (size_t)(r->pos - r->buf_off), k = r->buf_len - at;
@@ -240,6 +224,9 @@ int gm_snap_open(struct gm_snap_reader *r, const char *path)
 	ret = gm_snap_alloc(r);
 	if (ret)
 		goto err;
+	/* Doubles the kernel's read-ahead window. Extra WILLNEED requests ahead
+	 * of the parse position were measured slower here (0.6-0.8x the read
+	 * rate of plain sequential read-ahead on virtio), so there are none. */
 	posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	if (r->file_size < sizeof(r->hdr)) {
 		ret = gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, shorter than the header",
@@ -292,17 +279,28 @@ int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *
 	return 0;
 }
 
-int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off)
+int gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *buf)
 {
-	int ret;
+	int ret = gm_snap_take(r, buf, c->stored_len);
 
-	*off = r->pos;
-	ret = gm_snap_take(r, r->scratch, c->stored_len);
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
-	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
+	if (c->hash != gm_snap_chunk_hash(c, r->index, buf))
 		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
 	return 0;
+}
+
+int gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst)
+{
+	size_t got = ZSTD_decompressDCtx(dctx, dst, c->raw_len, src, c->stored_len);
+
+	return ZSTD_isError(got) || got != c->raw_len ? -EINVAL : 0;
+}
+
+int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off)
+{
+	*off = r->pos;
+	return gm_snap_fetch(r, c, r->scratch);
 }
 
 /* Walk state: what has been seen so far. */

@@ -13,7 +13,9 @@
  * Each chunk is first copied (or compressed) from guest memory into an
  * output arena and hashed there, then the arena goes to the file in large
  * writes. Hashing the copy, not guest memory, keeps every chunk consistent
- * with its checksum even when the guest writes during the save.
+ * with its checksum even when the guest writes during the save. Page data
+ * is copied or compressed by filler threads while this thread writes (see
+ * GM_BATCH_RAW); the file is the same as one thread would write.
  *
  * Atomicity: the file is built as a temporary in the same directory, then
  * fsync, rename over @path, fsync of the directory. A save that fails or is
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +35,45 @@
 
 #include "snap.h"
 
-/* Arena: payloads queue up to this many bytes before one write(). */
-#define GM_ARENA_FLUSH (8u << 20)
+/* Arena of the header, STATES and END chunks: flushed when full. */
+#define GM_ARENA_FLUSH (1u << 20)
+
+/* Page data goes through a pipeline: the saving thread finds populated
+ * extents and cuts them into batches of DATA chunks (GM_BATCH_RAW bytes of
+ * pages at most); filler threads copy or compress each batch into its own
+ * arena and hash its chunks; the saving thread writes the arenas in order.
+ * Chunk numbers are fixed when a batch is cut, so the file is byte for byte
+ * what one thread would write. Compression runs on two fillers, a raw copy
+ * on one; the saving thread fills batches itself while it would otherwise
+ * wait (and alone if no thread can be started). */
+#define GM_BATCH_RAW    (4u << 20)
+#define GM_BATCH_PIECES (GM_BATCH_RAW / GMEM_PAGE_SIZE)
+#define GM_BATCH_SLOTS  4
+#define GM_FILLERS_MAX  2
+
+struct gm_piece {
+	uint64_t gpa;
+	uint32_t len;
+};
+
+struct gm_batch {
+	struct gm_piece piece[GM_BATCH_PIECES];
+	uint32_t n;
+	uint64_t first_index;   /* chunk number of piece[0]                    */
+	uint8_t *arena;         /* chunks, headers included, once filled       */
+	size_t len, cap;
+	uint64_t raw, stored;   /* page bytes, payload bytes                   */
+	bool filled;
+};
+
+struct gm_saver;
+
+struct gm_filler {
+	struct gm_saver *s;
+	pthread_t thread;
+	ZSTD_CCtx *cctx;
+	bool started;
+};
 
 struct gm_saver {
 	struct gmem *g;
@@ -47,6 +87,15 @@ struct gm_saver {
 	ZSTD_CCtx *cctx;
 	struct gm_snap_end end;
 	uint64_t total, done;   /* populated bytes, for progress                */
+	/* The data pipeline (see GM_BATCH_RAW). */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* any change of the sequence numbers below    */
+	struct gm_batch *slot[GM_BATCH_SLOTS];
+	uint64_t seq_cut, seq_fill, seq_write;  /* batches cut / taken / written */
+	bool cut_done;          /* no more batches will be cut                 */
+	bool stop;              /* fillers leave                               */
+	struct gm_filler fill[GM_FILLERS_MAX];
+	unsigned nfill;
 };
 
 static int gm_save_flush(struct gm_saver *s)
@@ -166,56 +215,285 @@ static int gm_save_states(struct gm_saver *s)
 	return ret;
 }
 
-/* One DATA chunk of at most GM_SNAP_CHUNK_MAX bytes at @gpa. */
-static int gm_save_piece(struct gm_saver *s, uint64_t gpa, uint32_t len)
+/* Arena room for a batch of GM_BATCH_RAW bytes in GM_BATCH_PIECES chunks,
+ * each compressed at worst to ZSTD_compressBound(). */
+static size_t gm_batch_cap(void)
 {
-	const uint8_t *src = s->g->kvm_view + gpa;
-	size_t bound = s->cctx ? ZSTD_compressBound(len) : len;
-	uint8_t *dst;
-	uint32_t stored = len, flags = 0;
+	return GM_BATCH_RAW + GM_BATCH_RAW / 256 +
+	       GM_BATCH_PIECES * (sizeof(struct gm_snap_chunk) + 128) + 4096;
+}
+
+/* Copy or compress every chunk of @b into its arena and hash it. Reads guest
+ * memory only: the saving thread holds g->lock for all of it. */
+static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cctx)
+{
+	b->len = 0;
+	b->stored = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		const uint8_t *src = s->g->kvm_view + b->piece[i].gpa;
+		uint32_t len = b->piece[i].len, stored = len, flags = 0;
+		struct gm_snap_chunk c = { .type = GM_SNAP_DATA, .first = b->piece[i].gpa,
+					   .raw_len = len };
+		uint8_t *at = b->arena + b->len, *dst = at + sizeof(c);
+
+		if (cctx) {
+			size_t bound = ZSTD_compressBound(len), z;
+
+			/* gm_batch_cap() leaves room for this. */
+			z = ZSTD_compress2(cctx, dst, bound, src, len);
+			/* Keep it raw when zstd does not help: loads faster. */
+			if (!ZSTD_isError(z) && z < len) {
+				stored = (uint32_t)z;
+				flags = GM_SNAP_CHUNK_ZSTD;
+			}
+		}
+		if (!flags)
+			memcpy(dst, src, len);
+		c.flags = flags;
+		c.stored_len = stored;
+		c.hash = gm_snap_chunk_hash(&c, b->first_index + i, dst);
+		memcpy(at, &c, sizeof(c));
+		b->len += sizeof(c) + stored;
+		b->stored += stored;
+	}
+}
+
+/* Take the next cut batch to fill, or NULL. Called with s->mu held. */
+static struct gm_batch *gm_batch_take(struct gm_saver *s)
+{
+	if (s->stop || s->seq_fill == s->seq_cut)
+		return NULL;
+	return s->slot[s->seq_fill++ % GM_BATCH_SLOTS];
+}
+
+static void gm_batch_filled(struct gm_saver *s, struct gm_batch *b)
+{
+	pthread_mutex_lock(&s->mu);
+	b->filled = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *gm_filler_main(void *arg)
+{
+	struct gm_filler *f = arg;
+	struct gm_saver *s = f->s;
+
+	for (;;) {
+		struct gm_batch *b;
+
+		pthread_mutex_lock(&s->mu);
+		while (!(b = gm_batch_take(s)) && !s->stop && !s->cut_done)
+			pthread_cond_wait(&s->cv, &s->mu);
+		pthread_mutex_unlock(&s->mu);
+		if (!b)
+			return NULL;
+		gm_batch_fill(s, b, f->cctx);
+		gm_batch_filled(s, b);
+	}
+}
+
+/* Scan position between batches: the rest of the current extent. */
+struct gm_cutter {
+	struct gm_scan scan;
+	uint64_t start, len;
+	bool done;
+};
+
+/* Cut the next batch into @b: 1, 0 when there is no page data left, or
+ * -errno. Extents are cut into GM_SNAP_CHUNK_MAX pieces from their start,
+ * as a save without the pipeline would. */
+static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch *b)
+{
+	uint64_t raw = 0;
 	int ret;
 
-	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + (bound > len ? bound : len));
-	if (ret)
-		return ret;
-	dst = s->arena + s->len + sizeof(struct gm_snap_chunk);
-	if (s->cctx) {
-		size_t z = ZSTD_compress2(s->cctx, dst, bound, src, len);
+	b->n = 0;
+	b->filled = false;
+	while (b->n < GM_BATCH_PIECES) {
+		uint32_t take;
 
-		/* Keep it raw when zstd does not help: loads faster. */
-		if (!ZSTD_isError(z) && z < len) {
-			stored = (uint32_t)z;
-			flags = GM_SNAP_CHUNK_ZSTD;
+		if (!k->len) {
+			if (k->done)
+				break;
+			ret = gm_scan_next(&k->scan, &k->start, &k->len);
+			if (ret < 0) {
+				gm_set_error("snapshot: finding populated pages: %s", strerror(-ret));
+				return ret;
+			}
+			if (!ret) {
+				k->done = true;
+				break;
+			}
 		}
+		take = (uint32_t)(k->len < GM_SNAP_CHUNK_MAX ? k->len : GM_SNAP_CHUNK_MAX);
+		if (raw + take > GM_BATCH_RAW)
+			break;
+		b->piece[b->n].gpa = k->start;
+		b->piece[b->n].len = take;
+		b->n++;
+		raw += take;
+		k->start += take;
+		k->len -= take;
 	}
-	if (!flags)
-		memcpy(dst, src, len);
-	s->end.data_chunks++;
-	s->end.populated += len;
-	s->end.stored += stored;
-	s->done += len;
-	return gm_save_emit(s, GM_SNAP_DATA, flags, gpa, len, stored);
+	b->raw = raw;
+	b->first_index = s->index;
+	s->index += b->n;
+	return b->n ? 1 : 0;
+}
+
+/* Write filled batch @b at the end of the file. */
+static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
+{
+	size_t put = 0;
+
+	while (put < b->len) {
+		ssize_t n = write(s->fd, b->arena + put, b->len - put);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = -errno;
+
+			gm_set_error("snapshot: writing %s at offset %llu: %s", s->tmp,
+				     (unsigned long long)(s->off + put), strerror(errno));
+			return err;
+		}
+		put += (size_t)n;
+	}
+	s->off += b->len;
+	s->end.data_chunks += b->n;
+	s->end.populated += b->raw;
+	s->end.stored += b->stored;
+	s->done += b->raw;
+	if (s->o->progress)
+		s->o->progress(s->o->progress_ctx, s->done, s->total);
+	return 0;
+}
+
+static int gm_pipe_start(struct gm_saver *s)
+{
+	bool z = s->o->flags & GMEM_SNAP_COMPRESS;
+	unsigned want = z ? GM_FILLERS_MAX : 1;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 2)
+		want = 0;       /* the saving thread fills and writes alone */
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++) {
+		s->slot[i] = calloc(1, sizeof(*s->slot[i]));
+		if (!s->slot[i])
+			return -ENOMEM;
+		s->slot[i]->cap = gm_batch_cap();
+		s->slot[i]->arena = malloc(s->slot[i]->cap);
+		if (!s->slot[i]->arena)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < want; i++) {
+		struct gm_filler *f = &s->fill[i];
+
+		f->s = s;
+		if (z) {
+			f->cctx = ZSTD_createCCtx();
+			if (!f->cctx)
+				break;
+			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_compressionLevel,
+					       s->o->level ? s->o->level : 1);
+			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_checksumFlag, 0);
+			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_contentSizeFlag, 1);
+		}
+		if (pthread_create(&f->thread, NULL, gm_filler_main, f))
+			break;  /* fewer fillers: slower, not wrong */
+		f->started = true;
+		s->nfill++;
+	}
+	return 0;
+}
+
+static void gm_pipe_stop(struct gm_saver *s)
+{
+	if (!s->slot[0])
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (unsigned i = 0; i < GM_FILLERS_MAX; i++) {
+		if (s->fill[i].started)
+			pthread_join(s->fill[i].thread, NULL);
+		ZSTD_freeCCtx(s->fill[i].cctx);
+	}
+	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++) {
+		if (s->slot[i])
+			free(s->slot[i]->arena);
+		free(s->slot[i]);
+	}
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+}
+
+/* Cut batches ahead while slots are free, write them in order as they are
+ * filled, and fill one here rather than wait. */
+static int gm_pipe_run(struct gm_saver *s)
+{
+	struct gm_cutter k = { 0 };
+	int ret = 0;
+
+	gm_scan_init(&k.scan, s->g);
+	for (;;) {
+		struct gm_batch *b;
+
+		if (!s->cut_done && s->seq_cut - s->seq_write < GM_BATCH_SLOTS) {
+			/* The slot is free: only this thread touches it until cut. */
+			ret = gm_batch_cut(s, &k, s->slot[s->seq_cut % GM_BATCH_SLOTS]);
+			pthread_mutex_lock(&s->mu);
+			if (ret > 0)
+				s->seq_cut++;
+			else
+				s->cut_done = true;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->mu);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (s->seq_write == s->seq_cut)
+			return 0;       /* all cut, all written */
+		b = s->slot[s->seq_write % GM_BATCH_SLOTS];
+		pthread_mutex_lock(&s->mu);
+		while (!b->filled) {
+			struct gm_batch *mine = gm_batch_take(s);
+
+			if (mine) {
+				pthread_mutex_unlock(&s->mu);
+				gm_batch_fill(s, mine, s->cctx);
+				pthread_mutex_lock(&s->mu);
+				mine->filled = true;
+				continue;
+			}
+			pthread_cond_wait(&s->cv, &s->mu);
+		}
+		pthread_mutex_unlock(&s->mu);
+		ret = gm_batch_write(s, b);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&s->mu);
+		b->filled = false;
+		s->seq_write++;
+		pthread_mutex_unlock(&s->mu);
+	}
 }
 
 static int gm_save_data(struct gm_saver *s)
 {
-	struct gm_scan scan;
-	uint64_t start, len;
-	int ret;
+	int ret = gm_save_flush(s);     /* header and states first */
 
-	gm_scan_init(&scan, s->g);
-	while ((ret = gm_scan_next(&scan, &start, &len)) > 0) {
-		for (uint64_t off = 0; off < len; off += GM_SNAP_CHUNK_MAX) {
-			uint64_t take = len - off < GM_SNAP_CHUNK_MAX ? len - off
-								      : GM_SNAP_CHUNK_MAX;
-
-			ret = gm_save_piece(s, start + off, (uint32_t)take);
-			if (ret)
-				return ret;
-		}
-	}
-	if (ret < 0)
-		gm_set_error("snapshot: finding populated pages: %s", strerror(-ret));
+	if (!ret)
+		ret = gm_pipe_start(s);
+	if (!ret)
+		ret = gm_pipe_run(s);
+	gm_pipe_stop(s);
 	return ret;
 }
 
@@ -342,8 +620,8 @@ static int gm_save_commit(struct gm_saver *s, const char *path)
 
 static int gm_save_setup(struct gm_saver *s)
 {
-	s->cap = GM_ARENA_FLUSH + 2 * sizeof(struct gm_snap_chunk) +
-		 ZSTD_compressBound(GM_SNAP_CHUNK_MAX) + 4096;
+	/* Header, STATES chunks of GM_SNAP_CHUNK_MAX, END and footer. */
+	s->cap = GM_ARENA_FLUSH + 2 * sizeof(struct gm_snap_chunk) + GM_SNAP_CHUNK_MAX + 4096;
 	s->arena = malloc(s->cap);
 	if (!s->arena)
 		return -ENOMEM;

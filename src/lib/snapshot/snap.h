@@ -141,7 +141,6 @@ struct gm_snap_reader {
 	uint8_t *buf;           /* read-ahead buffer                           */
 	uint64_t buf_off;       /* file offset of buf[0]                       */
 	size_t buf_len, buf_cap;
-	uint64_t prefetched;    /* asked of the kernel up to here (WILLNEED)   */
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
 	void *dctx;             /* ZSTD_DCtx                                   */
 	struct gm_snap_header hdr;
@@ -174,6 +173,11 @@ int  gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, 
 /* Load the payload of DATA chunk @c into @dst (c->raw_len bytes): read,
  * check its hash, decompress. */
 int  gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst);
+/* Read the stored payload of DATA chunk @c into @buf and check its hash. */
+int  gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *buf);
+/* Decompress the checked payload @src of zstd chunk @c into @dst
+ * (c->raw_len bytes) with ZSTD_DCtx @dctx: 0 or -EINVAL, no message. */
+int  gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst);
 /* Read the stored payload of DATA chunk @c and check its hash, without
  * decompressing it; *off is its file offset. */
 int  gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off);
