@@ -98,12 +98,13 @@ struct gm_saver {
 	unsigned nfill;
 };
 
-static int gm_save_flush(struct gm_saver *s)
+/* Append @len bytes of @buf to the file at s->off; 0 or -errno. */
+static int gm_save_write(struct gm_saver *s, const uint8_t *buf, size_t len)
 {
 	size_t put = 0;
 
-	while (put < s->len) {
-		ssize_t n = write(s->fd, s->arena + put, s->len - put);
+	while (put < len) {
+		ssize_t n = write(s->fd, buf + put, len - put);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -116,7 +117,16 @@ static int gm_save_flush(struct gm_saver *s)
 		}
 		put += (size_t)n;
 	}
-	s->off += s->len;
+	s->off += len;
+	return 0;
+}
+
+static int gm_save_flush(struct gm_saver *s)
+{
+	int ret = gm_save_write(s, s->arena, s->len);
+
+	if (ret)
+		return ret;
 	s->len = 0;
 	if (s->o->progress)
 		s->o->progress(s->o->progress_ctx, s->done, s->total);
@@ -345,23 +355,10 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
-	size_t put = 0;
+	int ret = gm_save_write(s, b->arena, b->len);
 
-	while (put < b->len) {
-		ssize_t n = write(s->fd, b->arena + put, b->len - put);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int err = -errno;
-
-			gm_set_error("snapshot: writing %s at offset %llu: %s", s->tmp,
-				     (unsigned long long)(s->off + put), strerror(errno));
-			return err;
-		}
-		put += (size_t)n;
-	}
-	s->off += b->len;
+	if (ret)
+		return ret;
 	s->end.data_chunks += b->n;
 	s->end.populated += b->raw;
 	s->end.stored += b->stored;
