@@ -42,6 +42,18 @@ static struct gmem *small_memory(void)
 	return g;
 }
 
+/* Restore @good once and close it: the restore's worker threads leave
+ * their stacks in the C library's cache, mappings a process keeps however
+ * many restores follow, so the counts of expect_refused() start after. */
+static void warm_up(const char *good)
+{
+	struct gmem *r = NULL;
+	int ret = gmem_snapshot_restore(good, NULL, &r);
+
+	cr_assert_eq(ret, 0, "restore of the good file: %d (%s)", ret, gmem_last_error());
+	gmem_close(r);
+}
+
 /* @path must be refused by verify and by restore, naming the file, with
  * nothing left open. @what says what was done to it. */
 static void expect_refused(const char *path, const char *what)
@@ -78,6 +90,7 @@ static void every_byte(unsigned flags)
 	char what[96];
 
 	cr_assert_eq(gmem_snapshot_save(g, good, flags), 0, "save: %s", gmem_last_error());
+	warm_up(good);
 	buf = snap_slurp(good, &len);
 	cr_log_info("snapshot of %zu bytes; flipping each", len);
 	for (size_t i = 0; i < len; i++) {
@@ -133,6 +146,7 @@ static void truncations(unsigned flags)
 	char what[96];
 
 	cr_assert_eq(gmem_snapshot_save(g, good, flags), 0, "save: %s", gmem_last_error());
+	warm_up(good);
 	buf = snap_slurp(good, &len);
 	n = boundaries(buf, len, cut, 64);
 	cr_log_info("%zu section boundaries in %zu bytes", n, len);

@@ -33,6 +33,8 @@
 #define GM_READ_AHEAD (128u << 10)
 /* Payloads read straight into their destination from this size up. */
 #define GM_READ_DIRECT (16u << 10)
+/* Read-ahead when payloads are read elsewhere (gm_snap_headers_only). */
+#define GM_READ_HEADERS (4u << 10)
 
 uint64_t gm_snap_header_hash(const struct gm_snap_header *h)
 {
@@ -77,8 +79,7 @@ int gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
 	return err;
 }
 
-/* pread exactly @n bytes at @off, or -errno / -EIO at end of file. */
-static int gm_pread_full(int fd, void *dst, size_t n, uint64_t off)
+int gm_snap_pread(int fd, void *dst, size_t n, uint64_t off)
 {
 	uint8_t *p = dst;
 
@@ -119,16 +120,16 @@ static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
 			continue;
 		}
 		if (n >= GM_READ_DIRECT) {
-			ret = gm_pread_full(r->fd, p, n, r->pos);
+			ret = gm_snap_pread(r->fd, p, n, r->pos);
 			if (ret)
 				return ret;
 			r->pos += n;
 			return 0;
 		}
 		r->buf_off = r->pos;
-		r->buf_len = r->file_size - r->pos < r->buf_cap ? (size_t)(r->file_size - r->pos)
-							       : r->buf_cap;
-		ret = gm_pread_full(r->fd, r->buf, r->buf_len, r->buf_off);
+		r->buf_len = r->file_size - r->pos < r->refill ? (size_t)(r->file_size - r->pos)
+							       : r->refill;
+		ret = gm_snap_pread(r->fd, r->buf, r->buf_len, r->buf_off);
 		if (ret) {
 			r->buf_len = 0;
 			return ret;
@@ -169,7 +170,7 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 	if (r->file_size < min)
 		return gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, no footer",
 				   (unsigned long long)r->file_size);
-	ret = gm_pread_full(r->fd, &f, sizeof(f), r->file_size - sizeof(f));
+	ret = gm_snap_pread(r->fd, &f, sizeof(f), r->file_size - sizeof(f));
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the footer: %s", strerror(-ret));
 	if (memcmp(f.magic, GM_SNAP_END_MAGIC, sizeof(f.magic)))
@@ -180,9 +181,9 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 				   (unsigned long long)(r->file_size - sizeof(f)),
 				   (unsigned long long)f.end_offset);
 	r->end_offset = f.end_offset;
-	ret = gm_pread_full(r->fd, &c, sizeof(c), f.end_offset);
+	ret = gm_snap_pread(r->fd, &c, sizeof(c), f.end_offset);
 	if (!ret)
-		ret = gm_pread_full(r->fd, &r->end, sizeof(r->end), f.end_offset + sizeof(c));
+		ret = gm_snap_pread(r->fd, &r->end, sizeof(r->end), f.end_offset + sizeof(c));
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the END chunk: %s", strerror(-ret));
 	/* Its index is the chunk count it records: hash with that. */
@@ -197,6 +198,7 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 static int gm_snap_alloc(struct gm_snap_reader *r)
 {
 	r->buf_cap = GM_READ_AHEAD;
+	r->refill = r->buf_cap;
 	r->buf = malloc(r->buf_cap);
 	r->scratch = malloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
 	r->dctx = ZSTD_createDCtx();
@@ -295,6 +297,19 @@ int gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, v
 	size_t got = ZSTD_decompressDCtx(dctx, dst, c->raw_len, src, c->stored_len);
 
 	return ZSTD_isError(got) || got != c->raw_len ? -EINVAL : 0;
+}
+
+int gm_snap_skip(struct gm_snap_reader *r, const struct gm_snap_chunk *c)
+{
+	if (c->stored_len > r->file_size - r->pos)
+		return gm_snap_bad(r, -EIO, "reading the payload: %s", strerror(EIO));
+	r->pos += c->stored_len;
+	return 0;
+}
+
+void gm_snap_headers_only(struct gm_snap_reader *r)
+{
+	r->refill = GM_READ_HEADERS;
 }
 
 int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off)

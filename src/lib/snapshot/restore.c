@@ -20,9 +20,9 @@
  * Speed: each destination range is faulted in with one MADV_POPULATE_WRITE
  * before its payload is copied (a page fault per 4 KiB inside the copy costs
  * more than the copy), raw payloads are read straight into guest memory,
- * the kernel's sequential read-ahead does the prefetching, and compressed
- * chunks are decompressed by worker threads (gm_unz_*) while this thread
- * reads and checks the next ones.
+ * the kernel's sequential read-ahead does the prefetching, and the loading
+ * (faulting in, copying, checking, decompressing) is done by worker
+ * threads (gm_ld_*) while this thread walks the file's structure.
  *
  * Lock rule: the new memory is not yet visible to anyone, so loading needs
  * no lock; conversions go through the public call, which takes it.
@@ -39,38 +39,54 @@
 #include "snap.h"
 #include "snapshot.h"
 
-/* Compressed chunks are decompressed by up to GM_UNZ_WORKERS threads while
- * this one reads and checks the next ones: zstd is CPU-bound and slower
- * than the disk. Chunks cover disjoint guest ranges, so any order will do.
- * Their payloads are checked against their hashes before they are queued. */
-#define GM_UNZ_WORKERS 2
-#define GM_UNZ_JOBS    8
+/*
+ * Page data is loaded by up to GM_LD_WORKERS threads while this one walks
+ * the file and checks its structure. A raw chunk is handed over by file
+ * offset: the worker faults its destination in, reads the payload straight
+ * into guest memory and checks its hash there. A compressed chunk is read
+ * and checked by this thread (it is the smaller part) and decompressed by
+ * a worker. Chunks cover disjoint guest ranges, so any order will do, and
+ * the memory is nobody's until the restore returns: a chunk that fails is
+ * reported and the memory closed. Copying, faulting in and decompressing
+ * are CPU work; split over the CPUs they keep up with the disk.
+ */
+#define GM_LD_WORKERS 2
+#define GM_LD_JOBS    8
 
 enum { GM_JOB_FREE, GM_JOB_READY, GM_JOB_BUSY };
 
-struct gm_unz_job {
+/* Why a job failed, for the message. */
+enum gm_ld_fail { GM_LD_READ = 1, GM_LD_HASH, GM_LD_DECODE };
+
+struct gm_ld_job {
 	struct gm_snap_chunk c;
-	uint64_t index, off;    /* chunk number and file offset, for messages  */
-	uint8_t *buf;           /* its checked stored payload                  */
+	uint64_t index;         /* chunk number (seeds its hash)               */
+	uint64_t hdr_off;       /* file offset of its header, for messages     */
+	uint64_t pay_off;       /* file offset of its payload                  */
+	bool zstd;              /* buf holds the checked payload               */
+	uint8_t *buf;
 	int state;
 };
 
-struct gm_unz {
+struct gm_ld {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* any job changed state, or stop              */
-	struct gm_unz_job job[GM_UNZ_JOBS];
-	pthread_t thread[GM_UNZ_WORKERS];
-	void *dctx[GM_UNZ_WORKERS];
+	struct gm_ld_job job[GM_LD_JOBS];
+	pthread_t thread[GM_LD_WORKERS];
+	void *dctx[GM_LD_WORKERS];
 	unsigned nthreads;
 	bool stop;
-	int err;                /* first failure, and which chunk              */
-	struct gm_snap_chunk err_c;
-	uint64_t err_index, err_off;
+	int err;                /* first failure: -errno, why, which chunk     */
+	enum gm_ld_fail why;
+	struct gm_ld_job failed;
 	uint8_t *base;          /* the KVM view                                */
+	int fd;                 /* the snapshot                                */
+	uint8_t *bufs;          /* every job's buffer, one mapping             */
+	size_t bufs_len;
 };
 
-struct gm_unz_arg {
-	struct gm_unz *u;
+struct gm_ld_arg {
+	struct gm_ld *u;
 	unsigned i;
 };
 
@@ -81,9 +97,9 @@ struct gm_restorer {
 	uint64_t *runs;         /* saved runs, applied after the walk          */
 	uint64_t nruns, cap;
 	struct gm_lazy_index ix;        /* lazy: where the DATA chunks lie     */
-	struct gm_unz *unz;             /* decompression workers, if any       */
-	struct gm_unz_arg unz_arg[GM_UNZ_WORKERS];
-	bool unz_failed;                /* the walk stopped on a worker's error */
+	struct gm_ld *ld;               /* loading workers, if any             */
+	struct gm_ld_arg ld_arg[GM_LD_WORKERS];
+	bool ld_failed;                 /* the walk stopped on a worker's error */
 };
 
 /* Fault the destination in with one call: far cheaper than a fault per page
@@ -93,18 +109,38 @@ static void gm_restore_populate(void *dst, size_t len)
 	madvise(dst, len, MADV_POPULATE_WRITE);
 }
 
-static void *gm_unz_main(void *arg)
+/* Load job @j into guest memory: 0, or -errno and *@why. */
+static int gm_ld_job_run(struct gm_ld *u, unsigned worker, const struct gm_ld_job *j,
+			 enum gm_ld_fail *why)
 {
-	struct gm_unz_arg *a = arg;
-	struct gm_unz *u = a->u;
+	uint8_t *dst = u->base + j->c.first;
+	int ret;
+
+	gm_restore_populate(dst, j->c.raw_len);
+	if (j->zstd) {
+		*why = GM_LD_DECODE;
+		return gm_snap_decode(u->dctx[worker], &j->c, j->buf, dst);
+	}
+	*why = GM_LD_READ;
+	ret = gm_snap_pread(u->fd, dst, j->c.stored_len, j->pay_off);
+	if (ret)
+		return ret;
+	*why = GM_LD_HASH;
+	return j->c.hash == gm_snap_chunk_hash(&j->c, j->index, dst) ? 0 : -EINVAL;
+}
+
+static void *gm_ld_main(void *arg)
+{
+	struct gm_ld_arg *a = arg;
+	struct gm_ld *u = a->u;
 
 	pthread_mutex_lock(&u->mu);
 	for (;;) {
-		struct gm_unz_job *j = NULL;
-		uint8_t *dst;
+		struct gm_ld_job *j = NULL;
+		enum gm_ld_fail why;
 		int ret;
 
-		for (unsigned i = 0; i < GM_UNZ_JOBS && !j; i++)
+		for (unsigned i = 0; i < GM_LD_JOBS && !j; i++)
 			if (u->job[i].state == GM_JOB_READY)
 				j = &u->job[i];
 		if (!j) {
@@ -115,15 +151,12 @@ static void *gm_unz_main(void *arg)
 		}
 		j->state = GM_JOB_BUSY;
 		pthread_mutex_unlock(&u->mu);
-		dst = u->base + j->c.first;
-		gm_restore_populate(dst, j->c.raw_len);
-		ret = gm_snap_decode(u->dctx[a->i], &j->c, j->buf, dst);
+		ret = gm_ld_job_run(u, a->i, j, &why);
 		pthread_mutex_lock(&u->mu);
 		if (ret && !u->err) {
 			u->err = ret;
-			u->err_c = j->c;
-			u->err_index = j->index;
-			u->err_off = j->off;
+			u->why = why;
+			u->failed = *j;
 		}
 		j->state = GM_JOB_FREE;
 		pthread_cond_broadcast(&u->cv);
@@ -132,12 +165,31 @@ static void *gm_unz_main(void *arg)
 	return NULL;
 }
 
-/* Wait for every queued job, stop the workers, free everything; the first
- * decoding failure, reported against its chunk if @say (not when the walk
- * failed first for its own reason, which is the message to keep). */
-static int gm_unz_stop(struct gm_restorer *x, bool say)
+/* Report the first failed job against its chunk. */
+static int gm_ld_report(struct gm_restorer *x, const struct gm_ld *u)
 {
-	struct gm_unz *u = x->unz;
+	struct gm_snap_reader *r = x->r;
+
+	r->index = u->failed.index;
+	r->chunk_off = u->failed.hdr_off;
+	r->chunk = u->failed.c;
+	switch (u->why) {
+	case GM_LD_READ:
+		return gm_snap_bad(r, u->err, "reading the payload: %s", strerror(-u->err));
+	case GM_LD_HASH:
+		return gm_snap_bad(r, u->err, "checksum mismatch");
+	case GM_LD_DECODE:
+		break;
+	}
+	return gm_snap_bad(r, u->err, "zstd frame does not decode to %u bytes", u->failed.c.raw_len);
+}
+
+/* Wait for every queued job, stop the workers, free everything; the first
+ * loading failure, reported against its chunk if @say (not when the walk
+ * failed first for its own reason, which is the message to keep). */
+static int gm_ld_stop(struct gm_restorer *x, bool say)
+{
+	struct gm_ld *u = x->ld;
 	int ret;
 
 	if (!u)
@@ -149,31 +201,43 @@ static int gm_unz_stop(struct gm_restorer *x, bool say)
 	for (unsigned i = 0; i < u->nthreads; i++)
 		pthread_join(u->thread[i], NULL);
 	ret = u->err;
-	if (ret && say) {
-		x->r->index = u->err_index;
-		x->r->chunk_off = u->err_off;
-		x->r->chunk = u->err_c;
-		gm_snap_bad(x->r, ret, "zstd frame does not decode to %u bytes", u->err_c.raw_len);
-	}
-	for (unsigned i = 0; i < GM_UNZ_WORKERS; i++)
+	if (ret && say)
+		gm_ld_report(x, u);
+	for (unsigned i = 0; i < GM_LD_WORKERS; i++)
 		ZSTD_freeDCtx(u->dctx[i]);
-	for (unsigned i = 0; i < GM_UNZ_JOBS; i++)
-		free(u->job[i].buf);
+	if (u->bufs)
+		munmap(u->bufs, u->bufs_len);
 	pthread_cond_destroy(&u->cv);
 	pthread_mutex_destroy(&u->mu);
 	free(u);
-	x->unz = NULL;
+	x->ld = NULL;
 	return ret;
 }
 
-/* Start the workers for a compressed snapshot; without them (one CPU, or
- * no thread could start) chunks are decompressed in line. */
-static void gm_unz_start(struct gm_restorer *x)
+/* Buffers for compressed payloads, in one mapping (faulted in as used). */
+static int gm_ld_bufs(struct gm_ld *u)
 {
-	struct gm_unz *u;
+	size_t one = (ZSTD_compressBound(GM_SNAP_CHUNK_MAX) + 4095) & ~(size_t)4095;
 
-	if (!(x->r->hdr.flags & GM_SNAP_HDR_COMPRESSED) || x->o->flags & GMEM_SNAP_LAZY ||
-	    sysconf(_SC_NPROCESSORS_ONLN) < 2)
+	u->bufs_len = one * GM_LD_JOBS;
+	u->bufs = mmap(NULL, u->bufs_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (u->bufs == MAP_FAILED) {
+		u->bufs = NULL;
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < GM_LD_JOBS; i++)
+		u->job[i].buf = u->bufs + i * one;
+	return 0;
+}
+
+/* Start the workers of an eager restore; without them (one CPU, or no
+ * thread could start) this thread loads every chunk itself. */
+static void gm_ld_start(struct gm_restorer *x)
+{
+	struct gm_ld *u;
+
+	if (x->o->flags & GMEM_SNAP_LAZY || sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		return;
 	u = calloc(1, sizeof(*u));
 	if (!u)
@@ -181,37 +245,35 @@ static void gm_unz_start(struct gm_restorer *x)
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cv, NULL);
 	u->base = x->g->kvm_view;
-	x->unz = u;
-	for (unsigned i = 0; i < GM_UNZ_JOBS; i++) {
-		u->job[i].buf = malloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
-		if (!u->job[i].buf)
-			goto fail;
-	}
-	for (unsigned i = 0; i < GM_UNZ_WORKERS; i++) {
-		x->unz_arg[i] = (struct gm_unz_arg){ .u = u, .i = i };
+	u->fd = x->r->fd;
+	x->ld = u;
+	if (gm_ld_bufs(u))
+		goto fail;
+	for (unsigned i = 0; i < GM_LD_WORKERS; i++) {
+		x->ld_arg[i] = (struct gm_ld_arg){ .u = u, .i = i };
 		u->dctx[i] = ZSTD_createDCtx();
-		if (!u->dctx[i] || pthread_create(&u->thread[i], NULL, gm_unz_main, &x->unz_arg[i]))
+		if (!u->dctx[i] || pthread_create(&u->thread[i], NULL, gm_ld_main, &x->ld_arg[i]))
 			break;
 		u->nthreads++;
 	}
 	if (u->nthreads)
 		return;
 fail:
-	gm_unz_stop(x, false);
+	gm_ld_stop(x, false);
 }
 
-/* Read and check zstd chunk @c into a free job and queue it. */
-static int gm_unz_queue(struct gm_restorer *x, struct gm_snap_reader *r,
-			const struct gm_snap_chunk *c)
+/* Queue DATA chunk @c: a raw one by its file offset, a compressed one read
+ * and checked into the job's buffer. */
+static int gm_ld_queue(struct gm_restorer *x, struct gm_snap_reader *r,
+		       const struct gm_snap_chunk *c)
 {
-	struct gm_unz *u = x->unz;
-	struct gm_unz_job *j = NULL;
-	uint64_t off = r->pos;
+	struct gm_ld *u = x->ld;
+	struct gm_ld_job *j = NULL;
 	int ret;
 
 	pthread_mutex_lock(&u->mu);
 	for (;;) {
-		for (unsigned i = 0; i < GM_UNZ_JOBS && !j; i++)
+		for (unsigned i = 0; i < GM_LD_JOBS && !j; i++)
 			if (u->job[i].state == GM_JOB_FREE)
 				j = &u->job[i];
 		if (j || u->err)
@@ -221,16 +283,18 @@ static int gm_unz_queue(struct gm_restorer *x, struct gm_snap_reader *r,
 	ret = u->err;
 	pthread_mutex_unlock(&u->mu);
 	if (ret) {
-		x->unz_failed = true;   /* reported by gm_unz_stop() */
+		x->ld_failed = true;    /* reported by gm_ld_stop() */
 		return ret;
 	}
 	/* A free job is touched by this thread only until it is queued. */
-	ret = gm_snap_fetch(r, c, j->buf);
-	if (ret)
-		return ret;
 	j->c = *c;
 	j->index = r->index;
-	j->off = off;
+	j->hdr_off = r->chunk_off;
+	j->pay_off = r->pos;
+	j->zstd = c->flags & GM_SNAP_CHUNK_ZSTD;
+	ret = j->zstd ? gm_snap_fetch(r, c, j->buf) : gm_snap_skip(r, c);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&u->mu);
 	j->state = GM_JOB_READY;
 	pthread_cond_signal(&u->cv);
@@ -263,8 +327,8 @@ static int gm_restore_on_data(void *ctx, struct gm_snap_reader *r, const struct 
 
 	if (x->o->flags & GMEM_SNAP_LAZY)
 		return gm_lazy_note(&x->ix, r, c);
-	if (x->unz && c->flags & GM_SNAP_CHUNK_ZSTD)
-		return gm_unz_queue(x, r, c);
+	if (x->ld)
+		return gm_ld_queue(x, r, c);
 	gm_restore_populate(x->g->kvm_view + c->first, c->raw_len);
 	return gm_snap_load(r, c, x->g->kvm_view + c->first);
 }
@@ -374,11 +438,13 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 		goto out_reader;
 	if (lazy && (ret = gm_lazy_supported(x.g)))
 		goto out_mem;
-	gm_unz_start(&x);
+	gm_ld_start(&x);
+	if (x.ld)
+		gm_snap_headers_only(&r);
 	ret = gm_snap_walk(&r, &ops, &x);
-	if (x.unz) {
-		/* Every chunk decoded, or why not. */
-		int uret = gm_unz_stop(&x, !ret || x.unz_failed);
+	if (x.ld) {
+		/* Every chunk loaded, or why not. */
+		int uret = gm_ld_stop(&x, !ret || x.ld_failed);
 
 		ret = ret ? ret : uret;
 	}

@@ -37,7 +37,10 @@
 #define GM_SNAP_CHUNK_MAX     (1u << 20)
 
 /* File header flags. */
-#define GM_SNAP_HDR_COMPRESSED (1u << 0)   /* saved with GMEM_SNAP_COMPRESS   */
+#define GM_SNAP_HDR_COMPRESSED (1u << 0)   /* saved with GM_SNAP_ZSTD_FLAGS  */
+
+/* Save flags that ask for compression. */
+#define GM_SNAP_ZSTD_FLAGS (GMEM_SNAP_COMPRESS | GMEM_SNAP_COMPRESS_ALL)
 
 enum gm_snap_type {
 	GM_SNAP_STATES = 1,     /* page-state runs                             */
@@ -141,6 +144,7 @@ struct gm_snap_reader {
 	uint8_t *buf;           /* read-ahead buffer                           */
 	uint64_t buf_off;       /* file offset of buf[0]                       */
 	size_t buf_len, buf_cap;
+	size_t refill;          /* bytes read into it at a time                */
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
 	void *dctx;             /* ZSTD_DCtx                                   */
 	struct gm_snap_header hdr;
@@ -178,6 +182,13 @@ int  gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void
 /* Decompress the checked payload @src of zstd chunk @c into @dst
  * (c->raw_len bytes) with ZSTD_DCtx @dctx: 0 or -EINVAL, no message. */
 int  gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst);
+/* Pass over the stored payload of DATA chunk @c without reading it (its
+ * reader checks it): 0, or -EIO with the message set if the file ends. */
+int  gm_snap_skip(struct gm_snap_reader *r, const struct gm_snap_chunk *c);
+/* Most payloads will be skipped: read ahead little, just the headers. */
+void gm_snap_headers_only(struct gm_snap_reader *r);
+/* pread exactly @n bytes at @off: 0, -errno, or -EIO at end of file. */
+int  gm_snap_pread(int fd, void *dst, size_t n, uint64_t off);
 /* Read the stored payload of DATA chunk @c and check its hash, without
  * decompressing it; *off is its file offset. */
 int  gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint64_t *off);
