@@ -180,9 +180,14 @@ const char *gmem_dmap_assumptions(void);
  * save (every other call on it except gmem_state/gmem_host waits); writes
  * by a running guest or by device I/O during the save land in the file or
  * not, page by page: pause vCPUs and I/O for a consistent image. */
-#define GMEM_SNAP_COMPRESS  (1u << 0)  /* save: zstd-compress page data       */
-#define GMEM_SNAP_LAZY      (1u << 1)  /* restore: load pages on first touch  */
-#define GMEM_SNAP_ALL       (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY)
+/* GMEM_SNAP_COMPRESS compresses what it can without slowing the save: a
+ * chunk is compressed when the file's device would otherwise wait for it
+ * anyway, so a slow disk gets a small file and a fast one a fast save.
+ * GMEM_SNAP_COMPRESS_ALL compresses every chunk zstd can shrink. */
+#define GMEM_SNAP_COMPRESS     (1u << 0)  /* save: zstd, adaptive             */
+#define GMEM_SNAP_LAZY         (1u << 1)  /* restore: load pages on touch     */
+#define GMEM_SNAP_COMPRESS_ALL (1u << 2)  /* save: zstd on every chunk        */
+#define GMEM_SNAP_ALL          (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY | GMEM_SNAP_COMPRESS_ALL)
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
 /* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
  * size on the best backend; otherwise its backend and flags, and a size at

@@ -33,6 +33,7 @@ struct demo {
 	bool inplace;           /* the kernel forbids mapping private pages */
 	bool json;
 	const char *save;       /* --save FILE, or NULL */
+	unsigned save_flags;    /* --zstd, --zstd-all   */
 	const char *restore;    /* --restore FILE, or NULL */
 	bool lazy;              /* --restore through userfaultfd (GMEM_SNAP_LAZY) */
 	bool backend_set;       /* --backend given: restore into it */
@@ -314,7 +315,8 @@ static int demo_discard(struct demo *d)
 static int demo_save(struct demo *d)
 {
 	struct cli_progress bar;
-	struct gmem_snapshot_opts o = { .progress = cli_progress_cb, .progress_ctx = &bar };
+	struct gmem_snapshot_opts o = { .flags = d->save_flags, .progress = cli_progress_cb,
+					.progress_ctx = &bar };
 	struct gmem_snapshot_info in;
 	double t0 = demo_now_us();
 	int ret;
@@ -431,6 +433,10 @@ static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config 
 			d->save = argv[++i];
 		} else if (!strcmp(argv[i], "--restore") && i + 1 < argc) {
 			d->restore = argv[++i];
+		} else if (!strcmp(argv[i], "--zstd")) {
+			d->save_flags = GMEM_SNAP_COMPRESS;
+		} else if (!strcmp(argv[i], "--zstd-all")) {
+			d->save_flags = GMEM_SNAP_COMPRESS_ALL;
 		} else if (!strcmp(argv[i], "--lazy")) {
 			d->lazy = true;
 		} else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
@@ -443,6 +449,8 @@ static int demo_parse(int argc, char **argv, struct demo *d, struct gmem_config 
 	}
 	if (d->lazy && !d->restore)
 		return cli_usage("demo", "--lazy needs --restore FILE");
+	if (d->save_flags && !d->save)
+		return cli_usage("demo", "--zstd and --zstd-all need --save FILE");
 	if (d->restore && (d->save || cfg->flags & GMEM_F_HUGE))
 		return cli_usage("demo", "--restore FILE takes no --save or --huge");
 	return CLI_EXIT_OK;

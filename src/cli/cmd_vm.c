@@ -24,7 +24,8 @@
 #include "vmsnap.h"
 
 #define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
-		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE] [--verbose] " \
+		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE [--zstd|--zstd-all]] " \
+		 "[--verbose] " \
 		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]"
 
 struct vm_opts {
@@ -38,6 +39,7 @@ struct vm_opts {
 	const char *path;
 	long save_at_ms;        /* --save-at: snapshot after this many ms, or -1 */
 	const char *save;       /* its FILE                                      */
+	unsigned save_flags;    /* --zstd, --zstd-all: GMEM_SNAP_COMPRESS(_ALL)  */
 	const char *restore;    /* --restore FILE: run that instead of an ELF   */
 	bool lazy;              /* --lazy: restore through userfaultfd           */
 	bool mem_set, cpus_set;
@@ -92,6 +94,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "save-at", required_argument, NULL, 'S' },
 		{ "restore", required_argument, NULL, 'R' },
 		{ "lazy", no_argument, NULL, 'L' },
+		{ "zstd", no_argument, NULL, 'z' },
+		{ "zstd-all", no_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -154,6 +158,12 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'L':
 			o->lazy = true;
 			break;
+		case 'z':
+			o->save_flags = GMEM_SNAP_COMPRESS;
+			break;
+		case 'Z':
+			o->save_flags = GMEM_SNAP_COMPRESS_ALL;
+			break;
 		case 'h':
 			printf("usage: %s vm %s\n", cli_prog, VM_USAGE);
 			return -1;
@@ -163,13 +173,16 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		}
 	}
 	if (o->restore) {
-		if (optind != argc || o->save || o->disk || o->mem_set || o->cpus_set)
+		if (optind != argc || o->save || o->save_flags || o->disk || o->mem_set ||
+		    o->cpus_set)
 			return cli_usage("vm", "--restore FILE takes no guest program, --save-at, "
 					 "--disk, --mem or --cpus (they come from the snapshot)");
 		return 0;
 	}
 	if (o->lazy)
 		return cli_usage("vm", "--lazy needs --restore");
+	if (o->save_flags && !o->save)
+		return cli_usage("vm", "--zstd and --zstd-all need --save-at MS FILE");
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
 	if (o->io_path_set && !o->disk)
@@ -297,7 +310,11 @@ static int vm_run_saving(struct gv_vm *vm, const struct vm_opts *o, struct gv_re
 		return ret;
 	vm_sleep_ms(o->save_at_ms);
 	t = vm_now();
-	ret = gv_vm_snapshot_save(vm, o->save, NULL);
+	{
+		const struct gmem_snapshot_opts so = { .flags = o->save_flags };
+
+		ret = gv_vm_snapshot_save(vm, o->save, &so);
+	}
 	if (ret) {
 		fflush(stdout);
 		cli_fail("vm: snapshot at %ld ms: %s", o->save_at_ms, gv_last_error());

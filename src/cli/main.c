@@ -11,7 +11,7 @@ const char *cli_prog = "gmem";
 static const struct cli_cmd cli_cmds[] = {
 	{ "probe", "[--json]", "what this host offers and what the library will use",
 	  cmd_probe },
-	{ "demo", "[--json] [--backend B] [--huge] [--save FILE | --restore FILE [--lazy]]",
+	{ "demo", "[--json] [--backend B] [--huge] [--save FILE [--zstd|--zstd-all] | --restore FILE [--lazy]]",
 	  "private guest memory at work: load, share, pin, refuse, repair, discard",
 	  cmd_demo },
 	{ "snapshot", "info|verify [--json] [--quiet] FILE", "inspect and verify a saved snapshot",

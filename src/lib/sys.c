@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sys.h"
@@ -15,10 +16,20 @@ struct gm_sys_inject_slot {
 	atomic_long armed;      /* calls to let through + 1; 0 = disarmed */
 	atomic_int err;
 	atomic_ulong calls;
+	atomic_ulong delay_ns;  /* every call waits this long first (tests)     */
 };
 
 static struct gm_sys_inject_slot gm_sys_slots[GM_SYS_NR];
 static _Atomic(gm_sys_ioctl_hook_fn) gm_sys_ioctl_hook;
+
+static void gm_sys_wait(unsigned long ns)
+{
+	struct timespec t = { .tv_sec = (time_t)(ns / 1000000000ul),
+			      .tv_nsec = (long)(ns % 1000000000ul) };
+
+	while (ns && nanosleep(&t, &t) && errno == EINTR)
+		;
+}
 
 /* Returns the errno to fail with, or 0 to let the call through. */
 static int gm_sys_should_fail(enum gm_sys_call call)
@@ -27,6 +38,7 @@ static int gm_sys_should_fail(enum gm_sys_call call)
 	long armed;
 
 	atomic_fetch_add_explicit(&s->calls, 1, memory_order_relaxed);
+	gm_sys_wait(atomic_load_explicit(&s->delay_ns, memory_order_relaxed));
 	armed = atomic_load_explicit(&s->armed, memory_order_acquire);
 	while (armed > 0) {
 		if (atomic_compare_exchange_weak(&s->armed, &armed, armed - 1))
@@ -44,8 +56,15 @@ void gm_sys_inject(enum gm_sys_call call, unsigned long skip, int err)
 
 void gm_sys_inject_clear(void)
 {
-	for (int i = 0; i < GM_SYS_NR; i++)
+	for (int i = 0; i < GM_SYS_NR; i++) {
 		atomic_store(&gm_sys_slots[i].armed, 0);
+		atomic_store(&gm_sys_slots[i].delay_ns, 0);
+	}
+}
+
+void gm_sys_set_delay(enum gm_sys_call call, unsigned long ns)
+{
+	atomic_store(&gm_sys_slots[call].delay_ns, ns);
 }
 
 unsigned long gm_sys_count(enum gm_sys_call call)
@@ -111,6 +130,12 @@ int gm_sys_memfd_create(const char *name, unsigned flags)
 {
 	GM_SYS_INJECT(GM_SYS_MEMFD, -1);
 	return memfd_create(name, flags);
+}
+
+ssize_t gm_sys_write(int fd, const void *buf, size_t len)
+{
+	GM_SYS_INJECT(GM_SYS_WRITE, -1);
+	return write(fd, buf, len);
 }
 
 int gm_sys_open(const char *path, int flags)

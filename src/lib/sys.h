@@ -24,6 +24,7 @@ enum gm_sys_call {
 	GM_SYS_FTRUNCATE,
 	GM_SYS_MEMFD,
 	GM_SYS_OPEN,
+	GM_SYS_WRITE,           /* snapshot files                              */
 	GM_SYS_NR
 };
 
@@ -35,10 +36,14 @@ int gm_sys_ioctl(int fd, unsigned long req, void *arg);
 int gm_sys_ftruncate(int fd, off_t len);
 int gm_sys_memfd_create(const char *name, unsigned flags);
 int gm_sys_open(const char *path, int flags);
+ssize_t gm_sys_write(int fd, const void *buf, size_t len);
 
 /* Make the call of kind @call fail with @err once @skip more calls of that
  * kind have gone through (skip = 0: the very next one). One shot. */
 void gm_sys_inject(enum gm_sys_call call, unsigned long skip, int err);
+/* Make every call of kind @call wait @ns first (0: no wait): a test's stand-in
+ * for a slow device. gm_sys_inject_clear() removes every delay too. */
+void gm_sys_set_delay(enum gm_sys_call call, unsigned long ns);
 void gm_sys_inject_clear(void);
 /* Tests: offer every ioctl to @hook first. The hook returns true when it
  * answered the call itself (*ret is then the result, errno set on -1) and

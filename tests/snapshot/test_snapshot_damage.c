@@ -112,7 +112,7 @@ Test(snapshot_damage, every_byte_raw, .timeout = 300)
 
 Test(snapshot_damage, every_byte_compressed, .timeout = 300)
 {
-	every_byte(GMEM_SNAP_COMPRESS);
+	every_byte(GMEM_SNAP_COMPRESS_ALL);
 }
 
 /* Offsets where sections and chunks begin and end, from the file itself. */
@@ -188,7 +188,7 @@ Test(snapshot_damage, truncation_raw)
 
 Test(snapshot_damage, truncation_compressed)
 {
-	truncations(GMEM_SNAP_COMPRESS);
+	truncations(GMEM_SNAP_COMPRESS_ALL);
 }
 
 /* The child signals half-way through its save and is killed there. */

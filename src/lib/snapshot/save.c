@@ -17,6 +17,19 @@
  * is copied or compressed by filler threads while this thread writes (see
  * GM_BATCH_RAW); the file is the same as one thread would write.
  *
+ * Writeback streams: each stretch written is handed to the device at once
+ * (sync_file_range), and the save waits for what is more than GM_WB_WINDOW
+ * behind, so the device works while pages are still being copied instead
+ * of all at the final fsync, and the writer's pace is the device's.
+ *
+ * Compression (GMEM_SNAP_COMPRESS) is adaptive: a batch is compressed only
+ * when the writer will not need it before it can be compressed, judged
+ * from the measured time the writer takes per batch and a filler takes to
+ * compress one. On a device slower than zstd everything is compressed; on
+ * one faster than two CPUs can compress, the save stays as fast as a raw
+ * one and compresses what the spare time allows. GMEM_SNAP_COMPRESS_ALL
+ * compresses every chunk, whatever it costs in time.
+ *
  * Atomicity: the file is built as a temporary in the same directory, then
  * fsync, rename over @path, fsync of the directory. A save that fails or is
  * killed leaves an earlier file at @path as it was (a killed one may leave
@@ -29,11 +42,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
 
 #include "snap.h"
+#include "sys.h"
 
 /* Arena of the header, STATES and END chunks: flushed when full. */
 #define GM_ARENA_FLUSH (1u << 20)
@@ -45,11 +61,18 @@
  * Chunk numbers are fixed when a batch is cut, so the file is byte for byte
  * what one thread would write. Compression runs on two fillers, a raw copy
  * on one; the saving thread fills batches itself while it would otherwise
- * wait (and alone if no thread can be started). */
-#define GM_BATCH_RAW    (4u << 20)
+ * wait (and alone if no thread can be started). Batches are small and
+ * few, and their arenas one huge-page mapping, so a small save does not
+ * spend its time faulting in fresh buffers. */
+#define GM_BATCH_RAW    (1u << 20)
 #define GM_BATCH_PIECES (GM_BATCH_RAW / GMEM_PAGE_SIZE)
-#define GM_BATCH_SLOTS  4
+#define GM_BATCH_SLOTS  8
 #define GM_FILLERS_MAX  2
+
+/* Streaming writeback: start it every GM_WB_STEP bytes written, and keep at
+ * most GM_WB_WINDOW bytes in flight. */
+#define GM_WB_STEP   (4ull << 20)
+#define GM_WB_WINDOW (32ull << 20)
 
 struct gm_piece {
 	uint64_t gpa;
@@ -87,16 +110,66 @@ struct gm_saver {
 	ZSTD_CCtx *cctx;
 	struct gm_snap_end end;
 	uint64_t total, done;   /* populated bytes, for progress                */
+	uint64_t wb_started;    /* file bytes handed to writeback               */
+	uint64_t wb_waited;     /* file bytes known written to the device       */
+	bool wb_off;            /* the filesystem has no sync_file_range        */
 	/* The data pipeline (see GM_BATCH_RAW). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* any change of the sequence numbers below    */
 	struct gm_batch *slot[GM_BATCH_SLOTS];
+	uint8_t *arenas;        /* every slot's arena, one mapping             */
+	size_t arenas_len;
 	uint64_t seq_cut, seq_fill, seq_write;  /* batches cut / taken / written */
+	uint64_t write_ns;      /* adaptive zstd: running mean per batch write  */
+	uint64_t zstd_ns;       /* and per batch compression (0: none yet)      */
+	bool adaptive;          /* GMEM_SNAP_COMPRESS without _ALL              */
 	bool cut_done;          /* no more batches will be cut                 */
 	bool stop;              /* fillers leave                               */
 	struct gm_filler fill[GM_FILLERS_MAX];
 	unsigned nfill;
 };
+
+/* sync_file_range() on [@from, @to): 0, or -errno with the message set.
+ * Its errors are the device's and are not reported again by fsync, so they
+ * fail the save; a filesystem without it just loses the streaming. */
+static int gm_save_sync_range(struct gm_saver *s, uint64_t from, uint64_t to, unsigned how)
+{
+	int err;
+
+	if (s->wb_off || to <= from ||
+	    !sync_file_range(s->fd, (off_t)from, (off_t)(to - from), how))
+		return 0;
+	err = errno;
+	if (err == EINVAL || err == ESPIPE || err == ENOSYS || err == EOPNOTSUPP) {
+		s->wb_off = true;
+		return 0;
+	}
+	gm_set_error("snapshot: writing back %s at offset %llu: %s", s->tmp,
+		     (unsigned long long)from, strerror(err));
+	return -err;
+}
+
+/* Hand what was written since the last call to the device, and wait for
+ * what is more than GM_WB_WINDOW behind the end of the file. */
+static int gm_save_writeback(struct gm_saver *s)
+{
+	int ret;
+
+	if (s->off - s->wb_started < GM_WB_STEP)
+		return 0;
+	ret = gm_save_sync_range(s, s->wb_started, s->off, SYNC_FILE_RANGE_WRITE);
+	if (ret)
+		return ret;
+	s->wb_started = s->off;
+	if (s->wb_started - s->wb_waited <= GM_WB_WINDOW)
+		return 0;
+	ret = gm_save_sync_range(s, s->wb_waited, s->wb_started - GM_WB_WINDOW,
+				 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+				 SYNC_FILE_RANGE_WAIT_AFTER);
+	if (!ret)
+		s->wb_waited = s->wb_started - GM_WB_WINDOW;
+	return ret;
+}
 
 /* Append @len bytes of @buf to the file at s->off; 0 or -errno. */
 static int gm_save_write(struct gm_saver *s, const uint8_t *buf, size_t len)
@@ -104,7 +177,7 @@ static int gm_save_write(struct gm_saver *s, const uint8_t *buf, size_t len)
 	size_t put = 0;
 
 	while (put < len) {
-		ssize_t n = write(s->fd, buf + put, len - put);
+		ssize_t n = gm_sys_write(s->fd, buf + put, len - put);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -118,7 +191,7 @@ static int gm_save_write(struct gm_saver *s, const uint8_t *buf, size_t len)
 		put += (size_t)n;
 	}
 	s->off += len;
-	return 0;
+	return gm_save_writeback(s);
 }
 
 static int gm_save_flush(struct gm_saver *s)
@@ -166,7 +239,7 @@ static int gm_save_header(struct gm_saver *s)
 		.minor = GM_SNAP_VERSION_MINOR,
 		.header_size = sizeof(h),
 		.page_size = GMEM_PAGE_SIZE,
-		.flags = s->o->flags & GMEM_SNAP_COMPRESS ? GM_SNAP_HDR_COMPRESSED : 0,
+		.flags = s->o->flags & GM_SNAP_ZSTD_FLAGS ? GM_SNAP_HDR_COMPRESSED : 0,
 		.mem_size = s->g->size,
 		.backend = s->g->b.kind,
 		.mem_flags = s->g->flags,
@@ -233,8 +306,23 @@ static size_t gm_batch_cap(void)
 	       GM_BATCH_PIECES * (sizeof(struct gm_snap_chunk) + 128) + 4096;
 }
 
-/* Copy or compress every chunk of @b into its arena and hash it. Reads guest
- * memory only: the saving thread holds g->lock for all of it. */
+static uint64_t gm_now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Fold @ns into running mean *@mean (new samples weigh 1/4). */
+static void gm_mean_add(uint64_t *mean, uint64_t ns)
+{
+	*mean = *mean ? (*mean * 3 + ns) / 4 : ns;
+}
+
+/* Copy or compress (with @cctx) every chunk of @b into its arena and hash
+ * it. Reads guest memory only: the saving thread holds g->lock for all of
+ * it. */
 static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cctx)
 {
 	b->len = 0;
@@ -268,20 +356,49 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 	}
 }
 
-/* Take the next cut batch to fill, or NULL. Called with s->mu held. */
-static struct gm_batch *gm_batch_take(struct gm_saver *s)
+/* Take the next cut batch to fill, or NULL; *@seq its number. Called with
+ * s->mu held. */
+static struct gm_batch *gm_batch_take(struct gm_saver *s, uint64_t *seq)
 {
 	if (s->stop || s->seq_fill == s->seq_cut)
 		return NULL;
-	return s->slot[s->seq_fill++ % GM_BATCH_SLOTS];
+	*seq = s->seq_fill++;
+	return s->slot[*seq % GM_BATCH_SLOTS];
 }
 
-static void gm_batch_filled(struct gm_saver *s, struct gm_batch *b)
+/*
+ * Adaptive compression: is there time to compress batch @seq before the
+ * writer wants it? The writer is at batch s->seq_write and takes about
+ * s->write_ns per batch; compressing one takes about s->zstd_ns. Until
+ * both have been measured, compress (that measures it). Called with s->mu
+ * held.
+ */
+static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 {
+	if (!s->adaptive)
+		return true;
+	if (!s->zstd_ns || !s->write_ns)
+		return true;
+	return (seq - s->seq_write) * s->write_ns >= s->zstd_ns;
+}
+
+/* Fill batch @b, number @seq, just taken: compressed with @cctx if there
+ * is time, raw otherwise; then mark it filled. Called with s->mu held,
+ * which is dropped while filling. */
+static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t seq,
+				ZSTD_CCtx *cctx)
+{
+	bool z = cctx && gm_batch_has_time(s, seq);
+	uint64_t t0 = z ? gm_now_ns() : 0, ns;
+
+	pthread_mutex_unlock(&s->mu);
+	gm_batch_fill(s, b, z ? cctx : NULL);
+	ns = z ? gm_now_ns() - t0 : 0;
 	pthread_mutex_lock(&s->mu);
 	b->filled = true;
+	if (z)
+		gm_mean_add(&s->zstd_ns, ns);
 	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
 }
 
 static void *gm_filler_main(void *arg)
@@ -289,18 +406,19 @@ static void *gm_filler_main(void *arg)
 	struct gm_filler *f = arg;
 	struct gm_saver *s = f->s;
 
+	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		struct gm_batch *b;
+		uint64_t seq;
 
-		pthread_mutex_lock(&s->mu);
-		while (!(b = gm_batch_take(s)) && !s->stop && !s->cut_done)
+		while (!(b = gm_batch_take(s, &seq)) && !s->stop && !s->cut_done)
 			pthread_cond_wait(&s->cv, &s->mu);
-		pthread_mutex_unlock(&s->mu);
 		if (!b)
-			return NULL;
-		gm_batch_fill(s, b, f->cctx);
-		gm_batch_filled(s, b);
+			break;
+		gm_batch_fill_taken(s, b, seq, f->cctx);
 	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
 }
 
 /* Scan position between batches: the rest of the current extent. */
@@ -355,10 +473,14 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
+	uint64_t t0 = gm_now_ns();
 	int ret = gm_save_write(s, b->arena, b->len);
 
 	if (ret)
 		return ret;
+	pthread_mutex_lock(&s->mu);
+	gm_mean_add(&s->write_ns, gm_now_ns() - t0);
+	pthread_mutex_unlock(&s->mu);
 	s->end.data_chunks += b->n;
 	s->end.populated += b->raw;
 	s->end.stored += b->stored;
@@ -368,9 +490,30 @@ static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 	return 0;
 }
 
+/* All slots' arenas in one mapping, 2 MiB aligned and advised huge: a
+ * fault per 2 MiB, not per 4 KiB, the first time each is used. */
+static int gm_arenas_map(struct gm_saver *s)
+{
+	size_t len = GM_BATCH_SLOTS * gm_batch_cap(), map = len + GMEM_REGION_SIZE;
+	uint8_t *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint8_t *p;
+
+	if (raw == MAP_FAILED)
+		return -ENOMEM;
+	p = (uint8_t *)(((uintptr_t)raw + GMEM_REGION_SIZE - 1) & ~(uintptr_t)(GMEM_REGION_SIZE - 1));
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	munmap(p + len, (size_t)(raw + map - (p + len)));
+	madvise(p, len, MADV_HUGEPAGE);        /* advisory */
+	s->arenas = p;
+	s->arenas_len = len;
+	return 0;
+}
+
 static int gm_pipe_start(struct gm_saver *s)
 {
-	bool z = s->o->flags & GMEM_SNAP_COMPRESS;
+	bool z = s->o->flags & GM_SNAP_ZSTD_FLAGS;
 	unsigned want = z ? GM_FILLERS_MAX : 1;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -378,14 +521,15 @@ static int gm_pipe_start(struct gm_saver *s)
 		want = 0;       /* the saving thread fills and writes alone */
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	s->adaptive = z && !(s->o->flags & GMEM_SNAP_COMPRESS_ALL);
+	if (gm_arenas_map(s))
+		return -ENOMEM;
 	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++) {
 		s->slot[i] = calloc(1, sizeof(*s->slot[i]));
 		if (!s->slot[i])
 			return -ENOMEM;
 		s->slot[i]->cap = gm_batch_cap();
-		s->slot[i]->arena = malloc(s->slot[i]->cap);
-		if (!s->slot[i]->arena)
-			return -ENOMEM;
+		s->slot[i]->arena = s->arenas + i * gm_batch_cap();
 	}
 	for (unsigned i = 0; i < want; i++) {
 		struct gm_filler *f = &s->fill[i];
@@ -421,11 +565,10 @@ static void gm_pipe_stop(struct gm_saver *s)
 			pthread_join(s->fill[i].thread, NULL);
 		ZSTD_freeCCtx(s->fill[i].cctx);
 	}
-	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++) {
-		if (s->slot[i])
-			free(s->slot[i]->arena);
+	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++)
 		free(s->slot[i]);
-	}
+	if (s->arenas)
+		munmap(s->arenas, s->arenas_len);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 }
@@ -460,13 +603,12 @@ static int gm_pipe_run(struct gm_saver *s)
 		b = s->slot[s->seq_write % GM_BATCH_SLOTS];
 		pthread_mutex_lock(&s->mu);
 		while (!b->filled) {
-			struct gm_batch *mine = gm_batch_take(s);
+			uint64_t seq;
+			struct gm_batch *mine = gm_batch_take(s, &seq);
 
+			/* Rather than wait, fill one here, by the same rule. */
 			if (mine) {
-				pthread_mutex_unlock(&s->mu);
-				gm_batch_fill(s, mine, s->cctx);
-				pthread_mutex_lock(&s->mu);
-				mine->filled = true;
+				gm_batch_fill_taken(s, mine, seq, s->cctx);
 				continue;
 			}
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -622,7 +764,7 @@ static int gm_save_setup(struct gm_saver *s)
 	s->arena = malloc(s->cap);
 	if (!s->arena)
 		return -ENOMEM;
-	if (!(s->o->flags & GMEM_SNAP_COMPRESS))
+	if (!(s->o->flags & GM_SNAP_ZSTD_FLAGS))
 		return 0;
 	s->cctx = ZSTD_createCCtx();
 	if (!s->cctx)
