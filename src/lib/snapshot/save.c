@@ -370,16 +370,19 @@ static struct gm_batch *gm_batch_take(struct gm_saver *s, uint64_t *seq)
  * Adaptive compression: is there time to compress batch @seq before the
  * writer wants it? The writer is at batch s->seq_write and takes about
  * s->write_ns per batch; compressing one takes about s->zstd_ns. Until
- * both have been measured, compress (that measures it). Called with s->mu
- * held.
+ * both are measured, the batches the writer needs first go raw (it starts
+ * at once and its pace is measured) and one two or more ahead of it is
+ * compressed (which measures zstd). Called with s->mu held.
  */
 static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 {
+	uint64_t ahead = seq - s->seq_write;
+
 	if (!s->adaptive)
 		return true;
 	if (!s->zstd_ns || !s->write_ns)
-		return true;
-	return (seq - s->seq_write) * s->write_ns >= s->zstd_ns;
+		return ahead >= 2;
+	return ahead * s->write_ns >= s->zstd_ns;
 }
 
 /* Fill batch @b, number @seq, just taken: compressed with @cctx if there
