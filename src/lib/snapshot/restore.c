@@ -41,11 +41,11 @@
 
 /*
  * Page data is loaded by up to GM_LD_WORKERS threads while this one walks
- * the file and checks its structure. A raw chunk is handed over by file
- * offset: the worker faults its destination in, reads the payload straight
- * into guest memory and checks its hash there. A compressed chunk is read
- * and checked by this thread (it is the smaller part) and decompressed by
- * a worker. Chunks cover disjoint guest ranges, so any order will do, and
+ * the file and checks its structure. Each chunk is handed over by file
+ * offset: the worker faults its destination in and reads the payload, a
+ * raw one straight into guest memory, a compressed one into the job's
+ * buffer, checks its hash, and decompresses. Chunks cover disjoint guest
+ * ranges, so any order will do, and
  * the memory is nobody's until the restore returns: a chunk that fails is
  * reported and the memory closed. Copying, faulting in and decompressing
  * are CPU work; split over the CPUs they keep up with the disk.
@@ -63,7 +63,7 @@ struct gm_ld_job {
 	uint64_t index;         /* chunk number (seeds its hash)               */
 	uint64_t hdr_off;       /* file offset of its header, for messages     */
 	uint64_t pay_off;       /* file offset of its payload                  */
-	bool zstd;              /* buf holds the checked payload               */
+	bool zstd;              /* compressed: read into buf first             */
 	uint8_t *buf;
 	int state;
 };
@@ -113,20 +113,19 @@ static void gm_restore_populate(void *dst, size_t len)
 static int gm_ld_job_run(struct gm_ld *u, unsigned worker, const struct gm_ld_job *j,
 			 enum gm_ld_fail *why)
 {
-	uint8_t *dst = u->base + j->c.first;
+	uint8_t *dst = u->base + j->c.first, *into = j->zstd ? j->buf : dst;
 	int ret;
 
 	gm_restore_populate(dst, j->c.raw_len);
-	if (j->zstd) {
-		*why = GM_LD_DECODE;
-		return gm_snap_decode(u->dctx[worker], &j->c, j->buf, dst);
-	}
 	*why = GM_LD_READ;
-	ret = gm_snap_pread(u->fd, dst, j->c.stored_len, j->pay_off);
+	ret = gm_snap_pread(u->fd, into, j->c.stored_len, j->pay_off);
 	if (ret)
 		return ret;
 	*why = GM_LD_HASH;
-	return j->c.hash == gm_snap_chunk_hash(&j->c, j->index, dst) ? 0 : -EINVAL;
+	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, into))
+		return -EINVAL;
+	*why = GM_LD_DECODE;
+	return j->zstd ? gm_snap_decode(u->dctx[worker], &j->c, j->buf, dst) : 0;
 }
 
 static void *gm_ld_main(void *arg)
@@ -262,8 +261,7 @@ fail:
 	gm_ld_stop(x, false);
 }
 
-/* Queue DATA chunk @c: a raw one by its file offset, a compressed one read
- * and checked into the job's buffer. */
+/* Queue DATA chunk @c by its file offset. */
 static int gm_ld_queue(struct gm_restorer *x, struct gm_snap_reader *r,
 		       const struct gm_snap_chunk *c)
 {
@@ -292,7 +290,7 @@ static int gm_ld_queue(struct gm_restorer *x, struct gm_snap_reader *r,
 	j->hdr_off = r->chunk_off;
 	j->pay_off = r->pos;
 	j->zstd = c->flags & GM_SNAP_CHUNK_ZSTD;
-	ret = j->zstd ? gm_snap_fetch(r, c, j->buf) : gm_snap_skip(r, c);
+	ret = gm_snap_skip(r, c);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&u->mu);
