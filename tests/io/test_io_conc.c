@@ -332,3 +332,70 @@ TH_TEST(io, auto_calibrated, .timeout = 60)
 	gmem_io_destroy(io);
 	gmem_close(g);
 }
+
+/* Segments of one request shape: @n segments of @len bytes starting at
+ * @first, @stride apart. */
+static unsigned choose_shape(struct gmem_io_seg *s, unsigned n, uint64_t first, uint64_t len,
+			     uint64_t stride)
+{
+	for (unsigned i = 0; i < n; i++)
+		s[i] = (struct gmem_io_seg){ first + i * stride, len };
+	return n;
+}
+
+/* Every size class up to @max (past the decision table's last: 64 MiB),
+ * alignment and fragmentation gets @want, or any fixed path when 0. */
+static void choose_all(struct gmem_io *io, int want, uint64_t max)
+{
+	static struct gmem_io_seg s[256];
+	struct gmem_io_target t = { .kind = GMEM_IO_MEMORY, .mem = s, .mem_len = 1 };
+	struct gmem_io_req q = { .dir = GMEM_IO_WRITE, .segs = s, .target = &t };
+	uint64_t pg = GMEM_PAGE_SIZE;
+
+	for (uint64_t len = 1; len <= max; len += len / 3 + 1) {
+		for (unsigned shape = 0; shape < 4; shape++) {
+			int p;
+
+			if (shape == 0)
+				q.nsegs = choose_shape(s, 1, 0, len, 0);
+			else if (shape == 1)
+				q.nsegs = choose_shape(s, 1, 100, len, 0);
+			else if (len <= 256 * pg)
+				q.nsegs = choose_shape(s, (unsigned)((len + pg - 1) / pg), 0,
+						       pg, shape == 2 ? 2 * pg : pg);
+			else
+				q.nsegs = choose_shape(s, 2, 0, len / 2, len / 2 + 3 * pg);
+			p = gmem_io_choose(io, &q);
+			if (want)
+				cr_assert(p == want, "len %llu shape %u: %d, want %d",
+					  (unsigned long long)len, shape, p, want);
+			else
+				cr_assert(p == GMEM_IO_INPLACE || p == GMEM_IO_BOUNCE ||
+					  p == GMEM_IO_KMAP, "len %llu shape %u: %d",
+					  (unsigned long long)len, shape, p);
+		}
+	}
+}
+
+/* Bounce everywhere from the default table, a fixed path from a measured
+ * one, and in place once all the pages are shared (auto looks at the first
+ * 16 MiB of pages for that). */
+TH_TEST(io, auto_every_shape, .timeout = 60)
+{
+	struct gmem *g = th_open(backend, 256 * TH_MIB, 0);
+	struct gmem_io *plain = io_ctx(g, 0, 0, GMEM_IO_CTX_NO_CALIBRATE), *io;
+	struct gmem_info info;
+
+	TH_EQ(gmem_info(g, &info), 0);
+	TH_EQ(gmem_io_create(g, NULL, &io), 0);
+	TH_EQ(gmem_convert(g, 0, 256 * TH_MIB, GMEM_PRIVATE, NULL), 0);
+	/* Where the kernel converts in place, only in place can reach them. */
+	choose_all(plain, info.inplace ? GMEM_IO_INPLACE : GMEM_IO_BOUNCE, 96 * TH_MIB);
+	choose_all(io, 0, 96 * TH_MIB);
+	TH_EQ(gmem_convert(g, 0, 256 * TH_MIB, GMEM_SHARED, NULL), 0);
+	choose_all(plain, GMEM_IO_INPLACE, 15 * TH_MIB);
+	choose_all(io, GMEM_IO_INPLACE, 15 * TH_MIB);
+	gmem_io_destroy(plain);
+	gmem_io_destroy(io);
+	gmem_close(g);
+}

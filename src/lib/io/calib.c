@@ -12,26 +12,28 @@
  * so it measures what the paths cost, not the device; device reads for
  * speed, the paths' costs being symmetric.
  *
- * A request is placed in that table by its size (interpolated linearly in
- * bytes between the two nearest sizes, extrapolated past 1 MiB), its
+ * The model places a request by its size (interpolated linearly in bytes
+ * between the two nearest sizes, extrapolated past 1 MiB), its
  * fragmentation (segments per page, 0 = contiguous .. 1 = one page per
  * segment, blending the contiguous and scattered costs) and its alignment
  * (a segment not page-aligned adds the measured penalty of the unaligned
- * shape). A request whose pages are all shared already goes in place: no
- * conversion, zero-copy. Paths the memory cannot take are never chosen.
+ * shape). Paths the memory cannot take are never chosen.
  *
- * Single-segment requests up to GM_IO_FAST_MAX bytes (most block I/O)
- * skip the model: the answer for every 512-byte size class, aligned or
- * not, is computed from it whenever the table changes, and such a request
- * costs one page-state read and one table load (the model's interpolation
- * and lock took 50-80 ns, 10-15 % of a bounced 512 B request).
+ * Requests do not run the model: whenever the table changes, its answer is
+ * computed for every size class (512 B wide up to 64 KiB, then 1/8 of a
+ * doubling), fragmentation class (eighths) and alignment, and a request
+ * costs one table load, found from the size, page count and alignment that
+ * validating it gathered anyway, plus one page-state read: a request whose
+ * pages are all shared already goes in place (no conversion, zero-copy).
+ * Multi-segment and larger requests used to run the model under a reader
+ * lock: 60-100 ns a request (8 % of a bounced 8 KiB scattered one) and a
+ * lock cache line passed between the cores of concurrent requests.
  *
- * Lock rule: io->calib_lock is a reader-writer lock: requests read the
- * table, gmem_io_calibrate() measures into a private copy and swaps it in
- * under the write lock, so requests never wait for a measurement. The
- * per-class answers are bytes stored and loaded atomically without the
- * lock: a request racing a recalibration gets the old or the new answer,
- * both usable paths.
+ * Lock rule: gmem_io_calibrate() measures into a private copy and takes
+ * io->calib_lock only to install it and refill the decision table, so
+ * requests never wait for a measurement and never take the lock. Table
+ * entries are bytes stored and loaded atomically: a request racing a
+ * recalibration gets the old or the new answer, both usable paths.
  */
 #include <errno.h>
 #include <math.h>
@@ -130,7 +132,7 @@ static int gm_io_measure(struct gm_io_bench *b, enum gmem_io_path path, unsigned
 	for (int warm = 1; warm >= 0; warm--) {
 		do {
 			uint64_t t0 = gm_io_now(), dt;
-			int64_t ret = gm_io_serve(b->io, &b->mem, &q, path);
+			int64_t ret = gm_io_serve(b->io, &b->mem, &q, path, gm_io_cpu());
 
 			if (ret < 0)
 				return (int)ret;
@@ -215,10 +217,10 @@ int gm_io_calibrate(struct gmem_io *io)
 	ret = gm_io_measure_all(&b, c);
 	if (ret)
 		goto out_target;
-	pthread_rwlock_wrlock(&io->calib_lock);
+	pthread_mutex_lock(&io->calib_lock);
 	io->calib = *c;
-	gm_io_fast_fill(io);
-	pthread_rwlock_unlock(&io->calib_lock);
+	gm_io_choice_fill(io);
+	pthread_mutex_unlock(&io->calib_lock);
 	__atomic_add_fetch(&io->n.calibrations, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&io->n.calib_ns, gm_io_now() - t0, __ATOMIC_RELAXED);
 
@@ -233,7 +235,7 @@ out_calib:
 	return ret;
 }
 
-/* ---- choosing ------------------------------------------------------------ */
+/* ---- the cost model ------------------------------------------------------ */
 
 /* Cost of @bytes on row @row, linear in bytes between the measured sizes. */
 static double gm_io_interp(const double *row, uint64_t bytes)
@@ -250,48 +252,12 @@ static double gm_io_interp(const double *row, uint64_t bytes)
 	return row[i] + (row[i + 1] - row[i]) * ((double)bytes - lo) / (hi - lo);
 }
 
+/* A request as the model sees it. */
 struct gm_io_shape_of {
 	uint64_t bytes;
 	double frag;            /* 0 contiguous .. 1 one page per segment */
 	bool unaligned;
-	bool all_shared;
 };
-
-static bool gm_io_seg_shared(const struct gm_io_mem *m, const struct gmem_io_seg *s,
-			     uint64_t *budget)
-{
-	uint64_t first = s->gpa / GMEM_PAGE_SIZE;
-	uint64_t last = (s->gpa + s->len - 1) / GMEM_PAGE_SIZE;
-
-	for (uint64_t p = first; p <= last; p++) {
-		if (!*budget || gmem_state(m->g, p * GMEM_PAGE_SIZE) != GMEM_SHARED)
-			return false;
-		(*budget)--;
-	}
-	return true;
-}
-
-static struct gm_io_shape_of gm_io_describe(const struct gm_io_mem *m,
-					    const struct gmem_io_req *q)
-{
-	struct gm_io_shape_of d = { .all_shared = true };
-	uint64_t pages = 0, budget = GM_IO_SHARED_SCAN;
-
-	for (unsigned i = 0; i < q->nsegs; i++) {
-		const struct gmem_io_seg *s = &q->segs[i];
-
-		d.bytes += s->len;
-		pages += (s->gpa + s->len - 1) / GMEM_PAGE_SIZE - s->gpa / GMEM_PAGE_SIZE + 1;
-		d.unaligned |= ((s->gpa | s->len) & (GMEM_PAGE_SIZE - 1)) != 0;
-		if (d.all_shared)
-			d.all_shared = gm_io_seg_shared(m, s, &budget);
-	}
-	if (q->nsegs > 1 && pages > 1)
-		d.frag = (double)(q->nsegs - 1) / (double)(pages - 1);
-	if (d.frag > 1.0)
-		d.frag = 1.0;
-	return d;
-}
 
 static double gm_io_cost(const struct gm_io_calib *c, unsigned p,
 			 const struct gm_io_shape_of *d)
@@ -326,51 +292,101 @@ static enum gmem_io_path gm_io_best(const struct gm_io_mem *m, const struct gm_i
 	return best;
 }
 
-void gm_io_fast_fill(struct gmem_io *io)
+/* ---- the decision table ---------------------------------------------------- */
+
+/* Size class of a request of @bytes (>= 1): 512-byte steps, then
+ * GM_IO_LOG_SUB steps per doubling, read off the top bits. */
+static unsigned gm_io_class(uint64_t bytes)
+{
+	uint64_t b = bytes - 1;
+	unsigned msb, cls;
+
+	if (b < (uint64_t)GM_IO_LIN_N * GM_IO_LIN_STEP)
+		return (unsigned)(b / GM_IO_LIN_STEP);
+	msb = 63u - (unsigned)__builtin_clzll(b);
+	cls = GM_IO_LIN_N + (msb - 16u) * GM_IO_LOG_SUB +
+	      (unsigned)((b >> (msb - 3u)) & (GM_IO_LOG_SUB - 1));
+	return cls < GM_IO_NCLASS ? cls : GM_IO_NCLASS - 1;
+}
+
+/* The largest size of class @cls: requests are mostly whole sectors or
+ * pages, and the model is linear within a class. */
+static uint64_t gm_io_class_bytes(unsigned cls)
+{
+	unsigned j, msb;
+
+	if (cls < GM_IO_LIN_N)
+		return (cls + 1ull) * GM_IO_LIN_STEP;
+	j = cls - GM_IO_LIN_N;
+	msb = 16u + j / GM_IO_LOG_SUB;
+	return (GM_IO_LOG_SUB + 1ull + j % GM_IO_LOG_SUB) << (msb - 3u);
+}
+
+/* Fragmentation class: segments per page, (nsegs - 1) / (pages - 1),
+ * rounded to eighths. */
+static unsigned gm_io_frag(uint64_t nsegs, uint64_t pages)
+{
+	uint64_t steps = GM_IO_NFRAG - 1;
+
+	if (nsegs < 2 || pages < 2)
+		return 0;
+	if (nsegs >= pages)
+		return GM_IO_NFRAG - 1;
+	return (unsigned)((steps * (nsegs - 1) + (pages - 1) / 2) / (pages - 1));
+}
+
+void gm_io_choice_fill(struct gmem_io *io)
 {
 	for (unsigned u = 0; u < 2; u++) {
-		for (unsigned i = 0; i < GM_IO_FAST_N; i++) {
-			/* The class's largest size: requests are mostly whole
-			 * sectors, and the cost model is linear in between. */
-			struct gm_io_shape_of d = { .bytes = (i + 1ull) * GM_IO_FAST_STEP,
-						    .unaligned = u };
+		for (unsigned f = 0; f < GM_IO_NFRAG; f++) {
+			for (unsigned i = 0; i < GM_IO_NCLASS; i++) {
+				struct gm_io_shape_of d = {
+					.bytes = gm_io_class_bytes(i),
+					.frag = (double)f / (GM_IO_NFRAG - 1),
+					.unaligned = u,
+				};
 
-			__atomic_store_n(&io->fast[u][i],
-					 (uint8_t)gm_io_best(&io->mem, &io->calib, &d),
-					 __ATOMIC_RELAXED);
+				__atomic_store_n(&io->choice[u][f][i],
+						 (uint8_t)gm_io_best(&io->mem, &io->calib, &d),
+						 __ATOMIC_RELAXED);
+			}
 		}
 	}
 }
 
-/* A single small segment: one page-state read when the buffer is private
- * (the common case), one table load, no lock and no interpolation. */
-static enum gmem_io_path gm_io_choose_fast(struct gmem_io *io, const struct gmem_io_seg *s)
-{
-	const struct gm_io_mem *m = &io->mem;
-	uint64_t budget = GM_IO_SHARED_SCAN;
-	bool unaligned = ((s->gpa | s->len) & (GMEM_PAGE_SIZE - 1)) != 0;
+/* ---- choosing ------------------------------------------------------------ */
 
-	if (!m->no_pin && gm_io_seg_shared(m, s, &budget))
-		return GMEM_IO_INPLACE;
-	return (enum gmem_io_path)__atomic_load_n(
-		&io->fast[unaligned][(s->len - 1) / GM_IO_FAST_STEP], __ATOMIC_RELAXED);
+/* Are the first GM_IO_SHARED_SCAN pages of @q all shared? Out of line:
+ * the caller has seen the first page shared already, which private
+ * buffers, the common case, are not. */
+static __attribute__((noinline)) bool gm_io_all_shared(const struct gm_io_mem *m,
+						       const struct gmem_io_req *q)
+{
+	uint64_t budget = GM_IO_SHARED_SCAN;
+
+	for (unsigned i = 0; i < q->nsegs; i++) {
+		const struct gmem_io_seg *s = &q->segs[i];
+		uint64_t last = (s->gpa + s->len - 1) / GMEM_PAGE_SIZE;
+
+		for (uint64_t p = s->gpa / GMEM_PAGE_SIZE; p <= last; p++) {
+			if (!budget-- || gmem_state(m->g, p * GMEM_PAGE_SIZE) != GMEM_SHARED)
+				return false;
+		}
+	}
+	return true;
 }
 
-enum gmem_io_path gm_io_choose(struct gmem_io *io, const struct gmem_io_req *req)
+enum gmem_io_path gm_io_choose(struct gmem_io *io, const struct gmem_io_req *req,
+			       const struct gm_io_shape *sh)
 {
 	const struct gm_io_mem *m = &io->mem;
-	struct gm_io_shape_of d;
-	enum gmem_io_path best;
 
 	if (m->kernel_inplace)
 		return GMEM_IO_INPLACE;
-	if (req->nsegs == 1 && req->segs[0].len <= GM_IO_FAST_MAX)
-		return gm_io_choose_fast(io, req->segs);
-	d = gm_io_describe(m, req);
-	if (d.all_shared && !m->no_pin)
+	if (!m->no_pin && gmem_state(m->g, req->segs[0].gpa) == GMEM_SHARED &&
+	    gm_io_all_shared(m, req))
 		return GMEM_IO_INPLACE;
-	pthread_rwlock_rdlock(&io->calib_lock);
-	best = gm_io_best(m, &io->calib, &d);
-	pthread_rwlock_unlock(&io->calib_lock);
-	return best;
+	return (enum gmem_io_path)__atomic_load_n(
+		&io->choice[sh->unaligned][gm_io_frag(req->nsegs, sh->pages)]
+			   [gm_io_class(sh->bytes)], __ATOMIC_RELAXED);
 }

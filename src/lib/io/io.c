@@ -94,18 +94,20 @@ int gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem
 	ret = gm_io_config_ok(cfg, &pool, &slot);
 	if (ret)
 		return ret;
-	io = calloc(1, sizeof(*io));
-	if (!io)
+	/* Aligned: the per-CPU counters must not share cache lines. */
+	if (posix_memalign((void **)&io, 64, sizeof(*io)))
 		return -ENOMEM;
+	memset(io, 0, sizeof(*io));
+	io->ncpus = gm_io_ncpus();
 	ret = gm_io_mem_init(&io->mem, g);
 	if (ret)
 		goto err_free;
 	ret = gm_io_pool_init(&io->pool, pool, slot);
 	if (ret)
 		goto err_mem;
-	pthread_rwlock_init(&io->calib_lock, NULL);
+	pthread_mutex_init(&io->calib_lock, NULL);
 	gm_io_calib_defaults(&io->calib);
-	gm_io_fast_fill(io);
+	gm_io_choice_fill(io);
 	if (!(cfg && cfg->flags & GMEM_IO_CTX_NO_CALIBRATE)) {
 		ret = gm_io_calibrate(io);
 		if (ret)
@@ -115,7 +117,7 @@ int gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem
 	return 0;
 
 err_pool:
-	pthread_rwlock_destroy(&io->calib_lock);
+	pthread_mutex_destroy(&io->calib_lock);
 	gm_io_pool_fini(&io->pool);
 err_mem:
 	gm_io_mem_fini(&io->mem);
@@ -128,7 +130,7 @@ void gmem_io_destroy(struct gmem_io *io)
 {
 	if (!io)
 		return;
-	pthread_rwlock_destroy(&io->calib_lock);
+	pthread_mutex_destroy(&io->calib_lock);
 	gm_io_pool_fini(&io->pool);
 	gm_io_mem_fini(&io->mem);
 	free(io);
@@ -157,11 +159,12 @@ static int gm_io_target_ok(const struct gmem_io_target *t)
 	return -EINVAL;
 }
 
-/* Check the request; *total gets its byte count. */
+/* Check the request; *sh gets its size and shape, which auto needs, in the
+ * same pass over the segments. */
 static int gm_io_req_ok(const struct gm_io_mem *m, const struct gmem_io_req *q,
-			uint64_t *total)
+			struct gm_io_shape *sh)
 {
-	uint64_t sum = 0;
+	uint64_t sum = 0, pages = 0, odd = 0;
 
 	if (q->dir != GMEM_IO_READ && q->dir != GMEM_IO_WRITE)
 		return -EINVAL;
@@ -177,26 +180,32 @@ static int gm_io_req_ok(const struct gm_io_mem *m, const struct gmem_io_req *q,
 		if (sum + s->len < sum)
 			return -EINVAL;
 		sum += s->len;
+		pages += (s->gpa + s->len - 1) / GMEM_PAGE_SIZE - s->gpa / GMEM_PAGE_SIZE + 1;
+		odd |= s->gpa | s->len;
 	}
 	if (q->off + sum < q->off)
 		return -EINVAL;
-	*total = sum;
+	*sh = (struct gm_io_shape){ .bytes = sum, .pages = pages,
+				    .unaligned = (odd & (GMEM_PAGE_SIZE - 1)) != 0 };
 	return gm_io_target_ok(q->target);
 }
 
-static void gm_io_count(struct gmem_io *io, enum gmem_io_path p, int64_t ret, uint64_t done,
-			uint64_t total)
+static void gm_io_count(struct gmem_io *io, unsigned cpu, enum gmem_io_path p, int64_t ret,
+			uint64_t done, uint64_t total)
 {
-	__atomic_add_fetch(&io->n.requests[p], 1, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&io->n.bytes[p], done, __ATOMIC_RELAXED);
+	struct gm_io_cpu_counts *c = &io->cpu[gm_io_cpu_set(cpu, io->ncpus)];
+
+	/* Atomic still: two threads may share a CPU's set. */
+	__atomic_add_fetch(&c->requests[p], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->bytes[p], done, __ATOMIC_RELAXED);
 	if (ret < 0)
-		__atomic_add_fetch(&io->n.errors, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
 	else if (done < total)
-		__atomic_add_fetch(&io->n.short_transfers, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&c->short_transfers, 1, __ATOMIC_RELAXED);
 }
 
 int64_t gm_io_serve(struct gmem_io *io, struct gm_io_mem *m, struct gmem_io_req *req,
-		    enum gmem_io_path path)
+		    enum gmem_io_path path, unsigned cpu)
 {
 	struct gm_io_run r;
 	int ret = gm_io_path_ok(m, path);
@@ -205,7 +214,7 @@ int64_t gm_io_serve(struct gmem_io *io, struct gm_io_mem *m, struct gmem_io_req 
 	req->used = path;
 	if (ret)
 		return ret;
-	gm_io_run_init(&r, io, m, req);
+	gm_io_run_init(&r, io, m, req, cpu);
 	switch (path) {
 	case GMEM_IO_INPLACE:
 		ret = gm_io_inplace(&r);
@@ -224,30 +233,32 @@ int64_t gm_io_serve(struct gmem_io *io, struct gm_io_mem *m, struct gmem_io_req 
 int64_t gmem_io_rw(struct gmem_io *io, struct gmem_io_req *req)
 {
 	enum gmem_io_path path;
-	uint64_t total;
+	struct gm_io_shape sh;
+	unsigned cpu;
 	int64_t ret;
 
 	if (!io || !req)
 		return -EINVAL;
 	req->done = 0;
-	ret = gm_io_req_ok(&io->mem, req, &total);
+	ret = gm_io_req_ok(&io->mem, req, &sh);
 	if (ret)
 		return ret;
-	path = req->path == GMEM_IO_AUTO ? gm_io_choose(io, req) : req->path;
-	ret = gm_io_serve(io, &io->mem, req, path);
-	gm_io_count(io, path, ret, req->done, total);
+	path = req->path == GMEM_IO_AUTO ? gm_io_choose(io, req, &sh) : req->path;
+	cpu = gm_io_cpu();
+	ret = gm_io_serve(io, &io->mem, req, path, cpu);
+	gm_io_count(io, cpu, path, ret, req->done, sh.bytes);
 	return ret;
 }
 
 int gmem_io_choose(struct gmem_io *io, const struct gmem_io_req *req)
 {
-	uint64_t total;
+	struct gm_io_shape sh;
 	int ret;
 
 	if (!io || !req)
 		return -EINVAL;
-	ret = gm_io_req_ok(&io->mem, req, &total);
-	return ret ? ret : (int)gm_io_choose(io, req);
+	ret = gm_io_req_ok(&io->mem, req, &sh);
+	return ret ? ret : (int)gm_io_choose(io, req, &sh);
 }
 
 int gmem_io_calibrate(struct gmem_io *io)
@@ -260,25 +271,27 @@ int gmem_io_stats(struct gmem_io *io, struct gmem_io_stats *st)
 	if (!io || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	for (unsigned p = 0; p < GMEM_IO_NPATHS; p++) {
-		st->requests[p] = __atomic_load_n(&io->n.requests[p], __ATOMIC_RELAXED);
-		st->bytes[p] = __atomic_load_n(&io->n.bytes[p], __ATOMIC_RELAXED);
+	for (unsigned k = 0; k < io->ncpus; k++) {
+		const struct gm_io_cpu_counts *c = &io->cpu[k];
+
+		for (unsigned p = 0; p < GMEM_IO_NPATHS; p++) {
+			st->requests[p] += __atomic_load_n(&c->requests[p], __ATOMIC_RELAXED);
+			st->bytes[p] += __atomic_load_n(&c->bytes[p], __ATOMIC_RELAXED);
+		}
+		st->errors += __atomic_load_n(&c->errors, __ATOMIC_RELAXED);
+		st->short_transfers += __atomic_load_n(&c->short_transfers, __ATOMIC_RELAXED);
 	}
-	st->errors = __atomic_load_n(&io->n.errors, __ATOMIC_RELAXED);
-	st->short_transfers = __atomic_load_n(&io->n.short_transfers, __ATOMIC_RELAXED);
 	st->conversions = __atomic_load_n(&io->n.conversions, __ATOMIC_RELAXED);
 	st->calibrations = __atomic_load_n(&io->n.calibrations, __ATOMIC_RELAXED);
 	st->calib_ns = __atomic_load_n(&io->n.calib_ns, __ATOMIC_RELAXED);
 	gm_io_shares_counts(io->mem.shares, &st->shared_now, &st->deferred,
 			    &st->restore_retries);
-	pthread_mutex_lock(&io->pool.lock);
 	st->pool_size = io->pool.size;
 	st->pool_slot_size = io->pool.slot_size;
 	st->pool_slots = io->pool.nslots;
-	st->pool_free = io->pool.nfree;
-	st->pool_waits = io->pool.waits;
-	st->pool_nobufs = io->pool.nobufs;
-	pthread_mutex_unlock(&io->pool.lock);
+	st->pool_free = gm_io_pool_free(&io->pool);
+	st->pool_waits = __atomic_load_n(&io->pool.waits, __ATOMIC_RELAXED);
+	st->pool_nobufs = __atomic_load_n(&io->pool.nobufs, __ATOMIC_RELAXED);
 	return 0;
 }
 

@@ -15,6 +15,12 @@
  * buffers, lengths and offset meet its alignment, and the plain fd for the
  * rest (mixing the two is coherent: a direct write invalidates the cache).
  *
+ * A memory target is written as a device's DMA would write it, with
+ * streaming stores for pieces of a page or more (copy.c): no read of the
+ * target's old lines, no eviction of the caller's cache. With plain stores
+ * a bounced device write of 64 KiB or more ran at 0.70-0.79x memcpy (per-run
+ * medians of gmem bench io), streamed at 0.87-0.98x.
+ *
  * A batch may hold temporary mappings; they are released when the batch is
  * flushed or dropped, so a request never holds more than GM_IO_WINDOWS.
  */
@@ -45,6 +51,7 @@ static bool gm_io_direct_ok(const struct gmem_io_target *t, const struct iovec *
 static int64_t gm_io_memory_xfer(const struct gmem_io_target *t, enum gmem_io_dir dir,
 				 const struct iovec *iov, unsigned cnt, uint64_t off)
 {
+	bool streamed = false;
 	int64_t moved = 0;
 
 	for (unsigned i = 0; i < cnt && off < t->mem_len; i++) {
@@ -56,10 +63,12 @@ static int64_t gm_io_memory_xfer(const struct gmem_io_target *t, enum gmem_io_di
 		if (dir == GMEM_IO_READ)
 			memcpy(iov[i].iov_base, m, n);
 		else
-			memcpy(m, iov[i].iov_base, n);
+			streamed |= gm_io_copy_nt(m, iov[i].iov_base, n);
 		moved += (int64_t)n;
 		off += n;
 	}
+	if (streamed)
+		gm_io_copy_fence();
 	return moved;
 }
 
@@ -131,14 +140,22 @@ int64_t gm_io_target_xfer(const struct gmem_io_target *t, enum gmem_io_dir dir,
 /* ---- batches --------------------------------------------------------- */
 
 void gm_io_run_init(struct gm_io_run *r, struct gmem_io *io, struct gm_io_mem *m,
-		    const struct gmem_io_req *req)
+		    const struct gmem_io_req *req, unsigned cpu)
 {
-	memset(r, 0, sizeof(*r));
+	/* Field by field: the iovec and window arrays (1 KiB) are written
+	 * before they are read, and zeroing them was a sixth of a small
+	 * request's cost. */
 	r->io = io;
 	r->m = m;
 	r->req = req;
 	r->t = req->target;
 	r->off = req->off;
+	r->done = 0;
+	r->eof = false;
+	r->niov = 0;
+	r->nbytes = 0;
+	r->nwin = 0;
+	r->cpu = cpu;
 }
 
 void gm_io_run_drop(struct gm_io_run *r)
