@@ -306,6 +306,11 @@ static size_t gm_batch_cap(void)
 	       GM_BATCH_PIECES * (sizeof(struct gm_snap_chunk) + 128) + 4096;
 }
 
+static int gm_save_level(const struct gm_saver *s)
+{
+	return s->o->level ? s->o->level : 1;
+}
+
 static uint64_t gm_now_ns(void)
 {
 	struct timespec t;
@@ -356,6 +361,36 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 	}
 }
 
+/*
+ * What a batch took to compress in the last adaptive save of this process,
+ * and at which level: zstd's speed is the machine's, not the file's, so a
+ * later save starts from it instead of measuring again (a measurement is a
+ * compression the writer may wait for). Guarded by gm_zstd_memo_lock.
+ */
+static pthread_mutex_t gm_zstd_memo_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int level;
+	uint64_t ns;
+} gm_zstd_memo;
+
+static void gm_zstd_memo_load(struct gm_saver *s, int level)
+{
+	pthread_mutex_lock(&gm_zstd_memo_lock);
+	if (gm_zstd_memo.ns && gm_zstd_memo.level == level)
+		s->zstd_ns = gm_zstd_memo.ns;
+	pthread_mutex_unlock(&gm_zstd_memo_lock);
+}
+
+static void gm_zstd_memo_store(const struct gm_saver *s, int level)
+{
+	pthread_mutex_lock(&gm_zstd_memo_lock);
+	if (s->zstd_ns) {
+		gm_zstd_memo.level = level;
+		gm_zstd_memo.ns = s->zstd_ns;
+	}
+	pthread_mutex_unlock(&gm_zstd_memo_lock);
+}
+
 /* Take the next cut batch to fill, or NULL; *@seq its number. Called with
  * s->mu held. */
 static struct gm_batch *gm_batch_take(struct gm_saver *s, uint64_t *seq)
@@ -369,10 +404,11 @@ static struct gm_batch *gm_batch_take(struct gm_saver *s, uint64_t *seq)
 /*
  * Adaptive compression: is there time to compress batch @seq before the
  * writer wants it? The writer is at batch s->seq_write and takes about
- * s->write_ns per batch; compressing one takes about s->zstd_ns. Until
- * both are measured, the batches the writer needs first go raw (it starts
- * at once and its pace is measured) and one two or more ahead of it is
- * compressed (which measures zstd). Called with s->mu held.
+ * s->write_ns per batch; compressing one takes about s->zstd_ns (this
+ * save's running mean, or the last save's: gm_zstd_memo). Until the
+ * writer has written a batch, batches go raw (it starts at once and its
+ * pace is measured), except that a first save probes zstd on a batch two
+ * or more ahead of the writer. Called with s->mu held.
  */
 static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 {
@@ -380,9 +416,13 @@ static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 
 	if (!s->adaptive)
 		return true;
-	if (!s->zstd_ns || !s->write_ns)
+	if (!s->write_ns)               /* raw until the writer's pace is known, */
+		return !s->zstd_ns && ahead >= 2;      /* but probe zstd early */
+	if (!s->zstd_ns)
 		return ahead >= 2;
-	return ahead * s->write_ns >= s->zstd_ns;
+	/* Twice the time: a compressing filler also takes a CPU the writer
+	 * and the other filler would use (two CPUs here). */
+	return ahead * s->write_ns >= 2 * s->zstd_ns;
 }
 
 /* Fill batch @b, number @seq, just taken: compressed with @cctx if there
@@ -493,15 +533,32 @@ static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 	return 0;
 }
 
+/*
+ * The arenas of the last save, kept for the next one (or NULL): faulting in
+ * and zeroing 8 MiB of fresh arenas cost a small save (1 GiB at 1 %) a
+ * sixth of its time. One set is kept per process, whatever the number of
+ * memories; a save that finds it taken maps its own. Guarded by
+ * gm_arena_cache_lock.
+ */
+static pthread_mutex_t gm_arena_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *gm_arena_cache;
+
 /* All slots' arenas in one mapping, 2 MiB aligned and advised huge: a
- * fault per 2 MiB, not per 4 KiB, the first time each is used. */
+ * fault per 2 MiB, not per 4 KiB, the first time each is used. The
+ * process keeps the last one (gm_arena_cache). */
 static int gm_arenas_map(struct gm_saver *s)
 {
 	size_t len = GM_BATCH_SLOTS * gm_batch_cap(), map = len + GMEM_REGION_SIZE;
-	uint8_t *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			    -1, 0);
-	uint8_t *p;
+	uint8_t *raw, *p;
 
+	s->arenas_len = len;
+	pthread_mutex_lock(&gm_arena_cache_lock);
+	s->arenas = gm_arena_cache;
+	gm_arena_cache = NULL;
+	pthread_mutex_unlock(&gm_arena_cache_lock);
+	if (s->arenas)
+		return 0;
+	raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (raw == MAP_FAILED)
 		return -ENOMEM;
 	p = (uint8_t *)(((uintptr_t)raw + GMEM_REGION_SIZE - 1) & ~(uintptr_t)(GMEM_REGION_SIZE - 1));
@@ -509,9 +566,24 @@ static int gm_arenas_map(struct gm_saver *s)
 		munmap(raw, (size_t)(p - raw));
 	munmap(p + len, (size_t)(raw + map - (p + len)));
 	madvise(p, len, MADV_HUGEPAGE);        /* advisory */
+	madvise(p, len, MADV_DONTDUMP);        /* guest data passes through */
+	madvise(p, len, MADV_WIPEONFORK);
 	s->arenas = p;
-	s->arenas_len = len;
 	return 0;
+}
+
+static void gm_arenas_unmap(struct gm_saver *s)
+{
+	if (!s->arenas)
+		return;
+	pthread_mutex_lock(&gm_arena_cache_lock);
+	if (!gm_arena_cache) {
+		gm_arena_cache = s->arenas;
+		s->arenas = NULL;
+	}
+	pthread_mutex_unlock(&gm_arena_cache_lock);
+	if (s->arenas)
+		munmap(s->arenas, s->arenas_len);
 }
 
 static int gm_pipe_start(struct gm_saver *s)
@@ -525,6 +597,8 @@ static int gm_pipe_start(struct gm_saver *s)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	s->adaptive = z && !(s->o->flags & GMEM_SNAP_COMPRESS_ALL);
+	if (s->adaptive)
+		gm_zstd_memo_load(s, gm_save_level(s));
 	if (gm_arenas_map(s))
 		return -ENOMEM;
 	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++) {
@@ -543,7 +617,7 @@ static int gm_pipe_start(struct gm_saver *s)
 			if (!f->cctx)
 				break;
 			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_compressionLevel,
-					       s->o->level ? s->o->level : 1);
+					       gm_save_level(s));
 			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_checksumFlag, 0);
 			ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_contentSizeFlag, 1);
 		}
@@ -568,10 +642,11 @@ static void gm_pipe_stop(struct gm_saver *s)
 			pthread_join(s->fill[i].thread, NULL);
 		ZSTD_freeCCtx(s->fill[i].cctx);
 	}
+	if (s->adaptive)
+		gm_zstd_memo_store(s, gm_save_level(s));        /* fillers are gone */
 	for (unsigned i = 0; i < GM_BATCH_SLOTS; i++)
 		free(s->slot[i]);
-	if (s->arenas)
-		munmap(s->arenas, s->arenas_len);
+	gm_arenas_unmap(s);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 }
@@ -772,7 +847,7 @@ static int gm_save_setup(struct gm_saver *s)
 	s->cctx = ZSTD_createCCtx();
 	if (!s->cctx)
 		return -ENOMEM;
-	ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, s->o->level ? s->o->level : 1);
+	ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_compressionLevel, gm_save_level(s));
 	/* The chunk header has the sizes and the hash already. */
 	ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_checksumFlag, 0);
 	ZSTD_CCtx_setParameter(s->cctx, ZSTD_c_contentSizeFlag, 1);
