@@ -28,12 +28,20 @@
  * disk writing 250 MB/s the 8 GiB cases alone take minutes. As root
  * the page cache is dropped before every timed read, so both sides read
  * from the disk; otherwise both may read from the cache (said so in a
- * note). The disk here is a virtio device whose host cache makes its speed
- * swing 2-5x from one second to the next, so each case runs in rounds
- * (library and baseline alternating, the order flipped every round) and
- * the median of the per-round ratios is reported: 3 rounds up to 1 GiB, 1
- * above ($GMEM_BENCH_SNAP_ROUNDS sets it), which keeps the whole benchmark
- * near four minutes.
+ * note). The disk here is a virtio device whose speed swings 2-5x from one
+ * second to the next, so each case runs in rounds (library and baseline
+ * in one round, their order rotated from round to round) and the median of
+ * the per-round ratios is reported: 4 rounds up to 1 GiB, 2 above
+ * ($GMEM_BENCH_SNAP_ROUNDS sets it); the whole benchmark takes 5-8 minutes.
+ *
+ * Deleting: before each timed write (library or baseline) the file it is
+ * about to write is removed and the filesystem synced, untimed. The root
+ * filesystem here is ext4 mounted with online discard: freeing a 1 GiB
+ * file issues a 1 GiB discard to the virtio disk, which took up to seconds
+ * and landed in whichever write replaced the file (the rename of an atomic
+ * save, the O_TRUNC of the baseline) or came next, and made one
+ * measurement 200 MiB/s and the next 1400. Writes to fresh files measure
+ * the write; what replacing a file costs depends on the filesystem.
  *
  * CPUs: the benchmark process is pinned to one CPU; this benchmark lifts
  * the pin for its duration (library and baseline alike), since a save
@@ -204,65 +212,66 @@ static long file_size(const char *path)
 	return n;
 }
 
-/* One round of saves: raw, adaptive zstd, zstd on every chunk, and the
- * baseline write first or last (@flip). */
-static int round_save(struct snap_bench *b, struct gmem *g, uint64_t bytes, bool flip,
+/* The four measurements of a round, baseline (0) and the three files, in
+ * an order rotated by @round: a position in a round is not neutral on this
+ * disk (a burst allowance drained by the one before), so each measurement
+ * takes every position in turn. */
+static unsigned round_op(unsigned round, unsigned k)
+{
+	return (k + round) % 4;
+}
+
+/* One round of saves: the baseline write and the library raw, adaptive
+ * zstd and zstd on every chunk. */
+static int round_save(struct snap_bench *b, struct gmem *g, uint64_t bytes, unsigned round,
 		      struct snap_round *r)
 {
 	static const unsigned flags[] = { 0, GMEM_SNAP_COMPRESS, GMEM_SNAP_COMPRESS_ALL };
 	const char *path[] = { b->raw, b->zst, b->all };
-	uint64_t ns;
+	uint64_t ns = 0;
 	int ret;
 
-	if (flip) {
-		ret = plain_write(b, bytes, &ns);
+	for (unsigned k = 0; k < 4; k++) {
+		unsigned op = round_op(round, k);
+
+		/* Every save writes a new file: see "Deleting" above. */
+		unlink(op ? path[op - 1] : b->plain);
+		sync();
+		if (!op) {
+			ret = plain_write(b, bytes, &ns);
+			r->base_w = mibps(bytes, ns);
+		} else {
+			ret = lib_save(g, path[op - 1], flags[op - 1], &ns);
+			r->lib[M_SAVE_RAW + op - 1] = mibps(bytes, ns);
+		}
 		if (ret)
 			return ret;
-		r->base_w = mibps(bytes, ns);
-	}
-	for (unsigned i = 0; i < 3; i++) {
-		ret = lib_save(g, path[i], flags[i], &ns);
-		if (ret)
-			return ret;
-		r->lib[M_SAVE_RAW + i] = mibps(bytes, ns);
-	}
-	if (!flip) {
-		ret = plain_write(b, bytes, &ns);
-		if (ret)
-			return ret;
-		r->base_w = mibps(bytes, ns);
 	}
 	return 0;
 }
 
-/* One round of restores of the three files, the baseline read first or
- * last (@flip), each from a cold cache. */
-static int round_restore(struct snap_bench *b, uint64_t bytes, bool flip, struct snap_round *r)
+/* One round of restores, each from a cold cache: the baseline read and
+ * the three files. */
+static int round_restore(struct snap_bench *b, uint64_t bytes, unsigned round,
+			 struct snap_round *r)
 {
 	const char *path[] = { b->raw, b->zst, b->all };
-	uint64_t ns;
+	uint64_t ns = 0;
 	int ret;
 
-	if (flip) {
+	for (unsigned k = 0; k < 4; k++) {
+		unsigned op = round_op(round, k);
+
 		drop_caches(b);
-		ret = plain_read(b, bytes, &ns);
+		if (!op) {
+			ret = plain_read(b, bytes, &ns);
+			r->base_r = mibps(bytes, ns);
+		} else {
+			ret = lib_restore(path[op - 1], &ns);
+			r->lib[M_REST_RAW + op - 1] = mibps(bytes, ns);
+		}
 		if (ret)
 			return ret;
-		r->base_r = mibps(bytes, ns);
-	}
-	for (unsigned i = 0; i < 3; i++) {
-		drop_caches(b);
-		ret = lib_restore(path[i], &ns);
-		if (ret)
-			return ret;
-		r->lib[M_REST_RAW + i] = mibps(bytes, ns);
-	}
-	if (!flip) {
-		drop_caches(b);
-		ret = plain_read(b, bytes, &ns);
-		if (ret)
-			return ret;
-		r->base_r = mibps(bytes, ns);
 	}
 	return 0;
 }
@@ -311,11 +320,11 @@ static int one_case(struct snap_bench *b, uint64_t size, unsigned pct, unsigned 
 		return ret;
 	bytes = populate(g, size, pct, 0x9e3779b97f4a7c15ull + n);
 	for (unsigned i = 0; i < rounds && !ret; i++)
-		ret = round_save(b, g, bytes, (n + i) & 1, &r[i]);
+		ret = round_save(b, g, bytes, n + i, &r[i]);
 	/* The source memory goes before restoring: RAM for one copy only. */
 	gmem_close(g);
 	for (unsigned i = 0; i < rounds && !ret; i++)
-		ret = round_restore(b, bytes, (n + i) & 1, &r[i]);
+		ret = round_restore(b, bytes, n + i, &r[i]);
 	if (!ret) {
 		snprintf(info[0], sizeof(info[0]), "file %.1f MiB for %.1f MiB of pages",
 			 (double)file_size(b->zst) / (double)MiB, (double)bytes / (double)MiB);
@@ -400,7 +409,7 @@ int bench_snapshot(void)
 				 (unsigned long long)(cases[i].size / GiB), cases[i].pct);
 			continue;
 		}
-		unsigned rounds = cases[i].size > GiB ? 1 : 3;
+		unsigned rounds = cases[i].size > GiB ? 2 : 4;
 
 		if (rounds_env)
 			rounds = (unsigned)strtoul(rounds_env, NULL, 0);
