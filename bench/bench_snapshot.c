@@ -31,8 +31,8 @@
  * note). The disk here is a virtio device whose speed swings 2-5x from one
  * second to the next, so each case runs in rounds (library and baseline
  * in one round, their order rotated from round to round) and the median of
- * the per-round ratios is reported: 4 rounds up to 1 GiB, 2 above
- * ($GMEM_BENCH_SNAP_ROUNDS sets it); the whole benchmark takes 5-8 minutes.
+ * the per-round ratios is reported: 4 rounds up to 1 GiB, 3 above
+ * ($GMEM_BENCH_SNAP_ROUNDS sets it); the whole benchmark takes 10-13 minutes.
  *
  * Deleting: before each timed write (library or baseline) the file it is
  * about to write is removed and the filesystem synced, untimed. The root
@@ -427,7 +427,7 @@ int bench_snapshot(void)
 				 (unsigned long long)(cases[i].size / GiB), cases[i].pct);
 			continue;
 		}
-		unsigned rounds = cases[i].size > GiB ? 2 : 4;
+		unsigned rounds = cases[i].size > GiB ? 3 : 4;
 
 		if (rounds_env)
 			rounds = (unsigned)strtoul(rounds_env, NULL, 0);
