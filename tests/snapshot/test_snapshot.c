@@ -113,7 +113,7 @@ TH_TEST(snapshot, cross_backend)
 	round_trip(backend, other, GMEM_SNAP_COMPRESS_ALL, 4);
 }
 
-/* 16 MiB of pages that compress about 2:1 (half random, half pattern). */
+/* @bytes of pages that compress about 2:1 (half random, half pattern). */
 static uint64_t fill_compressible(struct gmem *g, uint64_t bytes)
 {
 	uint8_t *kv = gmem_kvm_view(g);
@@ -134,16 +134,17 @@ static uint64_t fill_compressible(struct gmem *g, uint64_t bytes)
 }
 
 /* Adaptive compression compresses when the device is the bottleneck: with
- * every write made to take 10 ms, nearly every chunk is compressed. */
+ * every write made to take 5 ms (blocked, off CPU), every chunk but the few
+ * filled before the first write has been timed is compressed. */
 TH_TEST(snapshot, adaptive_compresses_for_slow_device)
 {
 	const char *dir = snap_tmpdir(), *path = snap_file(dir, "slow.snap", 0);
-	struct gmem *g = open_cfg(backend, SZ, 0), *r;
+	struct gmem *g = open_cfg(backend, 2 * SZ, 0), *r;
 	struct gmem_snapshot_info in;
-	uint64_t bytes = fill_compressible(g, 16 * TH_MIB);
+	uint64_t bytes = fill_compressible(g, 48 * TH_MIB);
 	int ret;
 
-	gm_sys_set_delay(GM_SYS_WRITE, 10 * 1000 * 1000);
+	gm_sys_set_delay(GM_SYS_WRITE, 5 * 1000 * 1000);
 	ret = gmem_snapshot_save(g, path, GMEM_SNAP_COMPRESS);
 	gm_sys_inject_clear();
 	cr_assert_eq(ret, 0, "save: %d (%s)", ret, gmem_last_error());
@@ -153,7 +154,7 @@ TH_TEST(snapshot, adaptive_compresses_for_slow_device)
 	cr_assert_lt(in.stored_bytes, bytes * 3 / 4, "slow device: stored %llu of %llu bytes, "
 		     "expected < 3/4", (unsigned long long)in.stored_bytes,
 		     (unsigned long long)bytes);
-	r = restore_or_fail(path, backend, SZ);
+	r = restore_or_fail(path, backend, 2 * SZ);
 	snap_expect_same(g, r);
 	gmem_close(r);
 	gmem_close(g);

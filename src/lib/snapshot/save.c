@@ -120,7 +120,9 @@ struct gm_saver {
 	uint8_t *arenas;        /* every slot's arena, one mapping             */
 	size_t arenas_len;
 	uint64_t seq_cut, seq_fill, seq_write;  /* batches cut / taken / written */
-	uint64_t write_ns;      /* adaptive zstd: running mean per batch write  */
+	uint64_t wait_ns;       /* adaptive zstd: running mean of the time the
+				 * writer is blocked (off CPU) per batch write */
+	bool wait_known;        /* a batch has been written                      */
 	uint64_t zstd_ns;       /* and per batch compression (0: none yet)      */
 	bool adaptive;          /* GMEM_SNAP_COMPRESS without _ALL              */
 	bool cut_done;          /* no more batches will be cut                 */
@@ -403,12 +405,16 @@ static struct gm_batch *gm_batch_take(struct gm_saver *s, uint64_t *seq)
 
 /*
  * Adaptive compression: is there time to compress batch @seq before the
- * writer wants it? The writer is at batch s->seq_write and takes about
- * s->write_ns per batch; compressing one takes about s->zstd_ns (this
- * save's running mean, or the last save's: gm_zstd_memo). Until the
- * writer has written a batch, batches go raw (it starts at once and its
- * pace is measured), except that a first save probes zstd on a batch two
- * or more ahead of the writer. Called with s->mu held.
+ * writer wants it, on a CPU nobody else needs? The writer is at batch
+ * s->seq_write and is blocked on the device (off CPU) about s->wait_ns
+ * per batch: CPU time a compression can use without slowing anything.
+ * Its time on CPU (copying into the page cache) does not count: there a
+ * compressing filler would slow the writer down, and a slower writer would
+ * look like room for more compression. Compressing a batch takes about
+ * s->zstd_ns (this save's running mean, or the last save's: gm_zstd_memo).
+ * Until a batch has been written, batches go raw, except that while zstd's
+ * speed is unknown a batch two or more ahead of the writer is compressed
+ * (which measures it). Called with s->mu held.
  */
 static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 {
@@ -416,13 +422,13 @@ static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 
 	if (!s->adaptive)
 		return true;
-	if (!s->write_ns)               /* raw until the writer's pace is known, */
-		return !s->zstd_ns && ahead >= 2;      /* but probe zstd early */
+	if (!s->wait_known)
+		return !s->zstd_ns && ahead >= 2;
 	if (!s->zstd_ns)
-		return ahead >= 2;
-	/* Twice the time: a compressing filler also takes a CPU the writer
-	 * and the other filler would use (two CPUs here). */
-	return ahead * s->write_ns >= 2 * s->zstd_ns;
+		return s->wait_ns && ahead >= 2;
+	/* Twice the time: the estimate is a mean, and a wrong guess makes the
+	 * writer wait while a wrong raw batch only costs file size. */
+	return ahead * s->wait_ns >= 2 * s->zstd_ns;
 }
 
 /* Fill batch @b, number @seq, just taken: compressed with @cctx if there
@@ -513,17 +519,35 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 	return b->n ? 1 : 0;
 }
 
+static uint64_t gm_thread_cpu_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Account the time writing one batch kept the writer blocked. */
+static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
+{
+	uint64_t wait = wall > cpu ? wall - cpu : 0;
+
+	pthread_mutex_lock(&s->mu);
+	s->wait_ns = s->wait_known ? (s->wait_ns * 3 + wait) / 4 : wait;
+	s->wait_known = true;
+	pthread_mutex_unlock(&s->mu);
+}
+
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
-	uint64_t t0 = gm_now_ns();
+	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_thread_cpu_ns() : 0;
 	int ret = gm_save_write(s, b->arena, b->len);
 
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&s->mu);
-	gm_mean_add(&s->write_ns, gm_now_ns() - t0);
-	pthread_mutex_unlock(&s->mu);
+	if (s->adaptive)
+		gm_batch_waited(s, gm_now_ns() - t0, gm_thread_cpu_ns() - c0);
 	s->end.data_chunks += b->n;
 	s->end.populated += b->raw;
 	s->end.stored += b->stored;
