@@ -59,10 +59,9 @@
  * pages at most); filler threads copy or compress each batch into its own
  * arena and hash its chunks; the saving thread writes the arenas in order.
  * Chunk numbers are fixed when a batch is cut, so the file is byte for byte
- * what one thread would write. Two fillers, raw or compressing (one could
- * not keep up with the writer on scattered 64 KiB extents: 640 against
- * 1390 MiB/s for 2 GiB of them); the saving thread fills batches itself
- * while it would otherwise wait (and alone if no thread can be started). Batches are small and
+ * what one thread would write. Compression runs on two fillers, a raw copy
+ * on one; the saving thread fills batches itself while it would otherwise
+ * wait (and alone if no thread can be started). Batches are small and
  * few, and their arenas one huge-page mapping, so a small save does not
  * spend its time faulting in fresh buffers. */
 #define GM_BATCH_RAW    (1u << 20)
@@ -614,7 +613,7 @@ static void gm_arenas_unmap(struct gm_saver *s)
 static int gm_pipe_start(struct gm_saver *s)
 {
 	bool z = s->o->flags & GM_SNAP_ZSTD_FLAGS;
-	unsigned want = GM_FILLERS_MAX;
+	unsigned want = z ? GM_FILLERS_MAX : 1;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (cpus < 2)
