@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
+#include "clock.h"
 #include "io.h"
 
 #define GM_IO_CAL_MEM     (8ull << 20)          /* scratch memory          */
@@ -61,14 +61,6 @@ static const enum gmem_io_path gm_io_fixed[GM_IO_NFIXED] = {
 static uint64_t gm_io_size(unsigned i)
 {
 	return 512ull << i;
-}
-
-static uint64_t gm_io_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void gm_io_calib_defaults(struct gm_io_calib *c)
@@ -131,12 +123,12 @@ static int gm_io_measure(struct gm_io_bench *b, enum gmem_io_path path, unsigned
 	q.nsegs = gm_io_shape(b->segs, shape, size);
 	for (int warm = 1; warm >= 0; warm--) {
 		do {
-			uint64_t t0 = gm_io_now(), dt;
+			uint64_t t0 = gm_clock_ns(CLOCK_MONOTONIC), dt;
 			int64_t ret = gm_io_serve(b->io, &b->mem, &q, path, gm_io_cpu());
 
 			if (ret < 0)
 				return (int)ret;
-			dt = gm_io_now() - t0;
+			dt = gm_clock_ns(CLOCK_MONOTONIC) - t0;
 			if (!warm) {
 				v[n++] = (double)dt;
 				spent += dt;
@@ -196,7 +188,7 @@ int gm_io_calibrate(struct gmem_io *io)
 {
 	struct gm_io_bench b = { .io = io };
 	struct gm_io_calib *c;
-	uint64_t t0 = gm_io_now();
+	uint64_t t0 = gm_clock_ns(CLOCK_MONOTONIC);
 	int ret;
 
 	c = malloc(sizeof(*c));
@@ -222,7 +214,7 @@ int gm_io_calibrate(struct gmem_io *io)
 	gm_io_choice_fill(io);
 	pthread_mutex_unlock(&io->calib_lock);
 	__atomic_add_fetch(&io->n.calibrations, 1, __ATOMIC_RELAXED);
-	__atomic_store_n(&io->n.calib_ns, gm_io_now() - t0, __ATOMIC_RELAXED);
+	__atomic_store_n(&io->n.calib_ns, gm_clock_ns(CLOCK_MONOTONIC) - t0, __ATOMIC_RELAXED);
 
 out_target:
 	munmap(b.target, GM_IO_CAL_TARGET);

@@ -24,8 +24,8 @@
  *
  * Compression (GMEM_SNAP_COMPRESS) is adaptive: a batch is compressed only
  * when the writer will not need it before it can be compressed, judged
- * from the measured time the writer takes per batch and a filler takes to
- * compress one. On a device slower than zstd everything is compressed; on
+ * from the measured time the writer is blocked on the device per batch and
+ * a filler takes to compress one (gm_batch_has_time). On a device slower than zstd everything is compressed; on
  * one faster than two CPUs can compress, the save stays as fast as a raw
  * one and compresses what the spare time allows. GMEM_SNAP_COMPRESS_ALL
  * compresses every chunk, whatever it costs in time.
@@ -43,11 +43,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <zstd.h>
 
+#include "clock.h"
 #include "snap.h"
 #include "sys.h"
 
@@ -316,16 +316,14 @@ static int gm_save_level(const struct gm_saver *s)
 
 static uint64_t gm_now_ns(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+	return gm_clock_ns(CLOCK_MONOTONIC);
 }
 
-/* Fold @ns into running mean *@mean (new samples weigh 1/4). */
-static void gm_mean_add(uint64_t *mean, uint64_t ns)
+/* Fold @ns into running mean *@mean, its first sample if @first (new
+ * samples weigh 1/4). */
+static void gm_mean_add(uint64_t *mean, uint64_t ns, bool first)
 {
-	*mean = *mean ? (*mean * 3 + ns) / 4 : ns;
+	*mean = first ? ns : (*mean * 3 + ns) / 4;
 }
 
 /* Copy or compress (with @cctx) every chunk of @b into its arena and hash
@@ -447,7 +445,7 @@ static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t
 	pthread_mutex_lock(&s->mu);
 	b->filled = true;
 	if (z)
-		gm_mean_add(&s->zstd_ns, ns);
+		gm_mean_add(&s->zstd_ns, ns, !s->zstd_ns);    /* never 0 once measured */
 	pthread_cond_broadcast(&s->cv);
 }
 
@@ -532,21 +530,13 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 	return b->n ? 1 : 0;
 }
 
-static uint64_t gm_thread_cpu_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
-}
-
 /* Account the time writing one batch kept the writer blocked. */
 static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
 {
 	uint64_t wait = wall > cpu ? wall - cpu : 0;
 
 	pthread_mutex_lock(&s->mu);
-	s->wait_ns = s->wait_known ? (s->wait_ns * 3 + wait) / 4 : wait;
+	gm_mean_add(&s->wait_ns, wait, !s->wait_known);        /* may be 0 */
 	s->wait_known = true;
 	pthread_mutex_unlock(&s->mu);
 }
@@ -554,13 +544,13 @@ static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
-	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_thread_cpu_ns() : 0;
+	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
 	int ret = gm_save_write(s, b->arena, b->len);
 
 	if (ret)
 		return ret;
 	if (s->adaptive)
-		gm_batch_waited(s, gm_now_ns() - t0, gm_thread_cpu_ns() - c0);
+		gm_batch_waited(s, gm_now_ns() - t0, gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
 	s->end.data_chunks += b->n;
 	s->end.populated += b->raw;
 	s->end.stored += b->stored;
@@ -585,8 +575,8 @@ static uint8_t *gm_arena_cache;
  * process keeps the last one (gm_arena_cache). */
 static int gm_arenas_map(struct gm_saver *s)
 {
-	size_t len = GM_BATCH_SLOTS * gm_batch_cap(), map = len + GMEM_REGION_SIZE;
-	uint8_t *raw, *p;
+	size_t len = GM_BATCH_SLOTS * gm_batch_cap();
+	uint8_t *p;
 
 	s->arenas_len = len;
 	pthread_mutex_lock(&gm_arena_cache_lock);
@@ -595,13 +585,13 @@ static int gm_arenas_map(struct gm_saver *s)
 	pthread_mutex_unlock(&gm_arena_cache_lock);
 	if (s->arenas)
 		return 0;
-	raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
+	if (gm_reserve(len, GMEM_REGION_SIZE, &p))
 		return -ENOMEM;
-	p = (uint8_t *)(((uintptr_t)raw + GMEM_REGION_SIZE - 1) & ~(uintptr_t)(GMEM_REGION_SIZE - 1));
-	if (p > raw)
-		munmap(raw, (size_t)(p - raw));
-	munmap(p + len, (size_t)(raw + map - (p + len)));
+	if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+		 0) == MAP_FAILED) {
+		munmap(p, len);
+		return -ENOMEM;
+	}
 	madvise(p, len, MADV_HUGEPAGE);        /* advisory */
 	madvise(p, len, MADV_DONTDUMP);        /* guest data passes through */
 	madvise(p, len, MADV_WIPEONFORK);
