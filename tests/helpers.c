@@ -2,6 +2,7 @@
 /*
  * helpers.c - see helpers.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -167,6 +168,19 @@ static bool th_parse_range(const char *line, uintptr_t *lo, uintptr_t *hi)
 	*lo = a;
 	*hi = b;
 	return true;
+}
+
+unsigned th_dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	unsigned n = 0;
+
+	cr_assert(d, "opendir %s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
 }
 
 unsigned th_vmas_in(const void *addr, size_t len)

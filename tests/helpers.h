@@ -63,6 +63,10 @@ int th_write_faults(volatile void *addr);
 /* Read @len bytes at @addr through /proc/self/mem: bytes read, or -errno. */
 long th_procmem_read(const void *addr, void *buf, size_t len);
 
+/* Entries of directory @path other than "." and ".." (files in a scratch
+ * directory, descriptors in /proc/self/fd). */
+unsigned th_dir_entries(const char *path);
+
 /* Mappings (VMAs) of this process that overlap [addr, addr + len). */
 unsigned th_vmas_in(const void *addr, size_t len);
 

@@ -13,7 +13,6 @@
  * of gmem_open. madvise is only used on THP-backed memory: see test_huge.c.
  * Last, the -ENOMEM path of the mapping limit (vm.max_map_count).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -281,14 +280,7 @@ TH_TEST(inject, kunmap_mmap)
 
 static unsigned count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	unsigned n = 0;
-
-	cr_assert_not_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
+	return th_dir_entries("/proc/self/fd");
 }
 
 /* Mappings of the kinds gmem makes: guest memory file mappings and

@@ -2,7 +2,6 @@
 /*
  * snap_th.c - see snap_th.h.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -162,21 +161,9 @@ void snap_expect_same(struct gmem *a, struct gmem *b)
 	}
 }
 
-static unsigned snap_count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	unsigned n = 0;
-
-	cr_assert_not_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 unsigned snap_open_fds(void)
 {
-	return snap_count_dir("/proc/self/fd");
+	return th_dir_entries("/proc/self/fd");
 }
 
 unsigned snap_maps(void)

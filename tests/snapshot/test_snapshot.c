@@ -9,7 +9,6 @@
  * a save must not do (share private pages, leave temporaries behind); bad
  * arguments and a snapshot larger than its target.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,6 @@
 #include "snap_th.h"
 #include "sys.h"
 
-static unsigned dir_entries(const char *dir);
 
 #define SZ (32 * TH_MIB)
 
@@ -187,7 +185,7 @@ TH_TEST(snapshot, write_error_keeps_old_file)
 			TH_EQ(ret, -errs[i]);
 			cr_assert(strstr(gmem_last_error(), "writing"), "message: '%s'",
 				  gmem_last_error());
-			TH_EQ(dir_entries(dir), 1);
+			TH_EQ(th_dir_entries(dir), 1);
 			now = snap_slurp(path, &len1);
 			TH_EQ(len1, len0);
 			cr_assert(!memcmp(old, now, len0), "write failure %lu changed the old file",
@@ -306,18 +304,6 @@ TH_TEST(snapshot, sparse_1t)
 	snap_rmdir(dir);
 }
 
-static unsigned dir_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	unsigned n = 0;
-	struct dirent *e;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d)))
-		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-	closedir(d);
-	return n;
-}
 
 /* Success leaves exactly the file; a failed save leaves nothing new. */
 Test(snapshot, no_temporaries)
@@ -330,13 +316,13 @@ Test(snapshot, no_temporaries)
 	snap_randomize(g, 8, 20);
 	cr_assert_eq(gmem_snapshot_save(g, snap_file(dir, "a.snap", 0), 0), 0);
 	cr_assert_eq(gmem_snapshot_save(g, snap_file(dir, "a.snap", 0), GMEM_SNAP_COMPRESS), 0);
-	TH_EQ(dir_entries(dir), 1);
+	TH_EQ(th_dir_entries(dir), 1);
 	cr_assert_eq(stat(snap_file(dir, "a.snap", 0), &sb), 0);
 	TH_EQ(sb.st_mode & 0777, 0600);
 	ret = gmem_snapshot_save(g, snap_file(dir, "missing/b.snap", 1), 0);
 	TH_EQ(ret, -ENOENT);
 	cr_assert(strstr(gmem_last_error(), "missing"), "message: '%s'", gmem_last_error());
-	TH_EQ(dir_entries(dir), 1);
+	TH_EQ(th_dir_entries(dir), 1);
 	gmem_close(g);
 	snap_rmdir(dir);
 }
