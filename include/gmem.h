@@ -183,11 +183,16 @@ const char *gmem_dmap_assumptions(void);
 /* GMEM_SNAP_COMPRESS compresses what it can without slowing the save: a
  * chunk is compressed when the file's device would otherwise wait for it
  * anyway, so a slow disk gets a small file and a fast one a fast save.
- * GMEM_SNAP_COMPRESS_ALL compresses every chunk zstd can shrink. */
+ * GMEM_SNAP_COMPRESS_ALL compresses every chunk zstd can shrink.
+ * A save writes with direct I/O where the file system supports it (the
+ * file does not fill the page cache); GMEM_SNAP_BUFFERED writes through the
+ * page cache instead. The file's bytes are the same either way. */
 #define GMEM_SNAP_COMPRESS     (1u << 0)  /* save: zstd, adaptive             */
 #define GMEM_SNAP_LAZY         (1u << 1)  /* restore: load pages on touch     */
 #define GMEM_SNAP_COMPRESS_ALL (1u << 2)  /* save: zstd on every chunk        */
-#define GMEM_SNAP_ALL          (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY | GMEM_SNAP_COMPRESS_ALL)
+#define GMEM_SNAP_BUFFERED     (1u << 3)  /* save: through the page cache     */
+#define GMEM_SNAP_ALL          (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY | \
+                                GMEM_SNAP_COMPRESS_ALL | GMEM_SNAP_BUFFERED)
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
 /* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
  * size on the best backend; otherwise its backend and flags, and a size at

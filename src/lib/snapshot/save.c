@@ -17,10 +17,12 @@
  * is copied or compressed by filler threads while this thread writes (see
  * GM_BATCH_RAW); the file is the same as one thread would write.
  *
- * Writeback streams: each stretch written is handed to the device at once
- * (sync_file_range), and the save waits for what is more than GM_WB_WINDOW
- * behind, so the device works while pages are still being copied instead
- * of all at the final fsync, and the writer's pace is the device's.
+ * The file is written with direct I/O where the file system has it, through
+ * the page cache with streaming writeback otherwise or with
+ * GMEM_SNAP_BUFFERED (out.c); either way the writer's pace is the device's.
+ * Arenas leave GM_OUT_ALIGN bytes of room in front of their data, and a
+ * filler puts a batch where it will be written without being moved when
+ * it can tell where it starts in the file (gm_batch_phase).
  *
  * Compression (GMEM_SNAP_COMPRESS) is adaptive: a batch is compressed only
  * when the writer will not need it before it can be compressed, judged
@@ -48,6 +50,7 @@
 #include <zstd.h>
 
 #include "clock.h"
+#include "out.h"
 #include "snap.h"
 #include "sys.h"
 
@@ -69,11 +72,6 @@
 #define GM_BATCH_SLOTS  8
 #define GM_FILLERS_MAX  2
 
-/* Streaming writeback: start it every GM_WB_STEP bytes written, and keep at
- * most GM_WB_WINDOW bytes in flight. */
-#define GM_WB_STEP   (4ull << 20)
-#define GM_WB_WINDOW (32ull << 20)
-
 struct gm_piece {
 	uint64_t gpa;
 	uint32_t len;
@@ -83,8 +81,12 @@ struct gm_batch {
 	struct gm_piece piece[GM_BATCH_PIECES];
 	uint32_t n;
 	uint64_t first_index;   /* chunk number of piece[0]                    */
-	uint8_t *arena;         /* chunks, headers included, once filled       */
+	uint8_t *room;          /* GM_OUT_ALIGN-aligned start of the slot      */
+	uint8_t *arena;         /* chunks, headers included, once filled:
+				 * less than GM_OUT_ALIGN after room           */
 	size_t len, cap;
+	int end_phase;          /* file offset % GM_OUT_ALIGN after this batch,
+				 * -1 while unknown (gm_batch_phase)           */
 	uint64_t raw, stored;   /* page bytes, payload bytes                   */
 	bool filled;
 };
@@ -104,16 +106,15 @@ struct gm_saver {
 	const struct gmem_snapshot_opts *o;
 	int fd;
 	char *tmp;              /* temporary file, unlinked on failure          */
-	uint8_t *arena;
+	struct gm_out out;      /* the temporary, being written                 */
+	uint8_t *room;          /* the arena's buffer, GM_OUT_ALIGN-aligned     */
+	uint8_t *arena;         /* header, STATES, END: inside room, at the
+				 * file's phase (gm_out_put)                    */
 	size_t len, cap;
-	uint64_t off;           /* file offset of arena[0]                      */
 	uint64_t index;         /* chunks emitted                               */
 	ZSTD_CCtx *cctx;
 	struct gm_snap_end end;
 	uint64_t total, done;   /* populated bytes, for progress                */
-	uint64_t wb_started;    /* file bytes handed to writeback               */
-	uint64_t wb_waited;     /* file bytes known written to the device       */
-	bool wb_off;            /* the filesystem has no sync_file_range        */
 	/* The data pipeline (see GM_BATCH_RAW). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* any change of the sequence numbers below    */
@@ -121,6 +122,7 @@ struct gm_saver {
 	uint8_t *arenas;        /* every slot's arena, one mapping             */
 	size_t arenas_len;
 	uint64_t seq_cut, seq_fill, seq_write;  /* batches cut / taken / written */
+	size_t phase_write;     /* gm_out_phase() before batch seq_write        */
 	uint64_t wait_ns;       /* adaptive zstd: running mean of the time the
 				 * writer is blocked (off CPU) per batch write */
 	bool wait_known;        /* a batch has been written                      */
@@ -132,77 +134,15 @@ struct gm_saver {
 	unsigned nfill;
 };
 
-/* sync_file_range() on [@from, @to): 0, or -errno with the message set.
- * Its errors are the device's and are not reported again by fsync, so they
- * fail the save; a filesystem without it just loses the streaming. */
-static int gm_save_sync_range(struct gm_saver *s, uint64_t from, uint64_t to, unsigned how)
-{
-	int err;
-
-	if (s->wb_off || to <= from ||
-	    !sync_file_range(s->fd, (off_t)from, (off_t)(to - from), how))
-		return 0;
-	err = errno;
-	if (err == EINVAL || err == ESPIPE || err == ENOSYS || err == EOPNOTSUPP) {
-		s->wb_off = true;
-		return 0;
-	}
-	gm_set_error("snapshot: writing back %s at offset %llu: %s", s->tmp,
-		     (unsigned long long)from, strerror(err));
-	return -err;
-}
-
-/* Hand what was written since the last call to the device, and wait for
- * what is more than GM_WB_WINDOW behind the end of the file. */
-static int gm_save_writeback(struct gm_saver *s)
-{
-	int ret;
-
-	if (s->off - s->wb_started < GM_WB_STEP)
-		return 0;
-	ret = gm_save_sync_range(s, s->wb_started, s->off, SYNC_FILE_RANGE_WRITE);
-	if (ret)
-		return ret;
-	s->wb_started = s->off;
-	if (s->wb_started - s->wb_waited <= GM_WB_WINDOW)
-		return 0;
-	ret = gm_save_sync_range(s, s->wb_waited, s->wb_started - GM_WB_WINDOW,
-				 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-				 SYNC_FILE_RANGE_WAIT_AFTER);
-	if (!ret)
-		s->wb_waited = s->wb_started - GM_WB_WINDOW;
-	return ret;
-}
-
-/* Append @len bytes of @buf to the file at s->off; 0 or -errno. */
-static int gm_save_write(struct gm_saver *s, const uint8_t *buf, size_t len)
-{
-	size_t put = 0;
-
-	while (put < len) {
-		ssize_t n = gm_sys_write(s->fd, buf + put, len - put);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int err = -errno;
-
-			gm_set_error("snapshot: writing %s at offset %llu: %s", s->tmp,
-				     (unsigned long long)(s->off + put), strerror(errno));
-			return err;
-		}
-		put += (size_t)n;
-	}
-	s->off += len;
-	return gm_save_writeback(s);
-}
-
+/* Write the arena out, and start it again where the next write will need
+ * no move. */
 static int gm_save_flush(struct gm_saver *s)
 {
-	int ret = gm_save_write(s, s->arena, s->len);
+	int ret = gm_out_put(&s->out, s->room, s->arena, s->len);
 
 	if (ret)
 		return ret;
+	s->arena = s->room + gm_out_phase(&s->out);
 	s->len = 0;
 	if (s->o->progress)
 		s->o->progress(s->o->progress_ctx, s->done, s->total);
@@ -307,6 +247,18 @@ static size_t gm_batch_cap(void)
 {
 	return GM_BATCH_RAW + GM_BATCH_RAW / 256 +
 	       GM_BATCH_PIECES * (sizeof(struct gm_snap_chunk) + 128) + 4096;
+}
+
+/* A slot: GM_OUT_ALIGN of room for the file's carry, then the batch. */
+static size_t gm_slot_size(void)
+{
+	return (GM_OUT_ALIGN + gm_batch_cap() + GM_OUT_ALIGN - 1) / GM_OUT_ALIGN * GM_OUT_ALIGN;
+}
+
+/* File bytes of batch @b if filled raw. */
+static size_t gm_batch_raw_len(const struct gm_batch *b)
+{
+	return b->n * sizeof(struct gm_snap_chunk) + b->raw;
 }
 
 static int gm_save_level(const struct gm_saver *s)
@@ -430,20 +382,42 @@ static bool gm_batch_has_time(const struct gm_saver *s, uint64_t seq)
 	return ahead * s->wait_ns >= 2 * s->zstd_ns;
 }
 
+/*
+ * Where batch @seq will start in the file, modulo GM_OUT_ALIGN, or -1 if
+ * that is not known yet: the writer's phase for the batch it writes next,
+ * else where the batch before ends. That one has been taken (batches are
+ * taken in order) and not written, so its slot still holds it; its end is
+ * known once it is filled, or when it was taken to be filled raw (its
+ * length is then fixed). A batch placed at a guess is moved when written.
+ * Called with s->mu held.
+ */
+static int gm_batch_phase(const struct gm_saver *s, uint64_t seq)
+{
+	if (seq == s->seq_write)
+		return (int)s->phase_write;
+	return s->slot[(seq - 1) % GM_BATCH_SLOTS]->end_phase;
+}
+
 /* Fill batch @b, number @seq, just taken: compressed with @cctx if there
- * is time, raw otherwise; then mark it filled. Called with s->mu held,
- * which is dropped while filling. */
+ * is time, raw otherwise, at its phase in the file; then mark it filled.
+ * Called with s->mu held, which is dropped while filling. */
 static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t seq,
 				ZSTD_CCtx *cctx)
 {
 	bool z = cctx && gm_batch_has_time(s, seq);
 	uint64_t t0 = z ? gm_now_ns() : 0, ns;
+	int phase = gm_batch_phase(s, seq);
 
+	b->arena = b->room + (phase < 0 ? 0 : phase);
+	b->end_phase = phase < 0 || z ? -1 :
+		       (int)((phase + gm_batch_raw_len(b)) % GM_OUT_ALIGN);
 	pthread_mutex_unlock(&s->mu);
 	gm_batch_fill(s, b, z ? cctx : NULL);
 	ns = z ? gm_now_ns() - t0 : 0;
 	pthread_mutex_lock(&s->mu);
 	b->filled = true;
+	if (phase >= 0)
+		b->end_phase = (int)((phase + b->len) % GM_OUT_ALIGN);
 	if (z)
 		gm_mean_add(&s->zstd_ns, ns, !s->zstd_ns);    /* never 0 once measured */
 	pthread_cond_broadcast(&s->cv);
@@ -498,6 +472,7 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 
 	b->n = 0;
 	b->filled = false;
+	b->end_phase = -1;
 	while (b->n < GM_BATCH_PIECES) {
 		uint32_t take;
 
@@ -545,7 +520,7 @@ static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
 	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
-	int ret = gm_save_write(s, b->arena, b->len);
+	int ret = gm_out_put(&s->out, b->room, b->arena, b->len);
 
 	if (ret)
 		return ret;
@@ -575,7 +550,7 @@ static uint8_t *gm_arena_cache;
  * process keeps the last one (gm_arena_cache). */
 static int gm_arenas_map(struct gm_saver *s)
 {
-	size_t len = GM_BATCH_SLOTS * gm_batch_cap();
+	size_t len = GM_BATCH_SLOTS * gm_slot_size();
 	uint8_t *p;
 
 	s->arenas_len = len;
@@ -623,6 +598,7 @@ static int gm_pipe_start(struct gm_saver *s)
 		want = 0;       /* the saving thread fills and writes alone */
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	s->phase_write = gm_out_phase(&s->out);
 	s->adaptive = z && !(s->o->flags & GMEM_SNAP_COMPRESS_ALL);
 	if (s->adaptive)
 		gm_zstd_memo_load(s, gm_save_level(s));
@@ -633,7 +609,8 @@ static int gm_pipe_start(struct gm_saver *s)
 		if (!s->slot[i])
 			return -ENOMEM;
 		s->slot[i]->cap = gm_batch_cap();
-		s->slot[i]->arena = s->arenas + i * gm_batch_cap();
+		s->slot[i]->room = s->arenas + i * gm_slot_size();
+		s->slot[i]->end_phase = -1;
 	}
 	for (unsigned i = 0; i < want; i++) {
 		struct gm_filler *f = &s->fill[i];
@@ -726,6 +703,7 @@ static int gm_pipe_run(struct gm_saver *s)
 		pthread_mutex_lock(&s->mu);
 		b->filled = false;
 		s->seq_write++;
+		s->phase_write = gm_out_phase(&s->out);
 		pthread_mutex_unlock(&s->mu);
 	}
 }
@@ -751,7 +729,7 @@ static int gm_save_end(struct gm_saver *s)
 	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(s->end) + sizeof(f));
 	if (ret)
 		return ret;
-	end_off = s->off + s->len;
+	end_off = s->out.off + s->len;
 	s->end.chunks = s->index;
 	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), &s->end, sizeof(s->end));
 	ret = gm_save_emit(s, GM_SNAP_END, 0, 0, sizeof(s->end), sizeof(s->end));
@@ -764,7 +742,8 @@ static int gm_save_end(struct gm_saver *s)
 	memcpy(f.magic, GM_SNAP_END_MAGIC, sizeof(f.magic));
 	memcpy(s->arena + s->len, &f, sizeof(f));
 	s->len += sizeof(f);
-	return gm_save_flush(s);
+	ret = gm_save_flush(s);
+	return ret ? ret : gm_out_finish(&s->out);
 }
 
 /* Everything that reads the memory. Caller holds g->lock. */
@@ -867,9 +846,9 @@ static int gm_save_setup(struct gm_saver *s)
 {
 	/* Header, STATES chunks of GM_SNAP_CHUNK_MAX, END and footer. */
 	s->cap = GM_ARENA_FLUSH + 2 * sizeof(struct gm_snap_chunk) + GM_SNAP_CHUNK_MAX + 4096;
-	s->arena = malloc(s->cap);
-	if (!s->arena)
+	if (posix_memalign((void **)&s->room, GM_OUT_ALIGN, GM_OUT_ALIGN + s->cap))
 		return -ENOMEM;
+	s->arena = s->room;
 	if (!(s->o->flags & GM_SNAP_ZSTD_FLAGS))
 		return 0;
 	s->cctx = ZSTD_createCCtx();
@@ -894,17 +873,22 @@ int gm_snap_save(struct gmem *g, const char *path, const struct gmem_snapshot_op
 	ret = gm_save_tmp(&s, path);
 	if (ret)
 		goto out;
+	ret = gm_out_init(&s.out, s.fd, s.tmp, !(o->flags & GMEM_SNAP_BUFFERED));
+	if (ret)
+		goto out_file;
 	pthread_mutex_lock(&g->lock);
 	ret = gm_save_locked(&s);
 	pthread_mutex_unlock(&g->lock);
 	if (!ret)
 		ret = gm_save_commit(&s, path);
+	gm_out_destroy(&s.out);
+out_file:
 	if (s.tmp)
 		unlink(s.tmp);
 	close(s.fd);
 out:
 	free(s.tmp);
 	ZSTD_freeCCtx(s.cctx);
-	free(s.arena);
+	free(s.room);
 	return ret;
 }
