@@ -184,13 +184,14 @@ const char *gmem_dmap_assumptions(void);
  * chunk is compressed when the file's device would otherwise wait for it
  * anyway, so a slow disk gets a small file and a fast one a fast save.
  * GMEM_SNAP_COMPRESS_ALL compresses every chunk zstd can shrink.
- * A save writes with direct I/O where the file system supports it (the
- * file does not fill the page cache); GMEM_SNAP_BUFFERED writes through the
- * page cache instead. The file's bytes are the same either way. */
+ * A save, and an eager restore, move the file with direct I/O where its
+ * file system supports it (the file does not fill the page cache);
+ * GMEM_SNAP_BUFFERED goes through the page cache instead. The file's bytes,
+ * and the restored memory, are the same either way. */
 #define GMEM_SNAP_COMPRESS     (1u << 0)  /* save: zstd, adaptive             */
 #define GMEM_SNAP_LAZY         (1u << 1)  /* restore: load pages on touch     */
 #define GMEM_SNAP_COMPRESS_ALL (1u << 2)  /* save: zstd on every chunk        */
-#define GMEM_SNAP_BUFFERED     (1u << 3)  /* save: through the page cache     */
+#define GMEM_SNAP_BUFFERED     (1u << 3)  /* save, restore: via page cache    */
 #define GMEM_SNAP_ALL          (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY | \
                                 GMEM_SNAP_COMPRESS_ALL | GMEM_SNAP_BUFFERED)
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);

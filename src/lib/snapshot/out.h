@@ -37,7 +37,8 @@ struct gm_out {
 int gm_out_init(struct gm_out *o, int fd, const char *name, bool direct);
 void gm_out_destroy(struct gm_out *o);
 
-/* Whether direct I/O with GM_OUT_ALIGN is possible on @fd's file system. */
+/* Whether direct I/O with GM_OUT_ALIGN is possible on @fd's file system
+ * (reads too: in.c). */
 bool gm_out_direct_ok(int fd);
 
 /* Where the next buffer's data should start after a GM_OUT_ALIGN-aligned

@@ -26,6 +26,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "in.h"
 #include "snap.h"
 
 /* Small: chunk headers and small payloads come through it; a large
@@ -108,6 +109,15 @@ static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
 
 	if (n > r->file_size - r->pos)
 		return -EIO;
+	if (r->in) {
+		const uint8_t *src = gm_in_get(r->in, r->pos, n, &ret);
+
+		if (!src)
+			return ret;
+		memcpy(p, src, n);
+		r->pos += n;
+		return 0;
+	}
 	while (n) {
 		if (r->pos >= r->buf_off && r->pos < r->buf_off + r->buf_len) {
 			size_t at = (size_t)(r->pos - r->buf_off), k = r->buf_len - at;

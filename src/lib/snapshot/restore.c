@@ -19,10 +19,13 @@
  *
  * Speed: each destination range is faulted in with one MADV_POPULATE_WRITE
  * before its payload is copied (a page fault per 4 KiB inside the copy costs
- * more than the copy), raw payloads are read straight into guest memory,
- * the kernel's sequential read-ahead does the prefetching, and the loading
- * (faulting in, copying, checking, decompressing) is done by worker
- * threads (gm_ld_*) while this thread walks the file's structure.
+ * more than the copy), and the loading (faulting in, copying, checking,
+ * decompressing) is done by worker threads (gm_ld_*) while this thread
+ * walks the file's structure. The file is read with direct I/O into a ring
+ * (in.c) that the walk and the workers use in place, where the file system
+ * allows and GMEM_SNAP_BUFFERED does not forbid it; otherwise through the
+ * page cache, raw payloads straight into guest memory, with the kernel's
+ * sequential read-ahead.
  *
  * Lock rule: the new memory is not yet visible to anyone, so loading needs
  * no lock; conversions go through the public call, which takes it.
@@ -36,6 +39,7 @@
 
 #include <zstd.h>
 
+#include "in.h"
 #include "snap.h"
 #include "snapshot.h"
 
@@ -65,6 +69,7 @@ struct gm_ld_job {
 	uint64_t pay_off;       /* file offset of its payload                  */
 	bool zstd;              /* compressed: read into buf first             */
 	uint8_t *buf;
+	const uint8_t *src;     /* the stored payload in the ring, or NULL     */
 	int state;
 };
 
@@ -83,6 +88,7 @@ struct gm_ld {
 	int fd;                 /* the snapshot                                */
 	uint8_t *bufs;          /* every job's buffer, one mapping             */
 	size_t bufs_len;
+	struct gm_in *in;       /* the file's ring, if read that way           */
 };
 
 struct gm_ld_arg {
@@ -98,6 +104,8 @@ struct gm_restorer {
 	uint64_t nruns, cap;
 	struct gm_lazy_index ix;        /* lazy: where the DATA chunks lie     */
 	struct gm_ld *ld;               /* loading workers, if any             */
+	struct gm_in in;                /* the file read direct, if in_on      */
+	bool in_on;
 	struct gm_ld_arg ld_arg[GM_LD_WORKERS];
 	bool ld_failed;                 /* the walk stopped on a worker's error */
 };
@@ -114,18 +122,40 @@ static int gm_ld_job_run(struct gm_ld *u, unsigned worker, const struct gm_ld_jo
 			 enum gm_ld_fail *why)
 {
 	uint8_t *dst = u->base + j->c.first, *into = j->zstd ? j->buf : dst;
+	const uint8_t *src = j->src ? j->src : into;
 	int ret;
 
 	gm_restore_populate(dst, j->c.raw_len);
-	*why = GM_LD_READ;
-	ret = gm_snap_pread(u->fd, into, j->c.stored_len, j->pay_off);
-	if (ret)
-		return ret;
+	if (!j->src) {
+		*why = GM_LD_READ;
+		ret = gm_snap_pread(u->fd, into, j->c.stored_len, j->pay_off);
+		if (ret)
+			return ret;
+	}
 	*why = GM_LD_HASH;
-	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, into))
+	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, src))
 		return -EINVAL;
-	*why = GM_LD_DECODE;
-	return j->zstd ? gm_snap_decode(u->dctx[worker], &j->c, j->buf, dst) : 0;
+	if (j->zstd) {
+		*why = GM_LD_DECODE;
+		return gm_snap_decode(u->dctx[worker], &j->c, src, dst);
+	}
+	if (src != dst)
+		memcpy(dst, src, j->c.raw_len);
+	return 0;
+}
+
+/* Tell the ring what the queued and running jobs still need. Called with
+ * u->mu held. */
+static void gm_ld_ring_need(struct gm_ld *u)
+{
+	uint64_t lo = UINT64_MAX;
+
+	if (!u->in)
+		return;
+	for (unsigned i = 0; i < GM_LD_JOBS; i++)
+		if (u->job[i].state != GM_JOB_FREE && u->job[i].pay_off < lo)
+			lo = u->job[i].pay_off;
+	gm_in_jobs_need(u->in, lo);
 }
 
 static void *gm_ld_main(void *arg)
@@ -158,6 +188,7 @@ static void *gm_ld_main(void *arg)
 			u->failed = *j;
 		}
 		j->state = GM_JOB_FREE;
+		gm_ld_ring_need(u);
 		pthread_cond_broadcast(&u->cv);
 	}
 	pthread_mutex_unlock(&u->mu);
@@ -290,11 +321,20 @@ static int gm_ld_queue(struct gm_restorer *x, struct gm_snap_reader *r,
 	j->hdr_off = r->chunk_off;
 	j->pay_off = r->pos;
 	j->zstd = c->flags & GM_SNAP_CHUNK_ZSTD;
+	j->src = NULL;
+	if (u->in && c->stored_len <= r->file_size - r->pos) {
+		/* Waits for the payload to be read; it then stays in the ring
+		 * until the job is done (gm_ld_ring_need). */
+		j->src = gm_in_get(u->in, r->pos, c->stored_len, &ret);
+		if (!j->src)
+			return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	}
 	ret = gm_snap_skip(r, c);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&u->mu);
 	j->state = GM_JOB_READY;
+	gm_ld_ring_need(u);
 	pthread_cond_signal(&u->cv);
 	pthread_mutex_unlock(&u->mu);
 	return 0;
@@ -437,14 +477,23 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	if (lazy && (ret = gm_lazy_supported(x.g)))
 		goto out_mem;
 	gm_ld_start(&x);
-	if (x.ld)
+	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && !gm_in_open(&x.in, path, r.file_size)) {
+		x.in_on = true;
+		r.in = x.ld->in = &x.in;
+	} else if (x.ld) {
 		gm_snap_headers_only(&r);
+	}
 	ret = gm_snap_walk(&r, &ops, &x);
 	if (x.ld) {
 		/* Every chunk loaded, or why not. */
 		int uret = gm_ld_stop(&x, !ret || x.ld_failed);
 
 		ret = ret ? ret : uret;
+	}
+	if (x.in_on) {
+		/* The workers are gone: nothing reads the ring any more. */
+		r.in = NULL;
+		gm_in_close(&x.in);
 	}
 	if (!ret)
 		ret = gm_restore_states(&x, init);

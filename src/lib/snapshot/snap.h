@@ -23,6 +23,8 @@
 
 #include "internal.h"
 
+struct gm_in;
+
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "snapshot format is little-endian; add byte swapping for this host"
 #endif
@@ -146,6 +148,7 @@ struct gm_snap_reader {
 	size_t buf_len, buf_cap;
 	size_t refill;          /* bytes read into it at a time                */
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
+	struct gm_in *in;       /* if set, bytes come from its ring (in.c)      */
 	void *dctx;             /* ZSTD_DCtx                                   */
 	struct gm_snap_header hdr;
 	struct gm_snap_end end;

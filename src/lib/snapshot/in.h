@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * in.h - a snapshot file read front to back with direct I/O, into a ring
+ * that its readers use in place (in.c).
+ */
+#ifndef GM_SNAP_IN_H
+#define GM_SNAP_IN_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Ring size and read size. A caller may ask for up to GM_IN_MAX bytes at
+ * once (a chunk header and its largest compressed payload fit). */
+#define GM_IN_RING    (64u << 20)
+#define GM_IN_BLOCK   (4u << 20)
+#define GM_IN_MAX     (GM_IN_RING - 2 * GM_IN_BLOCK)
+#define GM_IN_SLOTS   (GM_IN_RING / GM_IN_BLOCK)
+/* Reads in flight: one thread each. One was not enough to keep the disk
+ * busy while the loaders kept both CPUs busy: each read waited for a CPU
+ * before the next could start. */
+#define GM_IN_THREADS 2
+
+struct gm_in {
+	int fd;                 /* the file, O_DIRECT                          */
+	uint64_t size;          /* its size                                    */
+	int memfd;              /* the ring's pages                            */
+	uint8_t *ring;          /* GM_IN_RING bytes, mapped twice in a row: any
+				 * GM_IN_MAX bytes of it are contiguous          */
+	pthread_t thread[GM_IN_THREADS];        /* read ahead                   */
+	unsigned nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* hi, lo, err or stop changed                 */
+	uint64_t hi;            /* file bytes [0, hi) have been read            */
+	uint64_t next;          /* the next block to read starts here          */
+	uint64_t slot_done[GM_IN_SLOTS];        /* per ring slot: 1 + the block
+						 * read into it, 0 if none    */
+	uint64_t walk_lo;       /* the parser needs nothing before this        */
+	uint64_t jobs_lo;       /* nor do the loaders: bytes before the lower
+				 * of the two may be overwritten              */
+	int err;                /* the reading thread's failure (-errno)        */
+	bool stop;
+};
+
+/* Start reading @path (@size bytes) with direct I/O: 0, -EOPNOTSUPP when
+ * the file system has no direct I/O (read it buffered then), or -errno;
+ * on failure there is nothing to close. */
+int gm_in_open(struct gm_in *in, const char *path, uint64_t size);
+void gm_in_close(struct gm_in *in);
+
+/* File bytes [@off, @off + @n) at the returned address, waiting for them to
+ * be read; NULL and *@err on a read error. Called by the parser, which
+ * needs nothing before @off from now on. @n <= GM_IN_MAX, @off + @n <= the
+ * file's size. The bytes stay there while the parser or the loaders (see
+ * gm_in_jobs_need) need them. */
+const uint8_t *gm_in_get(struct gm_in *in, uint64_t off, size_t n, int *err);
+
+/* The loaders need nothing before @lo (UINT64_MAX: nothing at all). */
+void gm_in_jobs_need(struct gm_in *in, uint64_t lo);
+
+#endif /* GM_SNAP_IN_H */
