@@ -8,7 +8,8 @@
  * the ring's wrap, with the loaders' hold on old bytes released late; a
  * file cut short under the reader is an error, not a hang. Then whole
  * restores: a memory larger than the ring restores to the same contents
- * and states read direct and read buffered, raw and compressed. Tests skip,
+ * and states read direct (the size threshold lowered) and read buffered,
+ * raw and compressed. Tests skip,
  * saying so, where the scratch directory's file system has no direct I/O.
  */
 #include <errno.h>
@@ -59,9 +60,10 @@ static void in_make_file(const char *dir, const char *path, uint64_t size, uint8
 	*data = p;
 }
 
-/* Walk a file of 2.3 rings plus a ragged end; the loaders' hold lags the
- * parser by up to a quarter ring and is dropped now and then. Every
- * stretch must be the file's bytes, wherever the ring wraps. */
+/* Walk a file of 2.3 rings plus a ragged end in stretches up to the most
+ * allowed; the loaders' hold lags the parser by up to a quarter ring and
+ * is dropped now and then. Every stretch must be the file's bytes,
+ * wherever the ring wraps. */
 Test(snapshot_in, ring_walk_matches_file)
 {
 	const char *dir = snap_tmpdir(), *path = snap_file(dir, "f", 0);
@@ -73,12 +75,12 @@ Test(snapshot_in, ring_walk_matches_file)
 	in_make_file(dir, path, size, &data);
 	cr_assert_eq(gm_in_open(&in, path, size), 0, "gm_in_open: %s", strerror(errno));
 	while (off < size) {
-		uint64_t left = size - off;
-		size_t n = in_rng(&rng) % 16 ? in_rng(&rng) % (1u << 20) : GM_IN_MAX;
+		uint64_t left = size - off, most = GM_IN_MAX - (off - hold);
+		size_t n = in_rng(&rng) % 16 ? in_rng(&rng) % (1u << 20) : most;
 		const uint8_t *p;
 		int err = 0;
 
-		n = n > left ? (size_t)left : n ? n : 1;
+		n = n > left ? (size_t)left : n > most ? most : n ? n : 1;
 		p = gm_in_get(&in, off, n, &err);
 		cr_assert_not_null(p, "get %zu at %llu: %d", n, (unsigned long long)off, err);
 		if (memcmp(p, data + off, n)) {
@@ -162,10 +164,15 @@ TH_TEST(snapshot_in, restore_direct_equals_buffered)
 		cr_assert_gt(in.file_bytes, GM_IN_RING, "file of %llu bytes does not wrap the ring",
 			     (unsigned long long)in.file_bytes);
 		for (int buffered = 0; buffered < 2; buffered++) {
+			unsigned long rings = __atomic_load_n(&gm_in_opened, __ATOMIC_RELAXED);
+
 			o.flags = buffered ? GMEM_SNAP_BUFFERED : 0;
+			gm_in_min_file = 0;     /* the ring for any size */
 			ret = gmem_snapshot_restore_ex(path, &cfg, &o, &r);
+			gm_in_min_file = GM_IN_MIN_FILE;
 			cr_assert_eq(ret, 0, "restore (%s): %d (%s)", buffered ? "buffered" : "direct",
 				     ret, gmem_last_error());
+			TH_EQ(__atomic_load_n(&gm_in_opened, __ATOMIC_RELAXED) - rings, !buffered);
 			snap_expect_same(g, r);
 			gmem_close(r);
 		}

@@ -57,6 +57,11 @@
 #define GM_LD_WORKERS 2
 #define GM_LD_JOBS    8
 
+/* The ring holds every queued job's payload and the walk's next chunk. */
+_Static_assert((GM_LD_JOBS + 1) * (ZSTD_COMPRESSBOUND(GM_SNAP_CHUNK_MAX) +
+				   sizeof(struct gm_snap_chunk)) <= GM_IN_MAX,
+	       "the snapshot ring is too small for the loading jobs");
+
 enum { GM_JOB_FREE, GM_JOB_READY, GM_JOB_BUSY };
 
 /* Why a job failed, for the message. */
@@ -477,7 +482,8 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	if (lazy && (ret = gm_lazy_supported(x.g)))
 		goto out_mem;
 	gm_ld_start(&x);
-	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && !gm_in_open(&x.in, path, r.file_size)) {
+	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && r.file_size >= gm_in_min_file &&
+	    !gm_in_open(&x.in, path, r.file_size)) {
 		x.in_on = true;
 		r.in = x.ld->in = &x.in;
 	} else if (x.ld) {
