@@ -35,7 +35,7 @@
  * second to the next, so each case runs in rounds (library and baseline
  * in one round, their order rotated from round to round) and the median of
  * the per-round ratios is reported: 4 rounds up to 1 GiB, 3 above
- * ($GMEM_BENCH_SNAP_ROUNDS sets it); the whole benchmark takes 10-13 minutes.
+ * ($GMEM_BENCH_SNAP_ROUNDS sets it); the whole benchmark takes 11-13 minutes.
  *
  * Deleting: before each timed write (library or baseline) the file it is
  * about to write is removed and the filesystem synced, untimed. The root
