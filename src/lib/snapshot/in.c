@@ -49,12 +49,18 @@ static uint64_t gm_in_lo(const struct gm_in *in)
 	return in->walk_lo < in->jobs_lo ? in->walk_lo : in->jobs_lo;
 }
 
+/* Is there room in the ring for the next block to be read? */
+static bool gm_in_room(const struct gm_in *in)
+{
+	return in->next + GM_IN_BLOCK <= gm_in_lo(in) + GM_IN_RING;
+}
+
 /* Set *@which (walk_lo or jobs_lo) to @to, and wake a reader waiting for
  * room if that made room for the next block. Called with in->mu held. */
 static void gm_in_move_lo(struct gm_in *in, uint64_t *which, uint64_t to)
 {
 	*which = to;
-	if (in->room_waiting && in->next + GM_IN_BLOCK <= gm_in_lo(in) + GM_IN_RING)
+	if (in->room_waiting && gm_in_room(in))
 		pthread_cond_signal(&in->room);
 }
 
@@ -67,7 +73,7 @@ static int gm_in_read_block(struct gm_in *in)
 
 	in->next += GM_IN_BLOCK;
 	/* Room for one more: another reader may start it. */
-	if (in->room_waiting && in->next + GM_IN_BLOCK <= gm_in_lo(in) + GM_IN_RING)
+	if (in->room_waiting && gm_in_room(in))
 		pthread_cond_signal(&in->room);
 	pthread_mutex_unlock(&in->mu);
 	do
@@ -99,7 +105,7 @@ static void *gm_in_main(void *arg)
 	while (!in->stop && !in->err && in->next < in->size) {
 		int ret;
 
-		if (in->next + GM_IN_BLOCK > gm_in_lo(in) + GM_IN_RING) {
+		if (!gm_in_room(in)) {
 			in->room_waiting++;
 			pthread_cond_wait(&in->room, &in->mu);
 			in->room_waiting--;

@@ -200,7 +200,7 @@ static int gm_out_put_direct(struct gm_out *o, uint8_t *room, uint8_t *data, siz
 	if (data != room + carry)
 		memmove(room + carry, data, len);
 	memcpy(room, o->carry, carry);
-	whole = o->direct ? total / GM_OUT_ALIGN * GM_OUT_ALIGN : total;
+	whole = total / GM_OUT_ALIGN * GM_OUT_ALIGN;      /* direct on entry */
 	ret = gm_out_write(o, room, whole, at);
 	if (ret)
 		return ret;

@@ -109,8 +109,7 @@ struct gm_restorer {
 	uint64_t nruns, cap;
 	struct gm_lazy_index ix;        /* lazy: where the DATA chunks lie     */
 	struct gm_ld *ld;               /* loading workers, if any             */
-	struct gm_in in;                /* the file read direct, if in_on      */
-	bool in_on;
+	struct gm_in in;                /* the file read direct, if r->in      */
 	struct gm_ld_arg ld_arg[GM_LD_WORKERS];
 	bool ld_failed;                 /* the walk stopped on a worker's error */
 };
@@ -327,16 +326,16 @@ static int gm_ld_queue(struct gm_restorer *x, struct gm_snap_reader *r,
 	j->pay_off = r->pos;
 	j->zstd = c->flags & GM_SNAP_CHUNK_ZSTD;
 	j->src = NULL;
-	if (u->in && c->stored_len <= r->file_size - r->pos) {
+	ret = gm_snap_skip(r, c);       /* checks that the file holds it */
+	if (ret)
+		return ret;
+	if (u->in) {
 		/* Waits for the payload to be read; it then stays in the ring
 		 * until the job is done (gm_ld_ring_need). */
-		j->src = gm_in_get(u->in, r->pos, c->stored_len, &ret);
+		j->src = gm_in_get(u->in, j->pay_off, c->stored_len, &ret);
 		if (!j->src)
 			return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
 	}
-	ret = gm_snap_skip(r, c);
-	if (ret)
-		return ret;
 	pthread_mutex_lock(&u->mu);
 	j->state = GM_JOB_READY;
 	gm_ld_ring_need(u);
@@ -484,7 +483,6 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	gm_ld_start(&x);
 	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && r.file_size >= gm_in_min_file &&
 	    !gm_in_open(&x.in, path, r.file_size)) {
-		x.in_on = true;
 		r.in = x.ld->in = &x.in;
 	} else if (x.ld) {
 		gm_snap_headers_only(&r);
@@ -496,7 +494,7 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 
 		ret = ret ? ret : uret;
 	}
-	if (x.in_on) {
+	if (r.in) {
 		/* The workers are gone: nothing reads the ring any more. */
 		r.in = NULL;
 		gm_in_close(&x.in);

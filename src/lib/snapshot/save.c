@@ -27,10 +27,11 @@
  * Compression (GMEM_SNAP_COMPRESS) is adaptive: a batch is compressed only
  * when the writer will not need it before it can be compressed, judged
  * from the measured time the writer is blocked on the device per batch and
- * a filler takes to compress one (gm_batch_has_time). On a device slower than zstd everything is compressed; on
- * one faster than two CPUs can compress, the save stays as fast as a raw
- * one and compresses what the spare time allows. GMEM_SNAP_COMPRESS_ALL
- * compresses every chunk, whatever it costs in time.
+ * a filler takes to compress one (gm_batch_has_time). On a device slower
+ * than zstd everything is compressed; on one faster than two CPUs can
+ * compress, the save stays as fast as a raw one and compresses what the
+ * spare time allows. GMEM_SNAP_COMPRESS_ALL compresses every chunk,
+ * whatever it costs in time.
  *
  * Atomicity: the file is built as a temporary in the same directory, then
  * fsync, rename over @path, fsync of the directory. A save that fails or is
