@@ -116,34 +116,31 @@ out:
 	free(want);
 }
 
-Test(snapshot_out, stream_direct)
+/* @n streams from @seed on, direct or not as asked, and none failing. */
+static void out_clean_streams(bool direct, uint64_t seed, unsigned n)
 {
 	const char *dir = snap_tmpdir();
-	bool direct;
+	bool used;
 
-	for (uint64_t seed = 1; seed <= 4; seed++) {
-		int fd = out_file(dir, "s", true);
+	for (unsigned i = 0; i < n; i++) {
+		int fd = out_file(dir, "s", direct);
 
-		out_stream(fd, true, seed, -1, 0, &direct);
-		cr_assert(direct, "direct I/O was available but not used");
+		out_stream(fd, direct, seed + i, -1, 0, &used);
+		cr_assert_eq(used, direct, "%s", direct ? "direct I/O was available but not used"
+						     : "direct I/O used when not asked for");
 		close(fd);
 	}
 	snap_rmdir(dir);
 }
 
+Test(snapshot_out, stream_direct)
+{
+	out_clean_streams(true, 1, 4);
+}
+
 Test(snapshot_out, stream_buffered)
 {
-	const char *dir = snap_tmpdir();
-	bool direct;
-
-	for (uint64_t seed = 11; seed <= 12; seed++) {
-		int fd = out_file(dir, "s", false);
-
-		out_stream(fd, false, seed, -1, 0, &direct);
-		cr_assert(!direct, "direct I/O used when not asked for");
-		close(fd);
-	}
-	snap_rmdir(dir);
+	out_clean_streams(false, 11, 2);
 }
 
 /* A direct write refused with EINVAL, wherever it comes: the stream goes on
