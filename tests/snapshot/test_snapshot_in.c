@@ -76,7 +76,10 @@ Test(snapshot_in, ring_walk_matches_file)
 	cr_assert_eq(gm_in_open(&in, path, size), 0, "gm_in_open: %s", strerror(errno));
 	while (off < size) {
 		uint64_t left = size - off, most = GM_IN_MAX - (off - hold);
-		size_t n = in_rng(&rng) % 16 ? in_rng(&rng) % (1u << 20) : most;
+		size_t n;
+
+		most = most < GM_IN_SPILL ? most : GM_IN_SPILL;
+		n = in_rng(&rng) % 16 ? in_rng(&rng) % (1u << 20) : most;
 		const uint8_t *p;
 		int err = 0;
 
@@ -95,6 +98,39 @@ Test(snapshot_in, ring_walk_matches_file)
 		gm_in_jobs_need(&in, in_rng(&rng) % 32 ? hold : UINT64_MAX);
 		off += n;
 		gets++;
+	}
+	gm_in_close(&in);
+	free(data);
+	snap_rmdir(dir);
+}
+
+/* Requests of the longest length allowed that straddle the ring's wrap,
+ * from one byte before it to a whole block before it: each ends in the
+ * spill area that repeats the ring's start, as far as its last byte. */
+Test(snapshot_in, longest_requests_across_the_wrap)
+{
+	const char *dir = snap_tmpdir(), *path = snap_file(dir, "f", 0);
+	static const uint64_t before[] = { 1, 4096, GM_IN_BLOCK / 2 + 17, GM_IN_BLOCK };
+	const unsigned laps = sizeof(before) / sizeof(before[0]);
+	uint64_t size = (laps + 1) * (uint64_t)GM_IN_RING;
+	struct gm_in in;
+	uint8_t *data;
+
+	in_make_file(dir, path, size, &data);
+	cr_assert_eq(gm_in_open(&in, path, size), 0);
+	for (unsigned i = 0; i < laps; i++) {
+		uint64_t off = (i + 1) * (uint64_t)GM_IN_RING - before[i];
+		const uint8_t *p;
+		int err = 0;
+
+		p = gm_in_get(&in, off, GM_IN_SPILL, &err);
+		cr_assert_not_null(p, "get at %llu: %d", (unsigned long long)off, err);
+		for (size_t k = 0; k < GM_IN_SPILL; k++)
+			if (p[k] != data[off + k])
+				cr_assert_eq(p[k], data[off + k], "byte %zu of the get %llu before "
+					     "wrap %u: %#x, want %#x", k,
+					     (unsigned long long)before[i], i + 1, p[k],
+					     data[off + k]);
 	}
 	gm_in_close(&in);
 	free(data);

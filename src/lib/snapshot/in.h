@@ -13,10 +13,13 @@
 
 /* Ring size and read size. The bytes held (from the lower of the parser's
  * last request and the loaders' hold) up to the end of a request may span
- * GM_IN_MAX bytes: restore.c's queued jobs and one more chunk fit. */
+ * GM_IN_MAX bytes: restore.c's queued jobs and one more chunk fit. One
+ * request is at most GM_IN_SPILL bytes: a chunk header, or a payload of
+ * up to ZSTD_compressBound(GM_SNAP_CHUNK_MAX) bytes. */
 #define GM_IN_RING    (16u << 20)
 #define GM_IN_BLOCK   (1u << 20)
 #define GM_IN_MAX     (GM_IN_RING - 2 * GM_IN_BLOCK)
+#define GM_IN_SPILL   (GM_IN_BLOCK + (64u << 10))
 #define GM_IN_SLOTS   (GM_IN_RING / GM_IN_BLOCK)
 /* Reads in flight: one thread each. One was not enough to keep the disk
  * busy while the loaders kept both CPUs busy: each read waited for a CPU
@@ -37,9 +40,10 @@ extern unsigned long gm_in_opened;
 struct gm_in {
 	int fd;                 /* the file, O_DIRECT                          */
 	uint64_t size;          /* its size                                    */
-	int memfd;              /* the ring's pages                            */
-	uint8_t *ring;          /* GM_IN_RING bytes, mapped twice in a row: any
-				 * GM_IN_MAX bytes of it are contiguous          */
+	uint8_t *map;           /* the mapping that holds the ring             */
+	size_t map_len;
+	uint8_t *ring;          /* GM_IN_RING bytes, then GM_IN_SPILL more that
+				 * repeat its start: any request is contiguous */
 	pthread_t thread[GM_IN_THREADS];        /* read ahead                   */
 	unsigned nthreads;
 	pthread_mutex_t mu;
@@ -66,8 +70,8 @@ void gm_in_close(struct gm_in *in);
 
 /* File bytes [@off, @off + @n) at the returned address, waiting for them to
  * be read; NULL and *@err on a read error. Called by the parser, which
- * needs nothing before @off from now on. @off + @n <= the file's size, and
- * @off + @n - min(@off, the loaders' hold) <= GM_IN_MAX. The bytes stay
+ * needs nothing before @off from now on. @n <= GM_IN_SPILL, @off + @n <=
+ * the file's size, and @off + @n - min(@off, the loaders' hold) <= GM_IN_MAX. The bytes stay
  * there while the parser or the loaders (see gm_in_jobs_need) need them. */
 const uint8_t *gm_in_get(struct gm_in *in, uint64_t off, size_t n, int *err);
 

@@ -61,6 +61,8 @@
 _Static_assert((GM_LD_JOBS + 1) * (ZSTD_COMPRESSBOUND(GM_SNAP_CHUNK_MAX) +
 				   sizeof(struct gm_snap_chunk)) <= GM_IN_MAX,
 	       "the snapshot ring is too small for the loading jobs");
+_Static_assert(ZSTD_COMPRESSBOUND(GM_SNAP_CHUNK_MAX) <= GM_IN_SPILL,
+	       "a chunk's payload may not be contiguous in the snapshot ring");
 
 enum { GM_JOB_FREE, GM_JOB_READY, GM_JOB_BUSY };
 
