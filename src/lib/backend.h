@@ -26,6 +26,9 @@ struct gm_backing {
 	bool thp_advise;        /* file mappings need MADV_HUGEPAGE to be huge     */
 	bool inplace;           /* kernel converts in place: one host mapping      */
 	bool dmap_real;         /* kernel removes the file from its direct map     */
+	bool writable;          /* pwrite() fills the file in small pages, as a
+				 * fault would: shmem without huge pages (not
+				 * hugetlbfs, not guest_memfd)                     */
 };
 
 struct gm_backend_ops {

@@ -73,6 +73,9 @@ static int gm_memfd_open(struct gm_backing *b, const struct gmem_config *cfg)
 		return ret;
 	}
 	b->fd = fd;
+	/* THP backing stays mapped-only: written, its pages could come small
+	 * where an advised mapping would have faulted them in huge. */
+	b->writable = b->huge == GMEM_HUGE_NONE;
 	return 0;
 }
 
