@@ -27,11 +27,11 @@
  * here (1.1-1.9 GB/s; 4 MiB reads, two in flight: 1.0-1.4). */
 #define GM_IN_THREADS 4
 /* Smaller files are read through the page cache: setting up the ring and
- * its threads (faulting in its pages above all) costs 10-15 ms more than
- * direct reads save on them. Restoring an 11 MiB file took 28-43 ms direct
- * against 18-22 ms buffered; 82 MiB (8 GiB at 1 %) 108-146 against 98-188,
- * 256 MiB 287-328 against 330-412, 2 GiB 2.3-5.1 s against 3.2-5.7 s
- * (interleaved, cold cache). */
+ * its threads costs about what direct reads save on them. Restoring an
+ * 11 MiB file took 14.6 ms direct against 13.7 buffered, 43 MiB 36.4
+ * against 37.9, 85 MiB (8 GiB at 1 %) 88 against 99 (means of 8-12
+ * interleaved rounds, cold cache; with the ring in shmem pages, before it
+ * went to huge pages, 11 MiB took 28-43 ms direct against 18-22). */
 #define GM_IN_MIN_FILE (64ull << 20)
 /* GM_IN_MIN_FILE unless a test lowers it; rings opened so far (tests). */
 extern uint64_t gm_in_min_file;
