@@ -71,8 +71,9 @@ void gm_in_close(struct gm_in *in);
 /* File bytes [@off, @off + @n) at the returned address, waiting for them to
  * be read; NULL and *@err on a read error. Called by the parser, which
  * needs nothing before @off from now on. @n <= GM_IN_SPILL, @off + @n <=
- * the file's size, and @off + @n - min(@off, the loaders' hold) <= GM_IN_MAX. The bytes stay
- * there while the parser or the loaders (see gm_in_jobs_need) need them. */
+ * the file's size, and @off + @n - min(@off, the loaders' hold) <=
+ * GM_IN_MAX. The bytes stay there while the parser or the loaders (see
+ * gm_in_jobs_need) need them. */
 const uint8_t *gm_in_get(struct gm_in *in, uint64_t off, size_t n, int *err);
 
 /* The loaders need nothing before @lo (UINT64_MAX: nothing at all). */
