@@ -200,18 +200,26 @@ static void vm_console(void *ctx, const char *text, size_t len)
 
 static void vm_print_paths(struct gv_vm *vm, const struct vm_opts *o)
 {
+	struct gmem_info in;
 	struct gv_paths p;
+	bool plain;
 
 	gv_vm_paths(vm, &p);
-	fprintf(stderr, "vm: %u vCPU(s), %llu MiB of private gmem RAM on the kvm backend\n",
-		o->cpus, (unsigned long long)(o->mem >> 20));
+	gmem_info(gv_vm_gmem(vm), &in);
+	plain = in.backend != GMEM_BACKEND_KVM;
+	fprintf(stderr, "vm: %u vCPU(s), %llu MiB of private gmem RAM on the %s backend%s\n",
+		gv_vm_ncpus(vm), (unsigned long long)(gv_vm_mem_size(vm) >> 20),
+		gmem_backend_name(in.backend),
+		plain ? " (a plain memslot: KVM knows no private pages)" : "");
 	fprintf(stderr, "vm: conversion path: %s\n", p.conversion);
 	fprintf(stderr, "vm: direct-map removal: %s\n",
 		p.dmap_removal ? "yes, by the kernel" : "no (the library models it)");
 	fprintf(stderr, "vm: KVM_SET_MEMORY_ATTRIBUTES mirrored: %s\n",
-		p.attributes ? "yes" : "no (the VM type has none, cap 233)");
+		p.attributes ? "yes" : plain ? "no (a plain memslot has none)"
+					     : "no (the VM type has none, cap 233)");
 	fprintf(stderr, "vm: memory-fault exits: %s\n",
-		o->policy == GV_POLICY_CONVERT ? "convert and resume" : "stop the guest");
+		plain ? "none can come (a plain memslot)"
+		      : o->policy == GV_POLICY_CONVERT ? "convert and resume" : "stop the guest");
 }
 
 /* The disk: attached before the guest loads, reported with --verbose. */
