@@ -3,11 +3,15 @@
  * vm.c - a KVM VM with gmem RAM: creation, the memslot, conversions with
  * the memory-attribute mirror, and the two ways the host reaches guest memory.
  *
- * Model: the VM owns one gmem memory opened on its fd (kvm backend, private
- * at start; or what cfg.open_mem opens: a restored snapshot, a memfd one
- * bound as a plain slot) and bound to memslot 0: the guest_memfd as the
- * slot's file and the library's KVM view as its userspace address (KVM on these kernels
- * reads guest memory through that mapping, which therefore must stay whole).
+ * Model: the VM owns one gmem memory, private at start, on the library's
+ * best backend (a guest_memfd on the VM's fd where KVM has one, else a
+ * memfd), or what cfg.open_mem opens (a restored snapshot), bound to
+ * memslot 0: a guest_memfd as the slot's file, a memfd as a plain slot,
+ * and the library's KVM view as its userspace address either way (KVM on
+ * these kernels reads guest memory through that mapping, which therefore
+ * must stay whole). On a plain slot KVM knows nothing of private pages:
+ * privacy is the host view's alone, and the guest never takes a memory
+ * fault exit.
  * The host view (gmem_host) is what device code may touch; the hypervisor's
  * own accesses use temporary mappings.
  */
@@ -59,10 +63,8 @@ static int gv_open_kvm(struct gv_vm *vm)
 		gv_set_error("/dev/kvm: API version %d, want %d", ver, KVM_API_VERSION);
 		return -EOPNOTSUPP;
 	}
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0 ||
-	    ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD) <= 0) {
-		gv_set_error("/dev/kvm: no guest_memfd (KVM_CAP_GUEST_MEMFD / USER_MEMORY2); "
-			     "Linux 6.8 or later is needed");
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0) {
+		gv_set_error("/dev/kvm: no KVM_CAP_USER_MEMORY2; Linux 6.8 or later is needed");
 		return -EOPNOTSUPP;
 	}
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -112,7 +114,7 @@ static int gv_set_attributes(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum 
 /* RAM: gmem on this VM, bound to slot 0, and the attribute mirror. */
 static int gv_open_ram(struct gv_vm *vm)
 {
-	struct gmem_config gc = { .size = vm->cfg.mem_size, .backend = GMEM_BACKEND_KVM,
+	struct gmem_config gc = { .size = vm->cfg.mem_size, .backend = GMEM_BACKEND_AUTO,
 				  .vm_fd = vm->vm_fd, .flags = 0 };
 	struct gm_kvm_userspace_memory_region2 slot = { 0 };
 	int ret, attrs;
@@ -132,7 +134,7 @@ static int gv_open_ram(struct gv_vm *vm)
 		return -EINVAL;
 	}
 	slot.slot = 0;
-	/* A memfd memory (open_mem) is a plain slot: KVM uses the KVM view. */
+	/* A memfd memory is a plain slot: KVM uses the KVM view. */
 	if (vm->info.backend == GMEM_BACKEND_KVM) {
 		slot.flags = KVM_MEM_GUEST_MEMFD;
 		slot.guest_memfd = (uint32_t)vm->info.fd;

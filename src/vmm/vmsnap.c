@@ -15,8 +15,9 @@
  *
  * Restore checks PATH.vm whole (magic, version, sizes, hash, tag) before
  * anything is created, then creates a VM of the saved size and vCPU count
- * whose RAM is PATH restored on the new VM (gv_config.open_mem: a
- * guest_memfd on that VM; a memfd with GMEM_SNAP_LAZY), gives each vCPU
+ * whose RAM is PATH restored on the new VM (gv_config.open_mem: on the
+ * best backend, a guest_memfd on that VM where KVM has one; a memfd with
+ * GMEM_SNAP_LAZY), gives each vCPU
  * the CPUID a booted one gets and its saved registers, and marks the VM
  * loaded: gv_vm_start() resumes the guest where it was paused.
  *
@@ -301,7 +302,7 @@ static int gv_restore_mem(void *ctx, int vm_fd, uint64_t size, struct gmem **out
 	bool lazy = x->opts && x->opts->flags & GMEM_SNAP_LAZY;
 	struct gmem_config c = {
 		.size = size,
-		.backend = lazy ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_KVM,
+		.backend = lazy ? GMEM_BACKEND_MEMFD : GMEM_BACKEND_AUTO,
 		.vm_fd = lazy ? -1 : vm_fd,
 	};
 

@@ -3,7 +3,8 @@
  * test_vm_attrs.c - the KVM_SET_MEMORY_ATTRIBUTES mirror, which this host's
  * KVM cannot exercise (cap 233 is 0 for default VMs): a test double answers
  * the capability and records the attribute calls, through the VMM's ioctl
- * hook, while the rest of KVM is real and the convert guest runs.
+ * hook, while the rest of KVM is real and the convert guest runs. The
+ * mirror is for guest_memfd RAM only; RAM in a memfd keeps none.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -60,7 +61,7 @@ Test(vm, attributes_mirror_every_conversion)
 	struct gv_paths p;
 	struct gv_vm *vm;
 
-	vt_need_kvm();
+	vt_need_guest_memfd();
 	gv_set_ioctl_hook(at_hook);
 	vm = vt_run("convert", 1, &res);
 	vt_expect_exit(vm, &res, 0);
@@ -90,7 +91,7 @@ Test(vm, attributes_failure_undoes_the_conversion)
 	struct gv_vm *vm;
 	unsigned before;
 
-	vt_need_kvm();
+	vt_need_guest_memfd();
 	gv_set_ioctl_hook(at_hook);
 	vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
 	before = at.n;
@@ -105,6 +106,46 @@ Test(vm, attributes_failure_undoes_the_conversion)
 	TH_EQ(gmem_state(gv_vm_gmem(vm), 0x200000), GMEM_SHARED);
 	TH_EQ(at.n, before + 1);
 	TH_EQ(at.call[before].attributes, 0);
+	gv_set_ioctl_hook(NULL);
+	gv_vm_destroy(vm);
+}
+
+static int at_open_memfd(void *ctx, int vm_fd, uint64_t size, struct gmem **out)
+{
+	struct gmem_config c = { .size = size, .backend = GMEM_BACKEND_MEMFD, .vm_fd = -1 };
+
+	(void)ctx;
+	(void)vm_fd;
+	return gmem_open(&c, out);
+}
+
+/* RAM in a memfd is a plain slot: KVM has no private pages to know of, and
+ * an attribute there would make every guest access fault. The VM keeps no
+ * mirror even where cap 233 offers PRIVATE, and the convert guest runs
+ * with its conversions in the host view alone. */
+Test(vm, plain_slot_keeps_no_attributes)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
+				 .open_mem = at_open_memfd };
+	struct gv_result res;
+	struct gv_paths p;
+	struct gmem_info in;
+	struct gv_vm *vm;
+	int ret;
+
+	vt_need_kvm();
+	gv_set_ioctl_hook(at_hook);
+	ret = gv_vm_create(&cfg, &vm);
+	cr_assert_eq(ret, 0, "gv_vm_create: %d: %s", ret, gv_last_error());
+	ret = gv_vm_load_file(vm, vt_guest_path("convert"));
+	cr_assert_eq(ret, 0, "loading convert: %d: %s", ret, gv_last_error());
+	cr_assert_eq(gv_vm_run(vm, &res), 0, "%s", gv_last_error());
+	vt_expect_exit(vm, &res, 0);
+	gmem_info(gv_vm_gmem(vm), &in);
+	TH_EQ(in.backend, GMEM_BACKEND_MEMFD);
+	gv_vm_paths(vm, &p);
+	cr_assert(!p.attributes, "a plain slot mirrors attributes");
+	TH_EQ(at.n, 0);
 	gv_set_ioctl_hook(NULL);
 	gv_vm_destroy(vm);
 }

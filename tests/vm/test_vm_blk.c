@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * test_vm_blk.c - the paravirtual block device (src/vmm/pvblk.c) under the
- * blk guest (guests/blk.c), on the kvm backend: the guest's checksum-verified
+ * blk guest (guests/blk.c), on the VM's RAM: the guest's checksum-verified
  * workload through each I/O path against a temporary disk image, the image
  * checked from the host, the gmem and gmem_io counters after the run, and
  * device-level failures (an image shorter than the disk, an injected EIO)

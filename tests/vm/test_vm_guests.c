@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_vm_guests.c - each guest program of guests/ run on the kvm backend by
- * the micro-VMM in this process: its exit status, its console, and what
- * the host-side gmem counters say happened to guest memory.
+ * test_vm_guests.c - each guest program of guests/ run by the micro-VMM in
+ * this process (RAM a guest_memfd, or a memfd where KVM has none): its exit
+ * status, its console, and what the host-side gmem counters say happened
+ * to guest memory.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -6,15 +6,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vt.h"
 
 void vt_need_kvm(void)
 {
+	struct gmem_probe p;
+
+	gmem_probe(&p);
+	if (!p.kvm)
+		cr_skip_test("kvm: /dev/kvm cannot be opened (%s)",
+			     access("/dev/kvm", F_OK) ? "missing" : "permission denied");
+}
+
+void vt_need_guest_memfd(void)
+{
 	const char *why = th_kvm_unavailable();
 
 	if (why)
-		cr_skip_test("kvm: %s", why);
+		cr_skip_test("kvm: needs guest_memfd RAM: %s", why);
 }
 
 const char *vt_guest_path(const char *name)

@@ -11,8 +11,14 @@
 
 #define VT_MEM (4 * TH_MIB)
 
-/* Skip the test, with the reason, when KVM cannot run guests here. */
+/* Skip the test, with the reason, when KVM cannot run guests here. The
+ * guest's RAM is a guest_memfd where KVM has one, else a memfd bound as a
+ * plain slot. */
 void vt_need_kvm(void);
+
+/* Skip the test, with the reason, unless the RAM is a guest_memfd: KVM
+ * then knows the private pages (memory attributes, memory fault exits). */
+void vt_need_guest_memfd(void);
 
 /* GMEM_GUEST_DIR/<name>.elf */
 const char *vt_guest_path(const char *name);
