@@ -157,23 +157,37 @@ static int gm_ld_pwrite(int fd, const uint8_t *src, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Job @j's stored payload, checked against its hash: in the ring, or read
+ * from the file into @into. 0 and *@src, or -errno and *@why. */
+static int gm_ld_payload(struct gm_ld *u, const struct gm_ld_job *j, uint8_t *into,
+			 const uint8_t **src, enum gm_ld_fail *why)
+{
+	int ret;
+
+	*src = j->src;
+	if (!*src) {
+		*why = GM_LD_READ;
+		ret = gm_snap_pread(u->fd, into, j->c.stored_len, j->pay_off);
+		if (ret)
+			return ret;
+		*src = into;
+	}
+	*why = GM_LD_HASH;
+	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, *src))
+		return -EINVAL;
+	return 0;
+}
+
 /* Load job @j by writing the memory's file (worker 0 only): 0, or -errno
  * and *@why. */
 static int gm_ld_job_write(struct gm_ld *u, const struct gm_ld_job *j, enum gm_ld_fail *why)
 {
-	const uint8_t *src = j->src;
+	const uint8_t *src;
 	int ret;
 
-	if (!src) {
-		*why = GM_LD_READ;
-		ret = gm_snap_pread(u->fd, j->buf, j->c.stored_len, j->pay_off);
-		if (ret)
-			return ret;
-		src = j->buf;
-	}
-	*why = GM_LD_HASH;
-	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, src))
-		return -EINVAL;
+	ret = gm_ld_payload(u, j, j->buf, &src, why);
+	if (ret)
+		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
 		ret = gm_snap_decode(u->dctx[0], &j->c, src, u->out);
@@ -185,24 +199,19 @@ static int gm_ld_job_write(struct gm_ld *u, const struct gm_ld_job *j, enum gm_l
 	return gm_ld_pwrite(u->mem_fd, src, j->c.raw_len, j->c.first);
 }
 
-/* Load job @j through the KVM view: 0, or -errno and *@why. */
+/* Load job @j through the KVM view: a raw payload not in the ring is read
+ * straight into guest memory. 0, or -errno and *@why. */
 static int gm_ld_job_map(struct gm_ld *u, unsigned worker, const struct gm_ld_job *j,
 			 enum gm_ld_fail *why)
 {
-	uint8_t *dst = u->base + j->c.first, *into = j->zstd ? j->buf : dst;
-	const uint8_t *src = j->src ? j->src : into;
+	uint8_t *dst = u->base + j->c.first;
+	const uint8_t *src;
 	int ret;
 
 	gm_restore_populate(dst, j->c.raw_len);
-	if (!j->src) {
-		*why = GM_LD_READ;
-		ret = gm_snap_pread(u->fd, into, j->c.stored_len, j->pay_off);
-		if (ret)
-			return ret;
-	}
-	*why = GM_LD_HASH;
-	if (j->c.hash != gm_snap_chunk_hash(&j->c, j->index, src))
-		return -EINVAL;
+	ret = gm_ld_payload(u, j, j->zstd ? j->buf : dst, &src, why);
+	if (ret)
+		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
 		return gm_snap_decode(u->dctx[worker], &j->c, src, dst);
