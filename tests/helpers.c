@@ -17,6 +17,26 @@
 
 #include "helpers.h"
 
+/* Why /dev/kvm cannot be used, per probe @p, or NULL. */
+static const char *th_kvm_device_why(const struct gmem_probe *p)
+{
+	static char why[64];
+
+	if (p->kvm)
+		return NULL;
+	snprintf(why, sizeof(why), "/dev/kvm cannot be opened (%s)",
+		 access("/dev/kvm", F_OK) ? "missing" : "permission denied");
+	return why;
+}
+
+const char *th_kvm_device_unavailable(void)
+{
+	struct gmem_probe p;
+
+	gmem_probe(&p);
+	return th_kvm_device_why(&p);
+}
+
 const char *th_kvm_unavailable(void)
 {
 	static char why[128];
@@ -24,9 +44,8 @@ const char *th_kvm_unavailable(void)
 
 	gmem_probe(&p);
 	if (!p.kvm)
-		snprintf(why, sizeof(why), "/dev/kvm cannot be opened (%s)",
-			 access("/dev/kvm", F_OK) ? "missing" : "permission denied");
-	else if (!p.guest_memfd)
+		return th_kvm_device_why(&p);
+	if (!p.guest_memfd)
 		snprintf(why, sizeof(why), "KVM has no guest_memfd (KVM_CAP_GUEST_MEMFD)");
 	else if (!p.gmem_mmap || !p.gmem_init_shared)
 		snprintf(why, sizeof(why), "guest_memfd lacks MMAP/INIT_SHARED (flags %#llx)",

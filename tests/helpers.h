@@ -43,6 +43,9 @@
 /* gmem_stats() of @g; fails the test if the call fails. */
 struct gmem_stats th_stats(const struct gmem *g);
 
+/* Why /dev/kvm cannot be used here, or NULL when it can. */
+const char *th_kvm_device_unavailable(void);
+
 /* Why KVM guest_memfd cannot be used here, or NULL when it can. */
 const char *th_kvm_unavailable(void);
 

@@ -76,12 +76,12 @@ Test(snapshot_in, ring_walk_matches_file)
 	cr_assert_eq(gm_in_open(&in, path, size), 0, "gm_in_open: %s", strerror(errno));
 	while (off < size) {
 		uint64_t left = size - off, most = GM_IN_MAX - (off - hold);
+		const uint8_t *p;
+		int err = 0;
 		size_t n;
 
 		most = most < GM_IN_SPILL ? most : GM_IN_SPILL;
 		n = in_rng(&rng) % 16 ? in_rng(&rng) % (1u << 20) : most;
-		const uint8_t *p;
-		int err = 0;
 
 		n = n > left ? (size_t)left : n > most ? most : n ? n : 1;
 		p = gm_in_get(&in, off, n, &err);

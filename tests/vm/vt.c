@@ -6,18 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "vt.h"
 
 void vt_need_kvm(void)
 {
-	struct gmem_probe p;
+	const char *why = th_kvm_device_unavailable();
 
-	gmem_probe(&p);
-	if (!p.kvm)
-		cr_skip_test("kvm: /dev/kvm cannot be opened (%s)",
-			     access("/dev/kvm", F_OK) ? "missing" : "permission denied");
+	if (why)
+		cr_skip_test("kvm: %s", why);
 }
 
 void vt_need_guest_memfd(void)
