@@ -7,6 +7,8 @@
 #   ./build.sh test-tsan     the concurrency (stress) suite under TSan
 #   ./build.sh bench [names] the benchmarks (ratios measured side by side)
 #   ./build.sh build         deps + build only
+#   ./build.sh fuzz T [SECS] run fuzz target T with libFuzzer (clang), 60 s
+#   ./build.sh fuzz-merge T  add what a fuzz run found new to T's corpus
 #
 # Dependencies come from Debian packages; installing them needs root (or
 # sudo). Nothing is downloaded from anywhere else.
@@ -41,6 +43,42 @@ run_tests() {
 	"$dir/tests/gmem-tests" --jobs 2 "$@"
 }
 
+# The fuzz build: clang, libFuzzer, ASan+UBSan, the targets only.
+fuzz_build() {
+	deps
+	CC=clang configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dc_args=-fno-sanitize-recover=all
+}
+
+fuzz_exe() {
+	local exe=build-fuzz/tests/fuzz/fuzz-$1
+	[ -x "$exe" ] || { echo "build.sh: no fuzz target '$1' (tests/fuzz/meson.build)" >&2; exit 2; }
+	echo "$exe"
+}
+
+# fuzz_run TARGET SECONDS: new inputs go to build-fuzz/corpus/TARGET (the
+# committed corpus is read, never written), crashes to build-fuzz/artifacts.
+fuzz_run() {
+	local t=$1 secs=${2:-60} exe log rc
+	exe=$(fuzz_exe "$t")
+	mkdir -p "build-fuzz/corpus/$t" "build-fuzz/artifacts/$t"
+	log=build-fuzz/fuzz-$t.log
+	set +e
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$exe" -max_total_time="$secs" \
+		-timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+		-artifact_prefix="build-fuzz/artifacts/$t/" \
+		"build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1
+	rc=$?
+	set -e
+	tail -n 20 "$log" >&2
+	# libFuzzer ends on "Done N runs in S second(s)" and its stat:: lines.
+	echo "fuzz: $t: $(sed -n 's/^stat::number_of_executed_units: *//p' "$log") executions," \
+	     "$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log") s," \
+	     "$(sed -n 's/^stat::new_units_added: *//p' "$log") new inputs, exit $rc," \
+	     "$(ls "build-fuzz/artifacts/$t" | wc -l) findings in build-fuzz/artifacts/$t"
+	return $rc
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -65,7 +103,15 @@ test-tsan)
 		build-tsan/tests/gmem-stress "$@" ;;
 bench)
 	deps; configure build; exec build/bench/gmem-bench "$@" ;;
+fuzz)
+	[ $# -ge 1 ] || { echo "usage: ./build.sh fuzz TARGET [SECONDS]" >&2; exit 2; }
+	fuzz_build; fuzz_run "$@" ;;
+fuzz-merge)
+	[ $# -eq 1 ] || { echo "usage: ./build.sh fuzz-merge TARGET" >&2; exit 2; }
+	fuzz_build
+	mkdir -p "tests/fuzz/corpus/$1" "build-fuzz/corpus/$1"
+	"$(fuzz_exe "$1")" -merge=1 "tests/fuzz/corpus/$1" "build-fuzz/corpus/$1" ;;
 *)
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2 ;;
 esac
