@@ -45,8 +45,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "in.h"
@@ -166,7 +168,28 @@ static int gm_in_map(struct gm_in *in)
 	return 0;
 }
 
-int gm_in_open(struct gm_in *in, const char *path, uint64_t size)
+/* A second descriptor of the file @fd is open on, for direct I/O (a file
+ * description's O_DIRECT is shared by all its users, and the reader's own
+ * reads stay buffered). Through /proc/self/fd, not the path: the file
+ * there may have been replaced since it was checked. */
+static int gm_in_reopen(int fd)
+{
+	struct stat a, b;
+	char proc[32];
+	int dfd;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	dfd = open(proc, O_RDONLY | O_DIRECT | O_CLOEXEC | O_NONBLOCK);
+	if (dfd < 0)
+		return -EOPNOTSUPP;
+	if (fstat(fd, &a) || fstat(dfd, &b) || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		close(dfd);
+		return -EOPNOTSUPP;
+	}
+	return dfd;
+}
+
+int gm_in_open(struct gm_in *in, int fd, uint64_t size)
 {
 	int ret;
 
@@ -174,7 +197,7 @@ int gm_in_open(struct gm_in *in, const char *path, uint64_t size)
 	pthread_mutex_init(&in->mu, NULL);
 	pthread_cond_init(&in->room, NULL);
 	pthread_cond_init(&in->data, NULL);
-	in->fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	in->fd = gm_in_reopen(fd);
 	if (in->fd < 0 || !gm_out_direct_ok(in->fd)) {
 		ret = -EOPNOTSUPP;
 		goto fail;

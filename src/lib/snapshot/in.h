@@ -65,7 +65,7 @@ struct gm_in {
 /* Start reading @path (@size bytes) with direct I/O: 0, -EOPNOTSUPP when
  * the file system has no direct I/O (read it buffered then), or -errno;
  * on failure there is nothing to close. */
-int gm_in_open(struct gm_in *in, const char *path, uint64_t size);
+int gm_in_open(struct gm_in *in, int fd, uint64_t size);
 void gm_in_close(struct gm_in *in);
 
 /* File bytes [@off, @off + @n) at the returned address, waiting for them to

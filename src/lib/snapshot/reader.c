@@ -148,6 +148,17 @@ static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
 	return 0;
 }
 
+/* One field of the file header against its range: the message names the
+ * field, its offset and what it must be. */
+#define GM_HDR_FIELD(r, ok, field, must)                                        \
+	do {                                                                    \
+		if (!(ok))                                                      \
+			return gm_snap_bad(r, -EINVAL,                          \
+					   "file header: " #field " at offset %zu is %llu; " \
+					   must, offsetof(struct gm_snap_header, field), \
+					   (unsigned long long)(r)->hdr.field);  \
+	} while (0)
+
 static int gm_snap_check_header(struct gm_snap_reader *r)
 {
 	const struct gm_snap_header *h = &r->hdr;
@@ -155,16 +166,24 @@ static int gm_snap_check_header(struct gm_snap_reader *r)
 	if (memcmp(h->magic, GM_SNAP_MAGIC, sizeof(h->magic)))
 		return gm_snap_bad(r, -EINVAL, "not a gmem snapshot (bad magic at offset 0)");
 	if (h->major != GM_SNAP_VERSION_MAJOR)
-		return gm_snap_bad(r, -EINVAL, "format version %u.%u; this library reads %u.x",
-				   h->major, h->minor, GM_SNAP_VERSION_MAJOR);
+		return gm_snap_bad(r, -EINVAL, "file header: major at offset 8: format version "
+				   "%u.%u; this library reads %u.x", h->major, h->minor,
+				   GM_SNAP_VERSION_MAJOR);
 	if (h->hash != gm_snap_header_hash(h))
 		return gm_snap_bad(r, -EINVAL, "file header (offset 0..63): checksum mismatch");
-	if (h->header_size != sizeof(*h) || h->page_size != GMEM_PAGE_SIZE ||
-	    !h->mem_size || h->mem_size % GMEM_REGION_SIZE || !h->chunk_max ||
-	    h->chunk_max > GM_SNAP_CHUNK_MAX || h->chunk_max % GMEM_PAGE_SIZE ||
-	    h->reserved0 || h->reserved1 || h->backend > GMEM_BACKEND_MEMFD ||
-	    h->mem_flags & ~GMEM_F_ALL)
-		return gm_snap_bad(r, -EINVAL, "file header: field out of range");
+	GM_HDR_FIELD(r, h->header_size == sizeof(*h), header_size, "must be 64");
+	GM_HDR_FIELD(r, h->page_size == GMEM_PAGE_SIZE, page_size, "must be 4096");
+	GM_HDR_FIELD(r, !(h->flags & ~GM_SNAP_HDR_ALL), flags, "unknown bits");
+	GM_HDR_FIELD(r, h->mem_size && !(h->mem_size % GMEM_REGION_SIZE), mem_size,
+		     "must be a non-zero multiple of 2 MiB");
+	GM_HDR_FIELD(r, h->backend == GMEM_BACKEND_KVM || h->backend == GMEM_BACKEND_MEMFD,
+		     backend, "must be 1 (kvm) or 2 (memfd)");
+	GM_HDR_FIELD(r, !(h->mem_flags & ~GMEM_F_ALL), mem_flags, "unknown GMEM_F_ bits");
+	GM_HDR_FIELD(r, h->chunk_max && h->chunk_max <= GM_SNAP_CHUNK_MAX &&
+		     !(h->chunk_max % GMEM_PAGE_SIZE), chunk_max,
+		     "must be a multiple of 4096 up to 1 MiB");
+	GM_HDR_FIELD(r, !h->reserved0, reserved0, "must be 0");
+	GM_HDR_FIELD(r, !h->reserved1, reserved1, "must be 0");
 	return 0;
 }
 
@@ -197,12 +216,37 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the END chunk: %s", strerror(-ret));
 	/* Its index is the chunk count it records: hash with that. */
-	if (c.type != GM_SNAP_END || c.flags || c.first || c.raw_len != sizeof(r->end) ||
-	    c.stored_len != sizeof(r->end) ||
+	if (c.type != GM_SNAP_END || c.stored_len != sizeof(r->end) ||
 	    c.hash != gm_snap_chunk_hash(&c, r->end.chunks, &r->end))
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: checksum mismatch",
 				   (unsigned long long)f.end_offset);
+	if (c.flags || c.first || c.raw_len != sizeof(r->end))
+		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: flags %#x, first %llu, "
+				   "raw_len %u; must be 0, 0, 48", (unsigned long long)f.end_offset,
+				   c.flags, (unsigned long long)c.first, c.raw_len);
+	/* Each chunk takes at least its header: a count the file cannot
+	 * hold is refused before anything is sized by it. */
+	if (r->end.chunks > f.end_offset / sizeof(c))
+		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: chunks %llu; the file "
+				   "has room for %llu", (unsigned long long)f.end_offset,
+				   (unsigned long long)r->end.chunks,
+				   (unsigned long long)(f.end_offset / sizeof(c)));
 	return 0;
+}
+
+static const char *gm_snap_file_kind(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	return "not a file";
 }
 
 static int gm_snap_alloc(struct gm_snap_reader *r)
@@ -223,13 +267,21 @@ int gm_snap_open(struct gm_snap_reader *r, const char *path)
 	memset(r, 0, sizeof(*r));
 	r->path = path;
 	r->index = UINT64_MAX;  /* no chunk yet: messages name sections */
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Opened once, and only this descriptor is read (gm_in_open reopens
+	 * it, not the path). O_NONBLOCK: opening a FIFO must not wait for a
+	 * writer; it changes nothing for the regular file read here. */
+	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (r->fd < 0) {
 		ret = -errno;
 		return gm_snap_bad(r, ret, "cannot open: %s", strerror(errno));
 	}
 	if (fstat(r->fd, &sb)) {
 		ret = -errno;
+		gm_snap_bad(r, ret, "fstat: %s", strerror(errno));
+		goto err;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		ret = gm_snap_bad(r, -EINVAL, "not a regular file (%s)", gm_snap_file_kind(sb.st_mode));
 		goto err;
 	}
 	r->file_size = (uint64_t)sb.st_size;
@@ -270,6 +322,32 @@ void gm_snap_close(struct gm_snap_reader *r)
 	r->fd = -1;
 }
 
+/* A zstd payload is exactly one frame whose header declares raw_len
+ * bytes: checked from the frame header alone, so a lazy restore refuses a
+ * frame that would expand beyond its chunk before any page is loaded. */
+static int gm_snap_frame_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			    const void *src)
+{
+	unsigned long long size;
+	size_t len;
+
+	if (!(c->flags & GM_SNAP_CHUNK_ZSTD))
+		return 0;
+	size = ZSTD_getFrameContentSize(src, c->stored_len);
+	if (size == ZSTD_CONTENTSIZE_ERROR)
+		return gm_snap_bad(r, -EINVAL, "payload is not a zstd frame");
+	if (size == ZSTD_CONTENTSIZE_UNKNOWN)
+		return gm_snap_bad(r, -EINVAL, "zstd frame does not declare its size");
+	if (size != c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "zstd frame declares %llu bytes; raw_len is %u",
+				   size, c->raw_len);
+	len = ZSTD_findFrameCompressedSize(src, c->stored_len);
+	if (ZSTD_isError(len) || len != c->stored_len)
+		return gm_snap_bad(r, -EINVAL, "zstd frame is not exactly stored_len %u bytes",
+				   c->stored_len);
+	return 0;
+}
+
 int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst)
 {
 	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
@@ -284,9 +362,12 @@ int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *
 		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
 	if (!z)
 		return 0;
+	ret = gm_snap_frame_ok(r, c, into);
+	if (ret)
+		return ret;
 	got = ZSTD_decompressDCtx(r->dctx, dst, c->raw_len, r->scratch, c->stored_len);
 	if (ZSTD_isError(got) || got != c->raw_len)
-		return gm_snap_bad(r, -EINVAL, "zstd frame does not decode to %u bytes",
+		return gm_snap_bad(r, -EINVAL, "zstd frame does not decode to raw_len %u bytes",
 				   c->raw_len);
 	return 0;
 }
@@ -299,7 +380,7 @@ int gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void 
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
 	if (c->hash != gm_snap_chunk_hash(c, r->index, buf))
 		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
-	return 0;
+	return gm_snap_frame_ok(r, c, buf);
 }
 
 int gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst)
@@ -336,6 +417,27 @@ struct gm_snap_seen {
 	struct gm_snap_end sum;
 };
 
+/* The header fields of a STATES chunk, before its payload is read. */
+static int gm_snap_states_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			     const struct gm_snap_seen *w)
+{
+	if (w->in_data)
+		return gm_snap_bad(r, -EINVAL, "states after data: out of order");
+	if (c->flags)
+		return gm_snap_bad(r, -EINVAL, "flags %#x: a states chunk has none", c->flags);
+	if (!c->raw_len || c->raw_len % 8 || c->raw_len > r->hdr.chunk_max)
+		return gm_snap_bad(r, -EINVAL, "raw_len %u: must be a multiple of 8 up to "
+				   "chunk_max %u", c->raw_len, r->hdr.chunk_max);
+	if (c->stored_len != c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "stored_len %u: must equal raw_len %u",
+				   c->stored_len, c->raw_len);
+	if (c->first != w->runs_pages)
+		return gm_snap_bad(r, -EINVAL, "first %llu: the runs before end at page %llu",
+				   (unsigned long long)c->first,
+				   (unsigned long long)w->runs_pages);
+	return 0;
+}
+
 static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 			  struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
 {
@@ -343,9 +445,9 @@ static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	const uint64_t *runs = (const uint64_t *)r->scratch;
 	int ret;
 
-	if (w->in_data || c->flags || c->raw_len != c->stored_len || !n || c->raw_len % 8 ||
-	    c->raw_len > r->hdr.chunk_max || c->first != w->runs_pages)
-		return gm_snap_bad(r, -EINVAL, "out of order or malformed");
+	ret = gm_snap_states_ok(r, c, w);
+	if (ret)
+		return ret;
 	ret = gm_snap_take(r, r->scratch, c->stored_len);
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
@@ -354,9 +456,15 @@ static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t len = runs[i] >> 1;
 
-		if (!len || len > npages - w->runs_pages)
-			return gm_snap_bad(r, -EINVAL, "run %llu overruns the memory",
-					   (unsigned long long)i);
+		if (!len)
+			return gm_snap_bad(r, -EINVAL, "run %llu (payload offset %llu) has no pages",
+					   (unsigned long long)i, (unsigned long long)i * 8);
+		if (len > npages - w->runs_pages)
+			return gm_snap_bad(r, -EINVAL, "run %llu (payload offset %llu) of %llu "
+					   "pages overruns the memory at page %llu",
+					   (unsigned long long)i, (unsigned long long)i * 8,
+					   (unsigned long long)len,
+					   (unsigned long long)w->runs_pages);
 		w->runs_pages += len;
 		w->sum.shared_pages += runs[i] & 1 ? len : 0;
 	}
@@ -364,21 +472,50 @@ static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	return ops->on_states ? ops->on_states(ctx, c->first, runs, n) : 0;
 }
 
+/* The header fields of a DATA chunk, before anything reads its payload. */
+static int gm_snap_data_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			   const struct gm_snap_seen *w)
+{
+	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
+	uint64_t size = r->hdr.mem_size;
+
+	if (w->runs_pages != size >> GM_PAGE_SHIFT)
+		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
+				   (unsigned long long)w->runs_pages,
+				   (unsigned long long)(size >> GM_PAGE_SHIFT));
+	if (c->flags & ~GM_SNAP_CHUNK_ZSTD)
+		return gm_snap_bad(r, -EINVAL, "flags %#x: unknown bits", c->flags);
+	if (z && !(r->hdr.flags & GM_SNAP_HDR_COMPRESSED))
+		return gm_snap_bad(r, -EINVAL, "flags: zstd, in a file whose header says it "
+				   "is not compressed");
+	if (!c->raw_len || c->raw_len % GMEM_PAGE_SIZE || c->raw_len > r->hdr.chunk_max)
+		return gm_snap_bad(r, -EINVAL, "raw_len %u: must be a multiple of 4096 up to "
+				   "chunk_max %u", c->raw_len, r->hdr.chunk_max);
+	if (c->first % GMEM_PAGE_SIZE)
+		return gm_snap_bad(r, -EINVAL, "first %#llx: not page aligned",
+				   (unsigned long long)c->first);
+	if (c->first < w->data_end)
+		return gm_snap_bad(r, -EINVAL, "first %#llx: out of order, the data before "
+				   "ends at %#llx", (unsigned long long)c->first,
+				   (unsigned long long)w->data_end);
+	if (c->first > size - c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "first %#llx + raw_len %u: past the end of "
+				   "the memory (%#llx)", (unsigned long long)c->first,
+				   c->raw_len, (unsigned long long)size);
+	if (z ? c->stored_len > ZSTD_compressBound(c->raw_len) || !c->stored_len
+	      : c->stored_len != c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "stored_len %u: %s raw_len %u", c->stored_len,
+				   z ? "more than zstd's bound for" : "must equal", c->raw_len);
+	return 0;
+}
+
 static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 			struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
 {
-	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
+	int ret = gm_snap_data_ok(r, c, w);
 
-	if (w->runs_pages != r->hdr.mem_size >> GM_PAGE_SHIFT)
-		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
-				   (unsigned long long)w->runs_pages,
-				   (unsigned long long)(r->hdr.mem_size >> GM_PAGE_SHIFT));
-	if (c->flags & ~GM_SNAP_CHUNK_ZSTD || !c->raw_len || c->raw_len > r->hdr.chunk_max ||
-	    c->raw_len % GMEM_PAGE_SIZE || c->first % GMEM_PAGE_SIZE ||
-	    c->first < w->data_end || c->first > r->hdr.mem_size - c->raw_len ||
-	    (z ? c->stored_len > ZSTD_compressBound(c->raw_len) : c->stored_len != c->raw_len))
-		return gm_snap_bad(r, -EINVAL, "gpa %#llx + %u: out of order or malformed",
-				   (unsigned long long)c->first, c->raw_len);
+	if (ret)
+		return ret;
 	w->in_data = true;
 	w->data_end = c->first + c->raw_len;
 	w->sum.data_chunks++;
@@ -390,11 +527,23 @@ static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 /* The END chunk: must be where the footer says, with the totals seen. */
 static int gm_snap_finish(struct gm_snap_reader *r, const struct gm_snap_seen *w)
 {
+	static const char *const names[] = {
+		"chunks", "runs", "shared_pages", "data_chunks", "populated", "stored",
+	};
 	struct gm_snap_end e = w->sum;
+	const uint64_t *got = (const uint64_t *)&e, *said = (const uint64_t *)&r->end;
 
+	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(e) / 8, "END fields");
 	e.chunks = r->index;
-	if (r->chunk_off != r->end_offset || memcmp(&e, &r->end, sizeof(e)))
-		return gm_snap_bad(r, -EINVAL, "totals do not match the chunks read");
+	if (r->chunk_off != r->end_offset)
+		return gm_snap_bad(r, -EINVAL, "an END chunk before the one the footer names "
+				   "(offset %llu)", (unsigned long long)r->end_offset);
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (got[i] != said[i])
+			return gm_snap_bad(r, -EINVAL, "%s at payload offset %u says %llu; the "
+					   "chunks read give %llu", names[i], i * 8,
+					   (unsigned long long)said[i],
+					   (unsigned long long)got[i]);
 	if (w->runs_pages != r->hdr.mem_size >> GM_PAGE_SHIFT)
 		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
 				   (unsigned long long)w->runs_pages,

@@ -492,12 +492,27 @@ static int gm_restore_states(struct gm_restorer *x, int init)
 	return 0;
 }
 
+/* The largest memory a restore without a config opens: the host's RAM. */
+static uint64_t gm_restore_auto_max(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
+}
+
 /* The configuration to open: @cfg checked against the snapshot, or the
  * saved size and flags on the best backend (lazy: memfd, small pages, the
  * backing userfaultfd serves). */
 static int gm_restore_cfg(struct gm_snap_reader *r, const struct gmem_config *cfg,
 			  bool lazy, struct gmem_config *use)
 {
+	if (!cfg && r->hdr.mem_size > gm_restore_auto_max()) {
+		/* The file chose the size: not more than this host could hold. */
+		return gm_snap_bad(r, -EFBIG, "holds %llu bytes of memory, more than this host's "
+				   "%llu bytes of RAM; give a gmem_config to restore it",
+				   (unsigned long long)r->hdr.mem_size,
+				   (unsigned long long)gm_restore_auto_max());
+	}
 	if (!cfg) {
 		*use = (struct gmem_config){
 			.size = r->hdr.mem_size,
@@ -536,6 +551,8 @@ static int gm_restore_open(const struct gmem_config *use, struct gmem **g, int *
 	return 0;
 }
 
+void (*gm_snap_opened_hook)(const char *path);
+
 int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 		    const struct gmem_snapshot_opts *o, struct gmem **out)
 {
@@ -553,6 +570,8 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	ret = gm_snap_open(&r, path);
 	if (ret)
 		return ret;
+	if (gm_snap_opened_hook)
+		gm_snap_opened_hook(path);
 	ret = gm_restore_cfg(&r, cfg, lazy, &use);
 	if (ret)
 		goto out_reader;
@@ -563,7 +582,7 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 		goto out_mem;
 	gm_ld_start(&x);
 	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && r.file_size >= gm_in_min_file &&
-	    !gm_in_open(&x.in, path, r.file_size)) {
+	    !gm_in_open(&x.in, r.fd, r.file_size)) {
 		r.in = x.ld->in = &x.in;
 	} else if (x.ld) {
 		gm_snap_headers_only(&r);

@@ -40,6 +40,7 @@ struct gm_in;
 
 /* File header flags. */
 #define GM_SNAP_HDR_COMPRESSED (1u << 0)   /* saved with GM_SNAP_ZSTD_FLAGS  */
+#define GM_SNAP_HDR_ALL        GM_SNAP_HDR_COMPRESSED
 
 /* Save flags that ask for compression. */
 #define GM_SNAP_ZSTD_FLAGS (GMEM_SNAP_COMPRESS | GMEM_SNAP_COMPRESS_ALL)
@@ -158,6 +159,10 @@ struct gm_snap_reader {
 	uint64_t chunk_off;     /* file offset of the current chunk            */
 	struct gm_snap_chunk chunk;
 };
+
+/* Tests only: called by a restore once the file at @path is open and its
+ * ends checked (a test swaps the file there). NULL otherwise. */
+extern void (*gm_snap_opened_hook)(const char *path);
 
 /* Open @path, check the file header, the footer and the END chunk (so
  * truncation is refused before any work). -errno with gmem_last_error() set
