@@ -87,5 +87,6 @@ long gm_fuzz_replay(const struct gm_fuzz_target *t, const char *path, int verbos
 /* The targets (fuzz_*.c). */
 void gm_fuzz_api(const uint8_t *data, size_t size);
 void gm_fuzz_elf(const uint8_t *data, size_t size);
+void gm_fuzz_snapshot(const uint8_t *data, size_t size);
 
 #endif /* GM_FUZZ_H */

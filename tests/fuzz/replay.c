@@ -18,6 +18,8 @@ const struct gm_fuzz_target gm_fuzz_targets[] = {
 	  "public API sequences against a per-page reference model" },
 	{ "elf", gm_fuzz_elf,
 	  "the guest ELF loader's parser, with the invariants of what it accepts" },
+	{ "snapshot", gm_fuzz_snapshot,
+	  "snapshot inspect, verify and restore (eager, lazy) of hostile files" },
 	{ NULL, NULL, NULL },
 };
 
