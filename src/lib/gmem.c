@@ -16,6 +16,7 @@
  * lock.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,6 +402,9 @@ const char *gmem_dmap_assumptions(void)
 
 const char *gmem_strerror(int err)
 {
+	/* Any int comes in: -INT_MIN does not exist. */
+	if (err == INT_MIN || err > 0)
+		return "unknown error";
 	switch (-err) {
 	case 0:
 		return "success";
@@ -420,7 +424,7 @@ const char *gmem_strerror(int err)
 	case EIO:
 		return "memory is broken: a failed change could not be rolled back";
 	default:
-		return err < 0 ? strerror(-err) : "unknown error";
+		return strerror(-err);
 	}
 }
 

@@ -191,6 +191,7 @@ void snap_ed_set_payload(struct snap_ed *e, size_t i, const void *p, size_t len)
 	free(k->p);
 	k->p = malloc(len ? len : 1);
 	cr_assert_not_null(k->p);
-	memcpy(k->p, p, len);
+	if (len)
+		memcpy(k->p, p, len);
 	k->c.stored_len = (uint32_t)len;
 }
