@@ -43,6 +43,7 @@ enum gmem_state   { GMEM_PRIVATE = 0, GMEM_SHARED = 1 };
 #define GMEM_F_INIT_SHARED  (1u << 0)  /* all pages start shared (default: private)       */
 #define GMEM_F_HUGE         (1u << 1)  /* 2 MiB backing where the host allows it            */
 #define GMEM_F_NO_PIN       (1u << 2)  /* shared pages may be mapped but never pinned       */
+#define GMEM_PIN_MAX        (1u << 24) /* pins one page may hold; one more: -EOVERFLOW  */
 #define GMEM_F_ALL          (GMEM_F_INIT_SHARED | GMEM_F_HUGE | GMEM_F_NO_PIN)
 
 struct gmem_config {

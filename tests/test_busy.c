@@ -284,3 +284,25 @@ TH_TEST(busy, share_around_pin_keeps_its_mapping)
 	TH_EQ(gmem_unpin(g, PG, PG), 0);
 	gmem_close(g);
 }
+
+/*
+ * Attack: a guest looping on its pin hypercall. Pins of one page stop at
+ * GMEM_PIN_MAX with -EOVERFLOW, and a range with one page at the limit pins
+ * nothing (its neighbour's count is unchanged); unpinning then works.
+ */
+TH_TEST(busy, pin_limit)
+{
+	struct gmem *g = th_open(backend, SZ, 0);
+
+	TH_EQ(gmem_convert(g, 0, 2 * PG, GMEM_SHARED, NULL), 0);
+	for (uint32_t i = 0; i < GMEM_PIN_MAX; i++)
+		if (gmem_pin(g, PG, PG))
+			cr_assert_fail("pin %u of %u refused", i, GMEM_PIN_MAX);
+	TH_EQ(gmem_pin(g, PG, PG), -EOVERFLOW);
+	TH_EQ(gmem_pin(g, 0, 2 * PG), -EOVERFLOW);
+	TH_EQ(th_stats(g).pinned_pages, 1);
+	TH_EQ(gmem_unpin(g, 0, PG), -EINVAL);
+	TH_EQ(gmem_unpin(g, PG, PG), 0);
+	TH_EQ(gmem_pin(g, PG, PG), 0);
+	gmem_close(g);
+}

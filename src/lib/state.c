@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gmem.h>
+
 #include "state.h"
 
 static inline uint64_t gm_ld(const uint64_t *p)
@@ -304,10 +306,21 @@ static void gm_busy_set(struct gm_state *st, uint64_t page, bool busy)
 	}
 }
 
+/*
+ * Pin each page of a shared range once more. A count is bounded by
+ * GMEM_PIN_MAX, checked for the whole range before anything changes, so a
+ * caller (or a guest) looping on pins gets -EOVERFLOW instead of a wrapped
+ * count. Pages that are not busy have no entry and hold no pin.
+ */
 int gm_state_pin(struct gm_state *st, uint64_t first, uint64_t n)
 {
-	int ret = gm_pintab_reserve(&st->counts, n);
+	int ret;
 
+	if (st->npinned)
+		for (uint64_t p = first; p < first + n; p++)
+			if (gm_state_pins(st, p) >= GMEM_PIN_MAX)
+				return -EOVERFLOW;
+	ret = gm_pintab_reserve(&st->counts, n);
 	if (ret)
 		return ret;
 	for (uint64_t p = first; p < first + n; p++) {
