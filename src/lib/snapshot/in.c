@@ -62,10 +62,15 @@ static uint64_t gm_in_lo(const struct gm_in *in)
 	return in->walk_lo < in->jobs_lo ? in->walk_lo : in->jobs_lo;
 }
 
-/* Is there room in the ring for the next block to be read? */
+/* Is there room in the ring for the next block to be read? Nobody needs
+ * what its slot holds, and the read that filled the slot has finished
+ * (hi is past it): a consumer that jumps ahead moves lo past reads still
+ * in flight, and two preads into one slot would mix their bytes. */
 static bool gm_in_room(const struct gm_in *in)
 {
-	return in->next + GM_IN_BLOCK <= gm_in_lo(in) + GM_IN_RING;
+	uint64_t lo = gm_in_lo(in) < in->hi ? gm_in_lo(in) : in->hi;
+
+	return in->next + GM_IN_BLOCK <= lo + GM_IN_RING;
 }
 
 /* Set *@which (walk_lo or jobs_lo) to @to, and wake a reader waiting for
@@ -121,6 +126,9 @@ static int gm_in_read_block(struct gm_in *in)
 
 		in->hi += left < GM_IN_BLOCK ? left : GM_IN_BLOCK;
 	}
+	/* hi bounds the room too (gm_in_room). */
+	if (in->room_waiting && gm_in_room(in))
+		pthread_cond_signal(&in->room);
 	return 0;
 }
 
