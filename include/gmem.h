@@ -224,9 +224,12 @@ int   gmem_snapshot_restore_ex(const char *path, const struct gmem_config *cfg,
 /*
  * Lazy restore (GMEM_SNAP_LAZY, memfd backing without hugetlb pages only:
  * guest_memfd has no userfaultfd; -EOPNOTSUPP there). The whole file is
- * checked as an eager restore checks it, and the states applied, before the
- * call returns; page data is then loaded on first touch through the KVM view
- * or the host view (userfaultfd: the pages touched first are loaded first)
+ * checked as an eager restore checks it (every checksum, every field, every
+ * zstd frame header), and the states applied, before the call returns; only
+ * decompression waits for the load, so a frame that passes all of that and
+ * still does not decode is found as its chunk loads (poisoned, below).
+ * Page data is then loaded on first touch through the KVM view or the host
+ * view (userfaultfd: the pages touched first are loaded first)
  * and by a background thread that loads the rest in file order. Temporary
  * mappings, conversions to shared, discards and saves load the pages they
  * cover first. Each chunk is checked again as it is loaded: one that no

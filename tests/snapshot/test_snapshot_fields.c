@@ -62,9 +62,36 @@ static void env_close(struct field_env *v)
 	snap_rmdir(v->dir);
 }
 
+/* Set by an edit whose damage only decompression shows: a lazy restore
+ * accepts the file, and the chunk at lazy_gpa fails when it loads. */
+static bool lazy_at_load;
+static uint64_t lazy_gpa;
+
+/* The damaged chunk never becomes visible: its load fails, the failure
+ * names the chunk, and its pages cannot be reached (-EIO, as documented in
+ * gmem.h for lazy restore). */
+static void expect_poisoned(struct gmem *r, int ret, int err)
+{
+	void *p;
+
+	cr_assert_eq(ret, 0, "lazy restore: %d (%s)", ret, gmem_last_error());
+	(void)err;      /* the load's own error; what callers see is -EIO */
+	ret = gmem_snapshot_lazy_wait(r);
+	cr_assert_eq(ret, -EIO, "lazy wait: %d, want -EIO (%s)", ret, gmem_last_error());
+	cr_assert(strstr(gmem_last_error(), "does not decode") &&
+		  strstr(gmem_last_error(), "pages poisoned"),
+		  "lazy wait message '%s' names no damaged frame", gmem_last_error());
+	p = gmem_kmap(r, lazy_gpa);
+	cr_assert_null(p, "kmap of the damaged chunk at %#llx succeeded",
+		       (unsigned long long)lazy_gpa);
+	TH_EQ(errno, EIO);
+	gmem_close(r);
+}
+
 static void expect_refused(const char *path, int err, const char *want)
 {
 	struct gmem_config cfg = { .size = MEM, .backend = GMEM_BACKEND_MEMFD, .vm_fd = -1 };
+	struct gmem_snapshot_opts lazy = { .flags = GMEM_SNAP_LAZY };
 	struct gmem_snapshot_info in;
 	unsigned fds = snap_open_fds();
 	struct gmem *r = NULL;
@@ -81,6 +108,18 @@ static void expect_refused(const char *path, int err, const char *want)
 	cr_assert_null(r, "restore returned a memory");
 	cr_assert(strstr(gmem_last_error(), want), "restore message '%s' lacks '%s'",
 		  gmem_last_error(), want);
+	/* Lazy restore checks the whole file before it returns, too, short
+	 * of decompressing it: a forged body is found as its chunk loads. */
+	ret = gmem_snapshot_restore_ex(path, &cfg, &lazy, &r);
+	if (lazy_at_load)
+		expect_poisoned(r, ret, err);
+	else {
+		cr_assert_eq(ret, err, "lazy restore: %d, want %d (%s)", ret, err,
+			     gmem_last_error());
+		cr_assert_null(r, "lazy restore returned a memory");
+		cr_assert(strstr(gmem_last_error(), want), "lazy restore message '%s' lacks '%s'",
+			  gmem_last_error(), want);
+	}
 	TH_EQ(snap_open_fds(), fds);
 }
 
@@ -486,13 +525,13 @@ static void put_frame(struct snap_ed *e, size_t i, size_t len, size_t extra_fram
 
 /* A small file that would expand past its chunk: refused from the frame
  * header, before anything is decompressed. */
-FIELD(zstd_frame_larger_than_declared, ZST, ALL, -EINVAL, "zstd frame")
+FIELD(zstd_frame_larger_than_declared, ZST, ALL, -EINVAL, "zstd frame declares")
 {
 	size_t i = zdata(e);
 
 	put_frame(e, i, (size_t)e->ch[i].c.raw_len * 64, 0);
 }
-FIELD(zstd_frame_smaller_than_declared, ZST, ALL, -EINVAL, "zstd frame")
+FIELD(zstd_frame_smaller_than_declared, ZST, ALL, -EINVAL, "zstd frame declares")
 {
 	size_t i = zdata(e);
 
@@ -518,6 +557,8 @@ FIELD(zstd_body_damaged, ZST, ALL, -EINVAL, "zstd frame")
 
 	put_frame(e, i, e->ch[i].c.raw_len, 0);
 	e->ch[i].p[e->ch[i].c.stored_len - 5] ^= 0x5a;
+	lazy_at_load = true;
+	lazy_gpa = e->ch[i].c.first;
 }
 FIELD(zstd_stored_len_above_bound, ZST, ALL, -EINVAL, "more than zstd's bound")
 {

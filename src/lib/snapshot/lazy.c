@@ -172,8 +172,8 @@ static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct g
 {
 	bool z = k->c.flags & GM_SNAP_CHUNK_ZSTD;
 	uint8_t *in = z ? b->stored : b->raw;
+	char why[GM_SNAP_WHY_MAX];
 	uint64_t done = 0;
-	size_t got;
 
 	while (done < k->c.stored_len) {
 		ssize_t n = pread(l->fd, in + done, k->c.stored_len - done,
@@ -189,9 +189,8 @@ static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct g
 		return gm_lz_fail(l, k, -EINVAL, "checksum mismatch (file changed since the restore)");
 	if (!z)
 		return 0;
-	got = ZSTD_decompressDCtx(b->dctx, b->raw, k->c.raw_len, in, k->c.stored_len);
-	if (ZSTD_isError(got) || got != k->c.raw_len)
-		return gm_lz_fail(l, k, -EINVAL, "zstd frame does not decode to its size");
+	if (gm_snap_decode(b->dctx, &k->c, in, b->raw, why, sizeof(why)))
+		return gm_lz_fail(l, k, -EINVAL, why);
 	return 0;
 }
 

@@ -323,28 +323,44 @@ void gm_snap_close(struct gm_snap_reader *r)
 }
 
 /* A zstd payload is exactly one frame whose header declares raw_len
- * bytes: checked from the frame header alone, so a lazy restore refuses a
- * frame that would expand beyond its chunk before any page is loaded. */
-static int gm_snap_frame_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
-			    const void *src)
+ * bytes: checked from the frame header alone, before anything is
+ * decompressed, so neither restore expands a frame beyond its chunk. */
+int gm_snap_frame_check(const struct gm_snap_chunk *c, const void *src, char *why, size_t len)
 {
 	unsigned long long size;
-	size_t len;
+	size_t n;
 
 	if (!(c->flags & GM_SNAP_CHUNK_ZSTD))
 		return 0;
 	size = ZSTD_getFrameContentSize(src, c->stored_len);
-	if (size == ZSTD_CONTENTSIZE_ERROR)
-		return gm_snap_bad(r, -EINVAL, "payload is not a zstd frame");
-	if (size == ZSTD_CONTENTSIZE_UNKNOWN)
-		return gm_snap_bad(r, -EINVAL, "zstd frame does not declare its size");
-	if (size != c->raw_len)
-		return gm_snap_bad(r, -EINVAL, "zstd frame declares %llu bytes; raw_len is %u",
-				   size, c->raw_len);
-	len = ZSTD_findFrameCompressedSize(src, c->stored_len);
-	if (ZSTD_isError(len) || len != c->stored_len)
-		return gm_snap_bad(r, -EINVAL, "zstd frame is not exactly stored_len %u bytes",
-				   c->stored_len);
+	if (size == ZSTD_CONTENTSIZE_ERROR) {
+		snprintf(why, len, "payload is not a zstd frame");
+		return -EINVAL;
+	}
+	if (size == ZSTD_CONTENTSIZE_UNKNOWN) {
+		snprintf(why, len, "zstd frame does not declare its size");
+		return -EINVAL;
+	}
+	if (size != c->raw_len) {
+		snprintf(why, len, "zstd frame declares %llu bytes; raw_len is %u", size,
+			 c->raw_len);
+		return -EINVAL;
+	}
+	n = ZSTD_findFrameCompressedSize(src, c->stored_len);
+	if (ZSTD_isError(n) || n != c->stored_len) {
+		snprintf(why, len, "zstd frame is not exactly stored_len %u bytes", c->stored_len);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int gm_snap_frame_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			    const void *src)
+{
+	char why[GM_SNAP_WHY_MAX];
+
+	if (gm_snap_frame_check(c, src, why, sizeof(why)))
+		return gm_snap_bad(r, -EINVAL, "%s", why);
 	return 0;
 }
 
@@ -383,11 +399,19 @@ int gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void 
 	return gm_snap_frame_ok(r, c, buf);
 }
 
-int gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst)
+int gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst,
+		   char *why, size_t len)
 {
-	size_t got = ZSTD_decompressDCtx(dctx, dst, c->raw_len, src, c->stored_len);
+	size_t got;
 
-	return ZSTD_isError(got) || got != c->raw_len ? -EINVAL : 0;
+	if (gm_snap_frame_check(c, src, why, len))
+		return -EINVAL;
+	got = ZSTD_decompressDCtx(dctx, dst, c->raw_len, src, c->stored_len);
+	if (ZSTD_isError(got) || got != c->raw_len) {
+		snprintf(why, len, "zstd frame does not decode to raw_len %u bytes", c->raw_len);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int gm_snap_skip(struct gm_snap_reader *r, const struct gm_snap_chunk *c)

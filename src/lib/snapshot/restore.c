@@ -91,6 +91,7 @@ struct gm_ld_job {
 	uint8_t *buf;
 	const uint8_t *src;     /* the stored payload in the ring, or NULL     */
 	int state;
+	char why[GM_SNAP_WHY_MAX];  /* GM_LD_DECODE: what was wrong with the frame */
 };
 
 struct gm_ld {
@@ -180,7 +181,7 @@ static int gm_ld_payload(struct gm_ld *u, const struct gm_ld_job *j, uint8_t *in
 
 /* Load job @j by writing the memory's file (worker 0 only): 0, or -errno
  * and *@why. */
-static int gm_ld_job_write(struct gm_ld *u, const struct gm_ld_job *j, enum gm_ld_fail *why)
+static int gm_ld_job_write(struct gm_ld *u, struct gm_ld_job *j, enum gm_ld_fail *why)
 {
 	const uint8_t *src;
 	int ret;
@@ -190,7 +191,7 @@ static int gm_ld_job_write(struct gm_ld *u, const struct gm_ld_job *j, enum gm_l
 		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
-		ret = gm_snap_decode(u->dctx[0], &j->c, src, u->out);
+		ret = gm_snap_decode(u->dctx[0], &j->c, src, u->out, j->why, sizeof(j->why));
 		if (ret)
 			return ret;
 		src = u->out;
@@ -201,7 +202,7 @@ static int gm_ld_job_write(struct gm_ld *u, const struct gm_ld_job *j, enum gm_l
 
 /* Load job @j through the KVM view: a raw payload not in the ring is read
  * straight into guest memory. 0, or -errno and *@why. */
-static int gm_ld_job_map(struct gm_ld *u, unsigned worker, const struct gm_ld_job *j,
+static int gm_ld_job_map(struct gm_ld *u, unsigned worker, struct gm_ld_job *j,
 			 enum gm_ld_fail *why)
 {
 	uint8_t *dst = u->base + j->c.first;
@@ -214,7 +215,7 @@ static int gm_ld_job_map(struct gm_ld *u, unsigned worker, const struct gm_ld_jo
 		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
-		return gm_snap_decode(u->dctx[worker], &j->c, src, dst);
+		return gm_snap_decode(u->dctx[worker], &j->c, src, dst, j->why, sizeof(j->why));
 	}
 	if (src != dst)
 		memcpy(dst, src, j->c.raw_len);
@@ -291,7 +292,7 @@ static int gm_ld_report(struct gm_restorer *x, const struct gm_ld *u)
 	case GM_LD_DECODE:
 		break;
 	}
-	return gm_snap_bad(r, u->err, "zstd frame does not decode to %u bytes", u->failed.c.raw_len);
+	return gm_snap_bad(r, u->err, "%s", u->failed.why);
 }
 
 /* Wait for every queued job, stop the workers, free everything; the first

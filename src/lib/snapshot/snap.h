@@ -187,9 +187,17 @@ int  gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, 
 int  gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst);
 /* Read the stored payload of DATA chunk @c into @buf and check its hash. */
 int  gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *buf);
-/* Decompress the checked payload @src of zstd chunk @c into @dst
- * (c->raw_len bytes) with ZSTD_DCtx @dctx: 0 or -EINVAL, no message. */
-int  gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst);
+/* Longest reason gm_snap_frame_check and gm_snap_decode write. */
+#define GM_SNAP_WHY_MAX 96
+/* The frame header of zstd chunk @c's payload @src declares exactly
+ * c->raw_len bytes in exactly c->stored_len (0 for a raw chunk), or
+ * -EINVAL with the reason in @why. Pure: callable from any thread. */
+int  gm_snap_frame_check(const struct gm_snap_chunk *c, const void *src, char *why, size_t len);
+/* Check the frame header, then decompress the checked payload @src of zstd
+ * chunk @c into @dst (c->raw_len bytes) with ZSTD_DCtx @dctx: 0, or -EINVAL
+ * with the reason in @why (the reader's message is not touched). */
+int  gm_snap_decode(void *dctx, const struct gm_snap_chunk *c, const void *src, void *dst,
+		    char *why, size_t len);
 /* Pass over the stored payload of DATA chunk @c without reading it (its
  * reader checks it): 0, or -EIO with the message set if the file ends. */
 int  gm_snap_skip(struct gm_snap_reader *r, const struct gm_snap_chunk *c);
