@@ -12,8 +12,18 @@
  *
  * The host converts ranges in place (contents and guest-physical addresses
  * are kept), may reach a private page briefly through a temporary mapping
- * (gmem_kmap), and hands KVM a separate full mapping (gmem_kvm_view) for the
- * memslot's userspace address.
+ * (gmem_kmap), and hands KVM a mapping (gmem_kvm_view) for the memslot's
+ * userspace address. Who enforces privacy is gmem_info().privacy:
+ *
+ *   GMEM_PRIVACY_VIEW   - the library: private pages are absent from the
+ *                         host view, but KVM's view maps every page; it is
+ *                         kept out of core dumps and children, and
+ *                         gmem_harden_process() keeps other processes of
+ *                         the same user out of this one;
+ *   GMEM_PRIVACY_KERNEL - the kernel: private pages fault in every user
+ *                         mapping, and the KVM view is the host view.
+ *
+ * docs/threat-model.md says what each level stops and what it cannot.
  *
  * Conventions: every call returning int returns 0 (or a non-negative value)
  * on success and a negative errno on failure; a failed call changes nothing.
@@ -46,12 +56,18 @@ enum gmem_state   { GMEM_PRIVATE = 0, GMEM_SHARED = 1 };
 #define GMEM_PIN_MAX        (1u << 24) /* pins one page may hold; one more: -EOVERFLOW  */
 #define GMEM_F_ALL          (GMEM_F_INIT_SHARED | GMEM_F_HUGE | GMEM_F_NO_PIN)
 
+#define GMEM_PRIVACY_VIEW   1          /* library enforces it in the host view  */
+#define GMEM_PRIVACY_KERNEL 2          /* kernel faults private pages anywhere  */
+
 struct gmem_config {
 	uint64_t size;              /* a multiple of 2 MiB                              */
 	enum gmem_backend backend;
 	int vm_fd;                  /* KVM VM for the guest_memfd, or -1 (kvm backend  */
 	                            /* then creates and owns a VM of its own)           */
 	unsigned flags;             /* GMEM_F_*                                         */
+	uint64_t max_mappings;      /* host-view mappings to reserve of the process's   */
+	                            /* vm.max_map_count (-ENOMEM if not free); 0: what  */
+	                            /* it could need, up to half of what is free        */
 };
 
 struct gmem;
@@ -114,9 +130,12 @@ struct gmem_info {
 	int fd;                     /* guest memory file (guest_memfd or memfd)         */
 	int vm_fd;                  /* KVM VM the guest_memfd belongs to, or -1         */
 	uint64_t gmem_flags;        /* guest_memfd creation flags (kvm backend)         */
-	int inplace;                /* 1: kernel converts in place (cap 249)            */
+	int inplace;                /* 1: kernel converts in place (found by ioctl)     */
 	int dmap_removal;           /* 1: kernel removes pages from its direct map      */
 	uint64_t granule;           /* smallest convertible unit: 4 KiB or 2 MiB        */
+	int privacy;                /* GMEM_PRIVACY_VIEW or GMEM_PRIVACY_KERNEL         */
+	uint64_t view_mapping_budget; /* host-view mappings this memory may hold:       */
+	                            /* its own share of vm.max_map_count, set at open   */
 };
 
 /* What this host offers (gmem_probe). Flags are 1 or 0; counts read from
@@ -130,7 +149,10 @@ struct gmem_probe {
 	int gmem_mmap;              /* flag bit 0                                       */
 	int gmem_init_shared;       /* flag bit 1                                       */
 	int gmem_no_direct_map;     /* flag bit 2 (direct-map removal)                  */
-	int inplace_conversion;     /* cap 249 (KVM_SET_MEMORY_ATTRIBUTES2)             */
+	int inplace_conversion;     /* KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd      */
+	                            /* works: found by issuing it (inplace_how)         */
+	int inplace_cap_hint;       /* what capability 249 answers: a hint, not a fact  */
+	char inplace_how[128];      /* how in-place conversion was detected             */
 	uint64_t memory_attributes; /* KVM_CAP_MEMORY_ATTRIBUTES (233) mask             */
 	uint64_t vm_types;          /* KVM_CAP_VM_TYPES (235) mask                      */
 	char shmem_thp[16];         /* shmem_enabled mode, "" if unknown                */
@@ -173,6 +195,20 @@ const char *gmem_huge_name(enum gmem_huge h);
 const char *gmem_last_error(void);
 /* The assumptions behind the direct-map model, in one line. */
 const char *gmem_dmap_assumptions(void);
+
+/* Keep other processes out of this one (PR_SET_DUMPABLE 0, as ssh-agent
+ * does): processes of the same user can then neither ptrace it nor read
+ * its memory (/proc/PID/mem, process_vm_readv), and it leaves no core
+ * dump. @flags must be 0. Root (CAP_SYS_PTRACE) is not stopped. */
+int   gmem_harden_process(unsigned flags);
+
+/* Conversions the library makes on its own (the I/O layer sharing a buffer
+ * in place and making it private again) are reported to @fn, so a VMM's
+ * mirror of page states (KVM memory attributes) stays true. Called with
+ * the memory's lock held, in the order the states changed, after each
+ * change: @fn must not call gmem functions on @g. NULL removes it. */
+typedef void (*gmem_convert_fn)(void *ctx, uint64_t gpa, uint64_t len, enum gmem_state to);
+int   gmem_convert_notify(struct gmem *g, gmem_convert_fn fn, void *ctx);
 
 /* ---- Snapshots (src/lib/snapshot/, man/gmem_snapshot_*.3) ------------- */
 /* Save the whole memory and every page's state to @path (atomically: an
@@ -386,7 +422,10 @@ struct gmem_io_stats {
 };
 
 int   gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem_io **out);
-void  gmem_io_destroy(struct gmem_io *io);
+/* Completes the context's pending return-to-private conversions first:
+ * 0, or -EBUSY when a page stayed busy (pinned or mapped by someone else)
+ * and was left shared; the context is freed either way. */
+int   gmem_io_destroy(struct gmem_io *io);
 /* Serve @req: bytes moved (all of them, or fewer when the target ended), or
  * a negative errno; req->done holds the bytes moved in both cases. */
 int64_t gmem_io_rw(struct gmem_io *io, struct gmem_io_req *req);

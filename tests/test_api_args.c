@@ -83,6 +83,8 @@ static struct gmem_io_target out_t;
 	X(gmem_open, "cfg NULL", -EINVAL, gmem_open(NULL, &out_g))                        \
 	X(gmem_open, "out NULL", -EINVAL, gmem_open(CFG(), NULL))                         \
 	X(gmem_open, "size 0", -EINVAL, gmem_open(CFG(.size = 0), &out_g))                \
+	X(gmem_open, "more mappings than vm.max_map_count", -ENOMEM,                      \
+	  gmem_open(CFG(.max_mappings = 1ull << 40), &out_g))                             \
 	X(gmem_open, "size not 2 MiB aligned", -EINVAL,                                   \
 	  gmem_open(CFG(.size = 2 * TH_MIB + P), &out_g))                                 \
 	X(gmem_open, "size near 2^64", -EINVAL,                                           \
@@ -189,7 +191,9 @@ static struct gmem_io_target out_t;
 	  gmem_io_create(f->g, IOCFG(.pool_size = 65 * 1024), &out_io))                   \
 	X(gmem_io_create, "unknown flag", -EINVAL,                                        \
 	  gmem_io_create(f->g, IOCFG(.flags = 1u << 20), &out_io))                        \
-	X(gmem_io_destroy, "NULL", 0, VOID(gmem_io_destroy(NULL)))                        \
+	X(gmem_io_destroy, "NULL", -EINVAL, gmem_io_destroy(NULL))                         \
+	X(gmem_harden_process, "unknown flag", -EINVAL, gmem_harden_process(1))           \
+	X(gmem_convert_notify, "NULL memory", -EINVAL, gmem_convert_notify(NULL, NULL, NULL)) \
 	X(gmem_io_rw, "NULL context", -EINVAL, gmem_io_rw(NULL, req(f)))                  \
 	X(gmem_io_rw, "NULL request", -EINVAL, gmem_io_rw(f->io, NULL))                   \
 	X(gmem_io_rw, "no segments", -EINVAL, gmem_io_rw(f->io, (req(f)->nsegs = 0, &f->req))) \

@@ -54,6 +54,13 @@ bool gm_shmem_thp_allowed(const char *mode);
 long gm_sysfs_long(const char *path);              /* value, or -errno         */
 long gm_hugepages_free(void);                      /* free 2 MiB hugetlb pages */
 bool gm_kvm_guest_memfd_usable(void);
+/* In-place conversion found by behaviour on @vm_fd (backend_kvm.c): 1, 0,
+ * or -errno when it could not be asked; @how says what was asked and
+ * answered. @gmem_caps: KVM_CAP_GUEST_MEMFD_FLAGS. */
+int  gm_kvm_inplace_detect(int vm_fd, uint64_t gmem_caps, char *how, unsigned how_size);
+/* The verdict of that ioctl (pure): 1 it exists, 0 it does not
+ * (ENOTTY, EINVAL, EOPNOTSUPP, ENOSYS), -errno for any other answer. */
+int  gm_inplace_verdict(int ioctl_ret, int err);
 
 /* Thread-local reason for the last failure, for gmem_last_error(). */
 void gm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -7,8 +7,9 @@
  * pages; private pages are anonymous placeholders, so neither the host's
  * ordinary code nor /proc/self/mem reaches them. A page that is pinned or
  * temporarily mapped is busy and cannot become private. KVM gets a separate
- * full view. Where the kernel converts in place (cap 249) it hides private
- * pages itself and the host view is one mapping.
+ * full view (GMEM_PRIVACY_VIEW). Where the kernel converts in place (found
+ * by behaviour, backend_kvm.c) it hides private pages itself, the host view
+ * is one mapping and KVM uses it too (GMEM_PRIVACY_KERNEL).
  *
  * Every entry point validates its arguments, takes g->lock and calls a
  * *_locked worker; a worker either completes or leaves everything as it was
@@ -105,7 +106,7 @@ int gmem_open(const struct gmem_config *cfg, struct gmem **out)
 	ret = gm_dmap_init(&g->dmap, g->st.npages, huge_model, cfg->flags & GMEM_F_INIT_SHARED);
 	if (ret)
 		goto err_state;
-	ret = gm_view_open(g);
+	ret = gm_view_open(g, cfg->max_mappings);
 	if (ret)
 		goto err_dmap;
 	ret = gm_kmap_open(g);
@@ -132,6 +133,9 @@ void gmem_close(struct gmem *g)
 {
 	if (!g)
 		return;
+	/* I/O contexts still open are detached first (io/shares.c). */
+	if (g->io_hooks)
+		g->io_hooks->close(g);
 	if (g->loader)
 		g->loader->stop(g->loader);
 	gm_kmap_close(g);
@@ -188,8 +192,8 @@ static int gm_convert_apply_locked(struct gmem *g, uint64_t first, uint64_t n, i
 	return ret;
 }
 
-static int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
-			     uint64_t *busy_gpa)
+int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
+		      uint64_t *busy_gpa)
 {
 	uint64_t busy, changed;
 	int ret;
@@ -233,8 +237,29 @@ int gmem_convert(struct gmem *g, uint64_t gpa, uint64_t len, enum gmem_state to,
 	ret = g->broken ? -EIO
 			: gm_convert_locked(g, gm_page(gpa), gm_page(len), to == GMEM_SHARED,
 					    busy_gpa);
+	/* What the VMM asks last is what in-place I/O leaves behind. */
+	if (!ret && g->io_hooks)
+		g->io_hooks->converted(g->shares, gm_page(gpa), gm_page(len), to == GMEM_SHARED);
 	pthread_mutex_unlock(&g->lock);
 	return ret;
+}
+
+void gm_notify_locked(struct gmem *g, uint64_t first, uint64_t n, int to)
+{
+	if (g->notify_fn)
+		g->notify_fn(g->notify_ctx, first << GM_PAGE_SHIFT, n << GM_PAGE_SHIFT,
+			     to ? GMEM_SHARED : GMEM_PRIVATE);
+}
+
+int gmem_convert_notify(struct gmem *g, gmem_convert_fn fn, void *ctx)
+{
+	if (!g)
+		return -EINVAL;
+	pthread_mutex_lock(&g->lock);
+	g->notify_fn = fn;
+	g->notify_ctx = fn ? ctx : NULL;
+	pthread_mutex_unlock(&g->lock);
+	return 0;
 }
 
 int gmem_state(const struct gmem *g, uint64_t gpa)
@@ -262,7 +287,7 @@ void *gmem_kvm_view(const struct gmem *g)
 	return g->kvm_view;
 }
 
-static int gm_pin_locked(struct gmem *g, uint64_t first, uint64_t n)
+int gm_pin_locked(struct gmem *g, uint64_t first, uint64_t n)
 {
 	int ret;
 
@@ -290,7 +315,7 @@ int gmem_pin(struct gmem *g, uint64_t gpa, uint64_t len)
 
 int gmem_unpin(struct gmem *g, uint64_t gpa, uint64_t len)
 {
-	uint64_t first, n, p;
+	uint64_t first, n;
 	int ret = gm_enter(g, gpa, len, GMEM_PAGE_SIZE);
 
 	if (ret)
@@ -298,12 +323,26 @@ int gmem_unpin(struct gmem *g, uint64_t gpa, uint64_t len)
 	first = gm_page(gpa);
 	n = gm_page(len);
 	pthread_mutex_lock(&g->lock);
-	if (gm_state_first_unpinned(&g->st, first, n, &p))
-		ret = -EINVAL;
-	else
-		gm_state_unpin(&g->st, first, n);
+	ret = gm_unpin_locked(g, first, n);
 	pthread_mutex_unlock(&g->lock);
 	return ret;
+}
+
+int gm_unpin_locked(struct gmem *g, uint64_t first, uint64_t n)
+{
+	uint64_t p;
+
+	if (gm_state_first_unpinned(&g->st, first, n, &p))
+		return -EINVAL;
+	gm_state_unpin(&g->st, first, n);
+	gm_unbusy_locked(g, first, n);
+	return 0;
+}
+
+void gm_unbusy_locked(struct gmem *g, uint64_t first, uint64_t n)
+{
+	if (g->io_hooks)
+		g->io_hooks->unbusy(g->shares, first, n);
 }
 
 static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
@@ -392,6 +431,8 @@ int gmem_info(const struct gmem *g, struct gmem_info *info)
 	info->inplace = g->b.inplace;
 	info->dmap_removal = g->b.dmap_real;
 	info->granule = g->b.granule;
+	info->privacy = g->b.inplace ? GMEM_PRIVACY_KERNEL : GMEM_PRIVACY_VIEW;
+	info->view_mapping_budget = g->runs_budget;
 	return 0;
 }
 

@@ -126,13 +126,38 @@ bool gm_kvm_guest_memfd_usable(void)
 	       (inplace > 0 || (flags & GUEST_MEMFD_FLAG_INIT_SHARED));
 }
 
+/* In-place conversion by behaviour, on a VM made for the question. */
+static void gm_probe_inplace(struct gmem_probe *p, int kvm)
+{
+	int vm, r;
+
+	if (!p->guest_memfd || !p->gmem_mmap) {
+		snprintf(p->inplace_how, sizeof(p->inplace_how),
+			 "not asked: no mappable guest_memfd");
+		return;
+	}
+	vm = gm_sys_ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		snprintf(p->inplace_how, sizeof(p->inplace_how),
+			 "not asked: KVM_CREATE_VM: %s", strerror(errno));
+		return;
+	}
+	r = gm_kvm_inplace_detect(vm, p->guest_memfd_flags, p->inplace_how,
+				  sizeof(p->inplace_how));
+	p->inplace_conversion = r > 0;
+	close(vm);
+}
+
 static void gm_probe_kvm(struct gmem_probe *p)
 {
 	int kvm = gm_sys_open("/dev/kvm", O_RDWR | O_CLOEXEC), r;
 
 	p->kvm = kvm >= 0;
-	if (kvm < 0)
+	if (kvm < 0) {
+		snprintf(p->inplace_how, sizeof(p->inplace_how), "not asked: no /dev/kvm (%s)",
+			 strerror(errno));
 		return;
+	}
 	p->kvm_api_version = gm_sys_ioctl(kvm, KVM_GET_API_VERSION, NULL);
 	p->user_memory2 = gm_kvm_check(kvm, KVM_CAP_USER_MEMORY2) > 0;
 	p->guest_memfd = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD) > 0;
@@ -141,7 +166,8 @@ static void gm_probe_kvm(struct gmem_probe *p)
 	p->gmem_mmap = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_MMAP);
 	p->gmem_init_shared = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_INIT_SHARED);
 	p->gmem_no_direct_map = !!(p->guest_memfd_flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
-	p->inplace_conversion = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+	p->inplace_cap_hint = gm_kvm_check(kvm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+	gm_probe_inplace(p, kvm);
 	r = gm_kvm_check(kvm, KVM_CAP_MEMORY_ATTRIBUTES);
 	p->memory_attributes = r > 0 ? (uint64_t)r : 0;
 	r = gm_kvm_check(kvm, KVM_CAP_VM_TYPES);

@@ -42,6 +42,20 @@ struct gm_loader {
 	void (*stop)(struct gm_loader *l);
 };
 
+/*
+ * What the core tells in-place I/O's sharing table (io/shares.c), with
+ * g->lock held: the VMM converted pages (so what I/O owes back changes),
+ * pages lost a pin or a temporary mapping (a deferred restore may go now),
+ * and the memory closes with contexts still open (called without the lock).
+ * Set by the I/O layer, so the core calls it without depending on it.
+ */
+struct gm_io_shares;
+struct gm_io_hooks {
+	void (*converted)(struct gm_io_shares *s, uint64_t first, uint64_t n, int to);
+	void (*unbusy)(struct gm_io_shares *s, uint64_t first, uint64_t n);
+	void (*close)(struct gmem *g);
+};
+
 struct gm_counters {
 	uint64_t conversions, pages_converted, refused, pins, kmaps, discards;
 	uint64_t view_syscalls, regions_split, regions_repaired, collapse_failures;
@@ -59,13 +73,18 @@ struct gmem {
 	struct gm_state st;
 	struct gm_dmap dmap;
 	uint64_t map_limit;             /* most runs this view may hold (tests)   */
-	uint64_t runs_charged;          /* runs drawn from the process budget     */
+	uint64_t runs_budget;           /* runs reserved at open (view.c)         */
+	uint64_t runs_charged;          /* runs of the budget in use              */
 	uint64_t *maybe_small;          /* THP: bit per region that may hold small */
 	                                /* folios or small mappings; NULL if not THP */
 	bool broken;                    /* a rollback failed: every call -EIO     */
 	struct gm_loader *loader;       /* lazy restore, or NULL; set before the  */
 	                                /* memory is handed out, freed at close   */
 	struct gm_counters n;
+	struct gm_io_shares *shares;    /* in-place I/O's table, or NULL          */
+	const struct gm_io_hooks *io_hooks;  /* set with shares                   */
+	gmem_convert_fn notify_fn;      /* gmem_convert_notify                    */
+	void *notify_ctx;
 };
 
 static inline uint64_t gm_page(uint64_t gpa)
@@ -80,7 +99,8 @@ static inline int gm_loader_ensure(struct gmem *g, uint64_t first, uint64_t n)
 
 /* view.c */
 int  gm_reserve(uint64_t size, uint64_t align, uint8_t **out);
-int  gm_view_open(struct gmem *g);
+/* @max_mappings: gmem_config.max_mappings (0: the default budget). */
+int  gm_view_open(struct gmem *g, uint64_t max_mappings);
 void gm_view_close(struct gmem *g);
 int  gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
 /* A region became uniformly shared: make it one huge mapping if it may
@@ -88,14 +108,23 @@ int  gm_view_apply_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
 void gm_view_repair_locked(struct gmem *g, uint64_t region);
 /* Note that [first, first + n) may now hold small folios or mappings. */
 void gm_view_mark_small(struct gmem *g, uint64_t first, uint64_t n);
-/* vm.max_map_count is per process: all open memories share one budget of
- * runs. Charge the growth from @now to @after runs before changing the
- * view (-ENOMEM when over budget or over g->map_limit). */
+/* Charge the growth from @now to @after runs to the memory's own budget
+ * before changing the view (-ENOMEM when over it or over g->map_limit). */
 int  gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after);
 /* After the change: settle the charge at @runs (gives back what a failed or
  * shrinking change no longer needs). */
 void gm_view_runs_settle(struct gmem *g, uint64_t runs);
 uint64_t gm_view_runs_limit(const struct gmem *g);
+
+/* gmem.c: the workers behind gmem_convert/pin/unpin (caller holds g->lock;
+ * the I/O layer's sharing table uses them to note, share and pin in one
+ * step). gm_unbusy_locked: pages lost a pin or window. gm_notify_locked:
+ * report a conversion the library made on its own. */
+int  gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to, uint64_t *busy_gpa);
+int  gm_pin_locked(struct gmem *g, uint64_t first, uint64_t n);
+int  gm_unpin_locked(struct gmem *g, uint64_t first, uint64_t n);
+void gm_unbusy_locked(struct gmem *g, uint64_t first, uint64_t n);
+void gm_notify_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
 
 /* kmap.c */
 int  gm_kmap_open(struct gmem *g);

@@ -8,7 +8,8 @@
  * that page of the file there; gmem_kunmap() puts the placeholder back. A
  * window maps one page whatever its state: this is how the hypervisor reaches
  * a private page without sharing it. Windows are short-lived and meant to be
- * released by the thread that took them.
+ * released by the thread that took them. A mapped window is excluded from
+ * core dumps and children before its address is handed out.
  */
 #include <errno.h>
 #include <string.h>
@@ -57,6 +58,14 @@ static bool gm_kmap_slot_busy(const struct gm_kmap_pool *k, unsigned slot)
 	return !(k->free[slot / 64] & (1ull << (slot % 64)));
 }
 
+/* Put the placeholder back over a window: 0 or -errno. */
+static int gm_kmap_window_clear(uint8_t *win, uint64_t gran)
+{
+	return gm_sys_mmap(win, gran, PROT_NONE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1,
+			   0) == MAP_FAILED ? -errno : 0;
+}
+
 static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 {
 	uint64_t gran = g->b.granule, page = gm_page(gpa);
@@ -89,12 +98,22 @@ static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 		ret = -errno;
 		goto err_count;
 	}
+	ret = gm_sys_guard(win, gran);
+	if (ret)
+		goto err_unmap;
 	g->kmap.page[slot] = page;
 	g->n.kmaps++;
 	/* A 4 KiB window faults in a 4 KiB folio where there was none. */
 	gm_view_mark_small(g, page, 1);
 	return win + (gpa & (gran - 1));
 
+err_unmap:
+	/* The page must not stay reachable through an unguarded window; if
+	 * even the placeholder fails, the slot and the count stay taken. */
+	if (gm_kmap_window_clear(win, gran)) {
+		*err = ret;
+		return NULL;
+	}
 err_count:
 	gm_state_kmap_put(&g->st, page);
 err_slot:
@@ -141,11 +160,10 @@ void gmem_kunmap(struct gmem *g, void *addr)
 		/* Placeholder first: the page must be unreachable before it may
 		 * become private again. A failure here would leave the window
 		 * mapped, so the slot is not reused and the page stays busy. */
-		if (gm_sys_mmap(win, gran, PROT_NONE,
-				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1,
-				0) != MAP_FAILED) {
+		if (!gm_kmap_window_clear(win, gran)) {
 			gm_state_kmap_put(&g->st, g->kmap.page[slot]);
 			gm_kmap_slot_put(&g->kmap, (unsigned)slot);
+			gm_unbusy_locked(g, g->kmap.page[slot], 1);
 		}
 	}
 	pthread_mutex_unlock(&g->lock);

@@ -98,6 +98,15 @@ int gm_sys_madvise(void *addr, size_t len, int advice)
 	return madvise(addr, len, advice);
 }
 
+/* madvise() alone is not enough here: a failure must fail the caller, who
+ * then unmaps, so that no guest data is ever mapped unguarded. */
+int gm_sys_guard(void *addr, size_t len)
+{
+	if (gm_sys_madvise(addr, len, MADV_DONTDUMP) || gm_sys_madvise(addr, len, MADV_DONTFORK))
+		return -errno;
+	return 0;
+}
+
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)
 {
 	GM_SYS_INJECT(GM_SYS_FALLOCATE, -1);

@@ -15,11 +15,16 @@
  * A region that becomes mixed has its huge mapping split by the kernel; when
  * it is uniformly shared again it is repaired with MADV_COLLAPSE (THP
  * backing). VMAs are bounded by vm.max_map_count, per process, so every open
- * memory draws its runs from one budget and a conversion that would overdraw
- * it is refused before any syscall.
+ * memory reserves a budget of runs at open (below) and a conversion that
+ * would overdraw its own budget is refused before any syscall.
  *
  * The KVM view is a second, full MAP_SHARED mapping given to KVM as the
- * memslot's userspace address; device code never sees it.
+ * memslot's userspace address; device code never sees it. It holds private
+ * pages too, so it is the one mapping of private data that exists at
+ * GMEM_PRIVACY_VIEW: like every file mapping made here it is excluded from
+ * core dumps and from children (gm_sys_guard). Where the kernel converts in
+ * place (GMEM_PRIVACY_KERNEL), private pages fault in every user mapping and
+ * the KVM view is the host view itself.
  */
 #include <assert.h>
 #include <errno.h>
@@ -68,9 +73,17 @@ static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len
 	void *p = gm_sys_mmap(base + off, len, PROT_READ | PROT_WRITE,
 			      MAP_SHARED | MAP_FIXED, g->b.fd, (off_t)off);
 
+	int ret;
+
 	g->n.view_syscalls++;
 	if (p == MAP_FAILED)
 		return -errno;
+	/* Out of core dumps and children: a child forked while a page is
+	 * shared would otherwise keep reading it after it became private. */
+	g->n.view_syscalls += 2;
+	ret = gm_sys_guard(base + off, len);
+	if (ret)
+		return ret;
 	if (g->b.thp_advise) {
 		g->n.view_syscalls++;
 		if (gm_sys_madvise(base + off, len, MADV_HUGEPAGE))
@@ -210,50 +223,96 @@ void gm_view_repair_locked(struct gmem *g, uint64_t region)
 		g->n.collapse_failures++;
 }
 
-/* The process-wide budget of runs, set at the first open: vm.max_map_count
- * less what the process maps then, less the kmap pools and a margin for the
- * rest of the process. gm_runs_used is the sum of every open view's runs. */
-static uint64_t gm_runs_budget;
-static atomic_uint_fast64_t gm_runs_used;
-static pthread_once_t gm_runs_once = PTHREAD_ONCE_INIT;
+/*
+ * Mapping budgets. vm.max_map_count is per process, so each memory reserves
+ * its own share of it when it opens, and a conversion is checked against
+ * that share only: one guest's fragmentation can never refuse another
+ * guest's conversion. What is free at an open is vm.max_map_count less what
+ * the process maps now, less a margin for the rest of the process (kmap
+ * windows, libraries, threads), less what earlier memories reserved and do
+ * not use yet. A memory takes what the caller asks (gmem_config
+ * .max_mappings) or, by default, what it could ever need (one run per page)
+ * up to half of what is free, so the next memory still finds some.
+ */
+static pthread_mutex_t gm_budget_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t gm_budget_reserved;     /* sum of open memories' budgets    */
+static atomic_uint_fast64_t gm_runs_used; /* sum of their runs now          */
 
-static void gm_runs_budget_init(void)
+#define GM_BUDGET_MARGIN (8 * GM_KMAP_SLOTS + 1024)
+
+static uint64_t gm_maps_now(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	uint64_t n = 0;
+	int c;
+
+	if (!f)
+		return 0;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+/* Mappings a new memory could reserve now. Caller holds gm_budget_lock. */
+static uint64_t gm_budget_free_locked(void)
 {
 	long max = gm_sysfs_long("/proc/sys/vm/max_map_count");
-	uint64_t used = 0, margin = 8 * GM_KMAP_SLOTS + 1024;
-	FILE *f = fopen("/proc/self/maps", "re");
-	int c;
+	uint64_t used = atomic_load(&gm_runs_used), maps = gm_maps_now() + GM_BUDGET_MARGIN;
+	uint64_t unused = gm_budget_reserved > used ? gm_budget_reserved - used : 0;
 
 	if (max <= 0)
 		max = 65530;
-	if (f) {
-		while ((c = fgetc(f)) != EOF)
-			used += c == '\n';
-		fclose(f);
+	return (uint64_t)max > maps + unused ? (uint64_t)max - maps - unused : 0;
+}
+
+static int gm_budget_take(struct gmem *g, uint64_t want)
+{
+	uint64_t free_now, need = g->b.inplace ? 1 : g->st.npages;
+	int ret = 0;
+
+	pthread_mutex_lock(&gm_budget_lock);
+	free_now = gm_budget_free_locked();
+	if (!want)
+		want = need < free_now / 2 ? need : free_now / 2;
+	if (want < 1 || want > free_now) {
+		gm_set_error("host view needs %llu mappings; %llu are free in this process "
+			     "(vm.max_map_count)", (unsigned long long)(want ? want : 1),
+			     (unsigned long long)free_now);
+		ret = -ENOMEM;
+	} else {
+		g->runs_budget = want;
+		gm_budget_reserved += want;
 	}
-	gm_runs_budget = (uint64_t)max > used + margin ? (uint64_t)max - used - margin : 1;
+	pthread_mutex_unlock(&gm_budget_lock);
+	return ret;
+}
+
+static void gm_budget_give(struct gmem *g)
+{
+	pthread_mutex_lock(&gm_budget_lock);
+	gm_budget_reserved -= g->runs_budget;
+	pthread_mutex_unlock(&gm_budget_lock);
+	g->runs_budget = 0;
 }
 
 int gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after)
 {
-	uint64_t grow = after > now ? after - now : 0, used;
+	uint64_t grow = after > now ? after - now : 0;
 
 	assert(now == g->runs_charged);
-	if (after > g->map_limit && grow)
-		goto refuse;
 	if (!grow)
 		return 0;
-	used = atomic_fetch_add(&gm_runs_used, grow) + grow;
-	if (used <= gm_runs_budget) {
-		g->runs_charged = after;
-		return 0;
+	if (after > gm_view_runs_limit(g)) {
+		gm_set_error("conversion would leave %llu mappings in the host view; this "
+			     "memory's budget is %llu (vm.max_map_count)",
+			     (unsigned long long)after,
+			     (unsigned long long)gm_view_runs_limit(g));
+		return -ENOMEM;
 	}
-	atomic_fetch_sub(&gm_runs_used, grow);
-refuse:
-	gm_set_error("conversion would leave %llu mappings in the host view; limit %llu "
-		     "(vm.max_map_count)", (unsigned long long)after,
-		     (unsigned long long)gm_view_runs_limit(g));
-	return -ENOMEM;
+	atomic_fetch_add(&gm_runs_used, grow);
+	g->runs_charged = after;
+	return 0;
 }
 
 void gm_view_runs_settle(struct gmem *g, uint64_t runs)
@@ -264,17 +323,20 @@ void gm_view_runs_settle(struct gmem *g, uint64_t runs)
 	}
 }
 
-/* Most runs this view could hold now: its own plus what the budget has left.
- * Caller holds g->lock. */
+/* Most runs this view may hold: its budget, or the test cap. Caller holds
+ * g->lock. */
 uint64_t gm_view_runs_limit(const struct gmem *g)
 {
-	uint64_t mine = g->runs_charged, used = atomic_load(&gm_runs_used);
-	uint64_t left = gm_runs_budget > used ? gm_runs_budget - used : 0;
-
-	return mine + left < g->map_limit ? mine + left : g->map_limit;
+	return g->runs_budget < g->map_limit ? g->runs_budget : g->map_limit;
 }
 
-int gm_view_open(struct gmem *g)
+static void gm_view_unmap_kvm(struct gmem *g)
+{
+	if (g->kvm_view && g->kvm_view != g->view)
+		gm_sys_munmap(g->kvm_view, g->size);
+}
+
+int gm_view_open(struct gmem *g, uint64_t max_mappings)
 {
 	int ret;
 
@@ -294,21 +356,33 @@ int gm_view_open(struct gmem *g)
 		if (ret)
 			goto err_view;
 	}
-	ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->kvm_view);
-	if (ret)
-		goto err_view;
-	ret = gm_map_file(g, g->kvm_view, 0, g->size);
-	if (ret)
-		goto err_kvm;
-	pthread_once(&gm_runs_once, gm_runs_budget_init);
+	if (g->b.inplace) {
+		/* Private pages fault in every mapping: KVM uses this one. */
+		g->kvm_view = g->view;
+	} else {
+		ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->kvm_view);
+		if (ret)
+			goto err_view;
+		ret = gm_map_file(g, g->kvm_view, 0, g->size);
+		if (ret)
+			goto err_kvm;
+	}
 	g->map_limit = UINT64_MAX;
+	ret = gm_budget_take(g, max_mappings);
+	if (ret)
+		goto err_kvm_quiet;
 	/* One run now (and for ever where the kernel converts in place). */
 	g->runs_charged = 1;
 	atomic_fetch_add(&gm_runs_used, g->runs_charged);
 	return 0;
 
+err_kvm_quiet:
+	gm_view_unmap_kvm(g);
+	gm_sys_munmap(g->view, g->size);
+	free(g->maybe_small);
+	return ret;
 err_kvm:
-	gm_sys_munmap(g->kvm_view, g->size);
+	gm_view_unmap_kvm(g);
 err_view:
 	gm_sys_munmap(g->view, g->size);
 err_small:
@@ -322,8 +396,9 @@ err:
 void gm_view_close(struct gmem *g)
 {
 	atomic_fetch_sub(&gm_runs_used, g->runs_charged);
+	gm_budget_give(g);
 	free(g->maybe_small);
-	gm_sys_munmap(g->kvm_view, g->size);
+	gm_view_unmap_kvm(g);
 	gm_sys_munmap(g->view, g->size);
 }
 

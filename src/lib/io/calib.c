@@ -197,7 +197,7 @@ int gm_io_calibrate(struct gmem_io *io)
 	ret = gm_io_scratch_open(io->mem.g, &b.scratch);
 	if (ret)
 		goto out_calib;
-	ret = gm_io_mem_init(&b.mem, b.scratch);
+	ret = gm_io_mem_init(&b.mem, b.scratch, NULL);
 	if (ret)
 		goto out_scratch;
 	b.target = mmap(NULL, GM_IO_CAL_TARGET, PROT_READ | PROT_WRITE,
@@ -219,7 +219,7 @@ int gm_io_calibrate(struct gmem_io *io)
 out_target:
 	munmap(b.target, GM_IO_CAL_TARGET);
 out_mem:
-	gm_io_mem_fini(&b.mem);
+	gm_io_mem_fini(&b.mem, NULL);
 out_scratch:
 	gmem_close(b.scratch);
 out_calib:

@@ -30,7 +30,7 @@
 
 /* ---- memory ------------------------------------------------------------ */
 
-int gm_io_mem_init(struct gm_io_mem *m, struct gmem *g)
+int gm_io_mem_init(struct gm_io_mem *m, struct gmem *g, struct gmem_io *io)
 {
 	struct gmem_info info;
 	int ret = gmem_info(g, &info);
@@ -44,13 +44,15 @@ int gm_io_mem_init(struct gm_io_mem *m, struct gmem *g)
 	m->granule = info.granule;
 	m->kernel_inplace = info.inplace;
 	m->no_pin = info.flags & GMEM_F_NO_PIN;
-	return gm_io_shares_get(g, &m->shares);
+	return gm_io_shares_get(g, io, &m->shares);
 }
 
-void gm_io_mem_fini(struct gm_io_mem *m)
+int gm_io_mem_fini(struct gm_io_mem *m, struct gmem_io *io)
 {
-	gm_io_shares_flush(m->shares);
-	gm_io_shares_put(m->shares);
+	int ret = gm_io_shares_flush(m->shares);
+
+	gm_io_shares_put(m->shares, io);
+	return ret;
 }
 
 int gm_io_path_ok(const struct gm_io_mem *m, enum gmem_io_path path)
@@ -99,7 +101,7 @@ int gmem_io_create(struct gmem *g, const struct gmem_io_config *cfg, struct gmem
 		return -ENOMEM;
 	memset(io, 0, sizeof(*io));
 	io->ncpus = gm_io_ncpus();
-	ret = gm_io_mem_init(&io->mem, g);
+	ret = gm_io_mem_init(&io->mem, g, io);
 	if (ret)
 		goto err_free;
 	ret = gm_io_pool_init(&io->pool, pool, slot);
@@ -120,20 +122,26 @@ err_pool:
 	pthread_mutex_destroy(&io->calib_lock);
 	gm_io_pool_fini(&io->pool);
 err_mem:
-	gm_io_mem_fini(&io->mem);
+	gm_io_mem_fini(&io->mem, io);
 err_free:
 	free(io);
 	return ret;
 }
 
-void gmem_io_destroy(struct gmem_io *io)
+int gmem_io_destroy(struct gmem_io *io)
 {
+	int ret = 0;
+
 	if (!io)
-		return;
+		return -EINVAL;
 	pthread_mutex_destroy(&io->calib_lock);
-	gm_io_pool_fini(&io->pool);
-	gm_io_mem_fini(&io->mem);
+	/* Detached by gmem_close: it freed the pool and restored already. */
+	if (io->mem.g) {
+		gm_io_pool_fini(&io->pool);
+		ret = gm_io_mem_fini(&io->mem, io);
+	}
 	free(io);
+	return ret;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -240,6 +248,8 @@ int64_t gmem_io_rw(struct gmem_io *io, struct gmem_io_req *req)
 	if (!io || !req)
 		return -EINVAL;
 	req->done = 0;
+	if (!io->mem.g)
+		return -ENODEV;
 	ret = gm_io_req_ok(&io->mem, req, &sh);
 	if (ret)
 		return ret;
@@ -257,19 +267,25 @@ int gmem_io_choose(struct gmem_io *io, const struct gmem_io_req *req)
 
 	if (!io || !req)
 		return -EINVAL;
+	if (!io->mem.g)
+		return -ENODEV;
 	ret = gm_io_req_ok(&io->mem, req, &sh);
 	return ret ? ret : (int)gm_io_choose(io, req, &sh);
 }
 
 int gmem_io_calibrate(struct gmem_io *io)
 {
-	return io ? gm_io_calibrate(io) : -EINVAL;
+	if (!io)
+		return -EINVAL;
+	return io->mem.g ? gm_io_calibrate(io) : -ENODEV;
 }
 
 int gmem_io_stats(struct gmem_io *io, struct gmem_io_stats *st)
 {
 	if (!io || !st)
 		return -EINVAL;
+	if (!io->mem.g)
+		return -ENODEV;
 	memset(st, 0, sizeof(*st));
 	for (unsigned k = 0; k < io->ncpus; k++) {
 		const struct gm_io_cpu_counts *c = &io->cpu[k];

@@ -15,13 +15,14 @@
  *             and the guest through the KVM view, a slot-full at a time;
  *   kmap    - every piece through a temporary mapping (gmem_kmap), up to
  *             GM_IO_WINDOWS windows per batch.
- * Only the library's public calls are used on guest memory (gmem_convert,
- * gmem_pin, gmem_kmap, gmem_kvm_view), so every rule of the core holds.
+ * The paths use the library's public calls on guest memory (gmem_kmap,
+ * gmem_kvm_view, gmem_host); the sharing table (shares.c) alone works under
+ * g->lock with the core's workers, so that noting a state, converting and
+ * pinning are one step.
  *
- * Lock order: shares->lock, then g->lock (taken inside gmem_* calls). The
- * pool's locks (pool.c) and the calibration lock are leaves. No request
- * holds a temporary mapping while it takes shares->lock, so a restore that
- * waits for a window to go away under shares->lock cannot wait for itself.
+ * Lock order: g->lock (shares.c) is never held while a pool lock or the
+ * calibration lock is taken, and those are leaves; nothing sleeps under
+ * g->lock.
  */
 #ifndef GM_IO_H
 #define GM_IO_H
@@ -44,22 +45,23 @@
 /* ---- sharing references (shares.c) ------------------------------------ */
 
 /* One per memory, whatever the number of contexts on it: two contexts
- * must not undo each other's sharing either. */
+ * must not undo each other's sharing either. It lives under g->lock. */
 struct gm_io_shares;
 
-int  gm_io_shares_get(struct gmem *g, struct gm_io_shares **out);
-void gm_io_shares_put(struct gm_io_shares *s);
+/* Join @io to @g's table (made on first use). */
+int  gm_io_shares_get(struct gmem *g, struct gmem_io *io, struct gm_io_shares **out);
+void gm_io_shares_put(struct gm_io_shares *s, struct gmem_io *io);
 /* Take a reference on granules [first, first + n): the first reference
- * notes whether the granule was private, the range is made shared and
- * pinned. All or nothing. */
+ * notes whether the granule is owed back to private; the range is made
+ * shared and pinned, all in one step under g->lock. All or nothing. */
 int  gm_io_shares_acquire(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			  uint64_t *conversions);
-/* Unpin and drop the references; granules nobody uses any more that were
- * private before the first reference go back to private. 0, or -EBUSY when
- * a page stayed busy (pinned by someone else) and its restore was deferred. */
+/* Unpin and drop the references; owed granules nobody uses any more go
+ * back to private. 0, or -EBUSY when a page is still busy (pinned or mapped
+ * by someone else): its unpin or kunmap makes it private. */
 int  gm_io_shares_release(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			  uint64_t *conversions);
-/* Retry deferred restores; 0 when none is left. */
+/* Restore every deferred granule now; 0 when none is left, else -EBUSY. */
 int  gm_io_shares_flush(struct gm_io_shares *s);
 void gm_io_shares_counts(struct gm_io_shares *s, uint64_t *held, uint64_t *deferred,
 			 uint64_t *retries);
@@ -136,8 +138,10 @@ struct gm_io_mem {
 	struct gm_io_shares *shares;
 };
 
-int  gm_io_mem_init(struct gm_io_mem *m, struct gmem *g);
-void gm_io_mem_fini(struct gm_io_mem *m);
+/* @io: the context the memory is for, or NULL (calibration's scratch). */
+int  gm_io_mem_init(struct gm_io_mem *m, struct gmem *g, struct gmem_io *io);
+/* Restore what is deferred and leave the table: 0 or -EBUSY. */
+int  gm_io_mem_fini(struct gm_io_mem *m, struct gmem_io *io);
 
 /* ---- calibration (calib.c) -------------------------------------------- */
 
@@ -183,7 +187,8 @@ struct gm_io_counts {
 };
 
 struct gmem_io {
-	struct gm_io_mem mem;
+	struct gm_io_mem mem;           /* mem.g NULL: detached by gmem_close  */
+	struct gmem_io *next_ctx;       /* the memory's contexts (g->lock)     */
 	struct gm_io_pool pool;
 	pthread_mutex_t calib_lock;     /* one calibration at a time          */
 	struct gm_io_calib calib;

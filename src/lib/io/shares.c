@@ -5,53 +5,56 @@
  *
  * Model: per memory (not per context: two contexts on one memory must not
  * undo each other either) a hash table maps a granule to the number of
- * in-place requests using it and whether it was private when the first of
- * them came. The first reference shares the granule; the last one makes it
- * private again only if it was private before, so a page the VMM had shared
- * itself stays shared. Only granules in use are in the table: its size
- * follows the I/O in flight, not the guest's size.
+ * in-place requests using it and whether the VMM wants it private once
+ * they are done ("owed"). The first reference notes the granule's state;
+ * the last one makes it private again only if it is owed, so a page the VMM
+ * had shared itself stays shared. Only granules in use are in the table:
+ * its size follows the I/O in flight, not the guest's size.
  *
- * A granule whose last user left but which cannot go back to private yet
- * (a page of it is busy: a temporary mapping, gone in microseconds, or a
- * pin someone else took) is retried with back-off for a while, then kept
- * as "deferred" and retried on every later release and at context destroy.
+ * The rule, for any interleaving: once every request, pin and temporary
+ * mapping on a granule has gone, the granule is in the state of the last
+ * successful gmem_convert() on it. Three things make it hold:
+ *  - the table lives under g->lock, the lock every state change takes, so
+ *    noting the state, sharing and pinning are one step (no conversion by
+ *    the VMM can come between them);
+ *  - a gmem_convert() by the VMM over a granule in the table rewrites what
+ *    is owed (core calls gm_io_on_convert under g->lock): to shared, the
+ *    granule stays shared after the I/O; to private, it is private already;
+ *  - a granule whose last request left while someone else still held it
+ *    (a pin, a temporary mapping) stays "deferred" and is made private by
+ *    the unpin or kunmap that frees it (gm_io_on_unbusy), not by a retry
+ *    loop: nothing here ever sleeps or spins.
+ * Every conversion made here is reported to the VMM (gmem_convert_notify).
  *
- * Lock rule: s->lock serialises the table and every conversion made for
- * it; gmem_* calls take g->lock inside it (order: s->lock, g->lock). The
- * registry lock only guards the list of tables.
+ * Lock rule: every function here runs with g->lock held ("_locked") or
+ * takes it; there is no lock of its own, so there is no lock order.
  */
+#include <assert.h>
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "../internal.h"
 #include "io.h"
 
 struct gm_io_unit {
 	uint64_t key;           /* granule + 1; 0 = empty slot                  */
 	uint32_t refs;
-	bool was_private;
-	bool deferred;          /* refs == 0, waiting to become private again   */
+	bool owed;              /* make private when the last user has gone     */
+	bool deferred;          /* refs == 0 and owed: waiting for a page to    */
+				/* stop being busy                              */
 };
 
 struct gm_io_shares {
-	pthread_mutex_t lock;
 	struct gmem *g;
-	uint64_t gran;
-	unsigned users;         /* contexts on this memory (registry lock)      */
+	uint64_t gran, gran_pages;
+	struct gmem_io *ctxs;   /* contexts on this memory (io.c links them)    */
+	unsigned users;
 	struct gm_io_unit *tab;
 	uint64_t cap, count;    /* cap: power of two                            */
 	uint64_t held;          /* units with refs > 0                          */
 	uint64_t ndeferred;
-	uint64_t retries;
-	struct gm_io_shares *next;
+	uint64_t retries;       /* deferred restores made by an unpin/kunmap    */
 };
-
-static pthread_mutex_t gm_io_registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct gm_io_shares *gm_io_registry;
-
-/* Retry a busy restore for about this long before deferring it. */
-#define GM_IO_RESTORE_TRIES 200
 
 /* ---- the table: linear probing, backward-shift deletion -------------- */
 
@@ -140,79 +143,91 @@ static void gm_io_remove(struct gm_io_shares *s, struct gm_io_unit *e)
 	s->count--;
 }
 
-/* ---- registry ---------------------------------------------------------- */
+/* ---- conversions (g->lock held) ------------------------------------- */
 
-int gm_io_shares_get(struct gmem *g, struct gm_io_shares **out)
+static int gm_io_convert_locked(struct gm_io_shares *s, uint64_t u, uint64_t n, int to,
+				uint64_t *busy, uint64_t *conversions)
 {
-	struct gmem_info info;
-	struct gm_io_shares *s;
-	int ret = 0;
+	int ret = gm_convert_locked(s->g, u * s->gran_pages, n * s->gran_pages, to, busy);
 
-	pthread_mutex_lock(&gm_io_registry_lock);
-	for (s = gm_io_registry; s && s->g != g; s = s->next)
-		;
-	if (s) {
-		s->users++;
-		goto out;
-	}
-	ret = gmem_info(g, &info);
-	if (ret)
-		goto out;
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	s->cap = 64;
-	s->tab = calloc(s->cap, sizeof(*s->tab));
-	if (!s->tab) {
-		free(s);
-		s = NULL;
-		ret = -ENOMEM;
-		goto out;
-	}
-	pthread_mutex_init(&s->lock, NULL);
-	s->g = g;
-	s->gran = info.granule;
-	s->users = 1;
-	s->next = gm_io_registry;
-	gm_io_registry = s;
-out:
-	pthread_mutex_unlock(&gm_io_registry_lock);
-	*out = s;
+	if (conversions)
+		(*conversions)++;
+	if (!ret)
+		gm_notify_locked(s->g, u * s->gran_pages, n * s->gran_pages, to);
 	return ret;
 }
 
-void gm_io_shares_put(struct gm_io_shares *s)
+static void gm_io_undefer(struct gm_io_shares *s, struct gm_io_unit *e)
 {
-	struct gm_io_shares **pp;
-
-	pthread_mutex_lock(&gm_io_registry_lock);
-	if (--s->users) {
-		pthread_mutex_unlock(&gm_io_registry_lock);
-		return;
+	if (e->deferred) {
+		e->deferred = false;
+		s->ndeferred--;
 	}
-	for (pp = &gm_io_registry; *pp != s; pp = &(*pp)->next)
-		;
-	*pp = s->next;
-	pthread_mutex_unlock(&gm_io_registry_lock);
-	pthread_mutex_destroy(&s->lock);
-	free(s->tab);
-	free(s);
 }
 
-/* ---- conversions --------------------------------------------------------- */
-
-static int gm_io_convert(struct gm_io_shares *s, uint64_t first, uint64_t n, int to,
-			 uint64_t *busy, uint64_t *conversions)
+/* Make the deferred units of [first, first + n) private, a run at a time;
+ * a run the core refuses (a page busy) is split at the busy page, which
+ * stays deferred. -EBUSY when any unit stayed, else 0 or the core's error. */
+static int gm_io_restore_locked(struct gm_io_shares *s, uint64_t first, uint64_t n,
+				uint64_t *conversions)
 {
-	(*conversions)++;
-	return gmem_convert(s->g, first * s->gran, n * s->gran, to, busy);
+	uint64_t u = first, end = first + n;
+	int result = 0;
+
+	while (u < end) {
+		struct gm_io_unit *e;
+		uint64_t run = 0, busy;
+		int ret;
+
+		while (u + run < end && (e = gm_io_find(s, u + run)) && e->deferred)
+			run++;
+		if (!run) {
+			u++;
+			continue;
+		}
+		ret = gm_io_convert_locked(s, u, run, GMEM_PRIVATE, &busy, conversions);
+		if (ret == -EAGAIN && busy / s->gran > u) {
+			run = busy / s->gran - u;
+			ret = gm_io_convert_locked(s, u, run, GMEM_PRIVATE, &busy, conversions);
+		}
+		if (ret) {
+			/* Busy: its unpin or kunmap will restore it. */
+			result = ret == -EAGAIN ? -EBUSY : ret;
+			u++;
+			continue;
+		}
+		for (uint64_t i = u; i < u + run; i++) {
+			e = gm_io_find(s, i);
+			gm_io_undefer(s, e);
+			gm_io_remove(s, e);
+		}
+		u += run;
+	}
+	return result;
 }
 
-/* Drop one reference on each of [first, first + n) (caller holds s->lock).
- * Returns how many units reached zero while they were private before,
- * which are now marked deferred: the caller restores them. */
+/* Every deferred unit, whatever its range. */
+static int gm_io_restore_all_locked(struct gm_io_shares *s, uint64_t *conversions)
+{
+	int result = 0;
+
+	for (uint64_t i = 0; i < s->cap && s->ndeferred; i++) {
+		struct gm_io_unit *e = &s->tab[i];
+		int ret;
+
+		if (!e->key || !e->deferred)
+			continue;
+		ret = gm_io_restore_locked(s, e->key - 1, 1, conversions);
+		if (ret)
+			result = ret;
+		else
+			i--;    /* backward shift may have moved an entry here */
+	}
+	return result;
+}
+
+/* Drop one reference on each of [first, first + n); units nobody uses any
+ * more go deferred if owed, else leave the table. How many went deferred. */
 static uint64_t gm_io_unref_locked(struct gm_io_shares *s, uint64_t first, uint64_t n)
 {
 	uint64_t pending = 0;
@@ -220,10 +235,11 @@ static uint64_t gm_io_unref_locked(struct gm_io_shares *s, uint64_t first, uint6
 	for (uint64_t u = first; u < first + n; u++) {
 		struct gm_io_unit *e = gm_io_find(s, u);
 
+		assert(e && e->refs);
 		if (--e->refs)
 			continue;
 		s->held--;
-		if (e->was_private) {
+		if (e->owed) {
 			e->deferred = true;
 			s->ndeferred++;
 			pending++;
@@ -234,90 +250,8 @@ static uint64_t gm_io_unref_locked(struct gm_io_shares *s, uint64_t first, uint6
 	return pending;
 }
 
-static void gm_io_backoff(unsigned try)
-{
-	struct timespec ts = { 0, 1000L << (try < 10 ? try / 2 : 5) };
-
-	if (try < 4)
-		sched_yield();
-	else
-		nanosleep(&ts, NULL);
-}
-
-/* Make deferred units [first, first + n) private, a run at a time; a busy
- * page is waited for with back-off (@max_tries attempts) and left deferred
- * after that. Caller holds s->lock. */
-static int gm_io_restore_locked(struct gm_io_shares *s, uint64_t first, uint64_t n,
-				unsigned max_tries, uint64_t *conversions)
-{
-	uint64_t u = first, end = first + n;
-	unsigned tries = 0;
-	int result = 0;
-
-	while (u < end) {
-		struct gm_io_unit *e = gm_io_find(s, u);
-		uint64_t run = 0, busy;
-		int ret;
-
-		while (u + run < end && (e = gm_io_find(s, u + run)) && e->deferred)
-			run++;
-		if (!run) {
-			u++;
-			continue;
-		}
-		ret = gm_io_convert(s, u, run, GMEM_PRIVATE, &busy, conversions);
-		if (ret == -EAGAIN && busy / s->gran > u) {
-			/* Everything before the busy page can go now. */
-			run = busy / s->gran - u;
-			ret = gm_io_convert(s, u, run, GMEM_PRIVATE, &busy, conversions);
-		}
-		if (!ret) {
-			for (uint64_t i = u; i < u + run; i++)
-				gm_io_remove(s, gm_io_find(s, i));
-			s->ndeferred -= run;
-			u += run;
-			tries = 0;
-			continue;
-		}
-		if (ret == -EAGAIN && ++tries < max_tries) {
-			s->retries++;
-			gm_io_backoff(tries);
-			continue;
-		}
-		/* Still busy, or the memory refused: leave it deferred. */
-		result = ret == -EAGAIN ? -EBUSY : ret;
-		u++;
-		tries = 0;
-	}
-	return result;
-}
-
-/* Retry every deferred unit (caller holds s->lock). */
-static int gm_io_restore_all_locked(struct gm_io_shares *s, uint64_t *conversions)
-{
-	int result = 0;
-
-	for (uint64_t i = 0; i < s->cap && s->ndeferred; i++) {
-		struct gm_io_unit *e = &s->tab[i];
-		uint64_t unit;
-		int ret;
-
-		if (!e->key || !e->deferred)
-			continue;
-		unit = e->key - 1;
-		ret = gm_io_restore_locked(s, unit, 1, 1, conversions);
-		if (ret)
-			result = ret;
-		else
-			i--;    /* backward shift may have moved an entry here */
-	}
-	return result;
-}
-
-/* ---- acquire / release -------------------------------------------------- */
-
-/* Take the references: note the previous state on a first reference.
- * *taken: units referenced, all of them unless an error is returned. */
+/* Take the references: a first reference notes whether the VMM wants the
+ * granule private afterwards. *taken: units referenced. */
 static int gm_io_ref_locked(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			    uint64_t *taken)
 {
@@ -330,13 +264,10 @@ static int gm_io_ref_locked(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			return ret;
 		if (!e->refs++) {
 			s->held++;
-			if (e->deferred) {
-				/* Still private-before: it never went back. */
-				e->deferred = false;
-				s->ndeferred--;
-			} else {
-				e->was_private = gmem_state(s->g, u * s->gran) == GMEM_PRIVATE;
-			}
+			if (e->deferred)
+				gm_io_undefer(s, e);    /* still owed */
+			else
+				e->owed = !gm_state_get(&s->g->st, u * s->gran_pages);
 		}
 	}
 	return 0;
@@ -345,44 +276,42 @@ static int gm_io_ref_locked(struct gm_io_shares *s, uint64_t first, uint64_t n,
 int gm_io_shares_acquire(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			 uint64_t *conversions)
 {
+	struct gmem *g = s->g;
 	uint64_t taken;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	ret = gm_io_ref_locked(s, first, n, &taken);
+	pthread_mutex_lock(&g->lock);
+	ret = g->broken ? -EIO : gm_io_ref_locked(s, first, n, &taken);
 	if (ret)
 		goto err_ref;
-	ret = gm_io_convert(s, first, n, GMEM_SHARED, NULL, conversions);
+	ret = gm_io_convert_locked(s, first, n, GMEM_SHARED, NULL, conversions);
 	if (ret)
 		goto err_ref;
-	/* The VMM may have made a page private between the two calls: then
-	 * the pin fails with -EPERM and this request gives up. */
-	ret = gmem_pin(s->g, first * s->gran, n * s->gran);
+	ret = gm_pin_locked(g, first * s->gran_pages, n * s->gran_pages);
 	if (ret)
 		goto err_ref;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&g->lock);
 	return 0;
 
 err_ref:
-	if (gm_io_unref_locked(s, first, taken))
-		gm_io_restore_locked(s, first, taken, GM_IO_RESTORE_TRIES, conversions);
-	pthread_mutex_unlock(&s->lock);
+	if (!g->broken && gm_io_unref_locked(s, first, taken))
+		gm_io_restore_locked(s, first, taken, conversions);
+	pthread_mutex_unlock(&g->lock);
 	return ret;
 }
 
 int gm_io_shares_release(struct gm_io_shares *s, uint64_t first, uint64_t n,
 			 uint64_t *conversions)
 {
-	int ret, unpin = gmem_unpin(s->g, first * s->gran, n * s->gran);
+	struct gmem *g = s->g;
+	int ret = 0;
 
-	pthread_mutex_lock(&s->lock);
-	ret = 0;
+	pthread_mutex_lock(&g->lock);
+	gm_unpin_locked(g, first * s->gran_pages, n * s->gran_pages);
 	if (gm_io_unref_locked(s, first, n))
-		ret = gm_io_restore_locked(s, first, n, GM_IO_RESTORE_TRIES, conversions);
-	if (s->ndeferred)
-		gm_io_restore_all_locked(s, conversions);
-	pthread_mutex_unlock(&s->lock);
-	return unpin ? unpin : ret;
+		ret = gm_io_restore_locked(s, first, n, conversions);
+	pthread_mutex_unlock(&g->lock);
+	return ret;
 }
 
 int gm_io_shares_flush(struct gm_io_shares *s)
@@ -390,18 +319,167 @@ int gm_io_shares_flush(struct gm_io_shares *s)
 	uint64_t conversions = 0;
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->g->lock);
 	ret = gm_io_restore_all_locked(s, &conversions);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->g->lock);
 	return ret;
 }
 
 void gm_io_shares_counts(struct gm_io_shares *s, uint64_t *held, uint64_t *deferred,
 			 uint64_t *retries)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->g->lock);
 	*held = s->held;
 	*deferred = s->ndeferred;
 	*retries = s->retries;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->g->lock);
+}
+
+/* ---- what the core tells the table (g->lock held) ---------------------- */
+
+/* The VMM converted pages [first, first + n) to @to (granule-aligned). */
+static void gm_io_on_convert(struct gm_io_shares *s, uint64_t first, uint64_t n, int to)
+{
+	uint64_t u0 = first / s->gran_pages, u1 = (first + n) / s->gran_pages;
+
+	if (!s->count)
+		return;
+	for (uint64_t i = 0; i < s->cap; i++) {
+		struct gm_io_unit *e = &s->tab[i];
+		uint64_t u = e->key - 1;
+
+		if (!e->key || u < u0 || u >= u1)
+			continue;
+		e->owed = !to;
+		if (!e->refs) {
+			/* Deferred, and now where the VMM wants it. */
+			gm_io_undefer(s, e);
+			gm_io_remove(s, e);
+			i--;
+		}
+	}
+}
+
+/* Pages [first, first + n) lost a pin or a temporary mapping. */
+static void gm_io_on_unbusy(struct gm_io_shares *s, uint64_t first, uint64_t n)
+{
+	uint64_t u0 = first / s->gran_pages, u1 = (first + n - 1) / s->gran_pages + 1;
+
+	if (!s->ndeferred)
+		return;
+	s->retries++;
+	gm_io_restore_locked(s, u0, u1 - u0, NULL);
+}
+
+static void gm_io_on_close(struct gmem *g);
+
+static const struct gm_io_hooks gm_io_shares_hooks = {
+	.converted = gm_io_on_convert,
+	.unbusy = gm_io_on_unbusy,
+	.close = gm_io_on_close,
+};
+
+/* @io NULL: a table user that is no context (calibration). */
+static void gm_io_link_locked(struct gm_io_shares *s, struct gmem_io *io)
+{
+	if (!io)
+		return;
+	io->next_ctx = s->ctxs;
+	s->ctxs = io;
+}
+
+static void gm_io_unlink_locked(struct gm_io_shares *s, struct gmem_io *io)
+{
+	struct gmem_io **pp = &s->ctxs;
+
+	if (!io)
+		return;
+	while (*pp && *pp != io)
+		pp = &(*pp)->next_ctx;
+	assert(*pp);
+	*pp = io->next_ctx;
+}
+
+/* ---- per memory --------------------------------------------------------- */
+
+int gm_io_shares_get(struct gmem *g, struct gmem_io *io, struct gm_io_shares **out)
+{
+	struct gm_io_shares *s;
+	int ret = 0;
+
+	pthread_mutex_lock(&g->lock);
+	s = g->shares;
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (s)
+			s->tab = calloc(64, sizeof(*s->tab));
+		if (!s || !s->tab) {
+			free(s);
+			s = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
+		s->cap = 64;
+		s->g = g;
+		s->gran = g->b.granule;
+		s->gran_pages = g->b.granule >> GM_PAGE_SHIFT;
+		g->shares = s;
+		g->io_hooks = &gm_io_shares_hooks;
+	}
+	s->users++;
+	gm_io_link_locked(s, io);
+out:
+	pthread_mutex_unlock(&g->lock);
+	*out = s;
+	return ret;
+}
+
+void gm_io_shares_put(struct gm_io_shares *s, struct gmem_io *io)
+{
+	struct gmem *g = s->g;
+
+	pthread_mutex_lock(&g->lock);
+	gm_io_unlink_locked(s, io);
+	if (--s->users || s->count) {
+		/* Still used, or pages are still deferred: the table stays until
+		 * the memory closes, so their restore is not lost. */
+		pthread_mutex_unlock(&g->lock);
+		return;
+	}
+	g->shares = NULL;
+	g->io_hooks = NULL;
+	pthread_mutex_unlock(&g->lock);
+	free(s->tab);
+	free(s);
+}
+
+/*
+ * gmem_close() with contexts still open: what each would have left behind
+ * at destroy is done now (deferred restores), their pools are freed (they
+ * may hold copies of guest data) and they are detached: every later call
+ * on them fails with -ENODEV and gmem_io_destroy() only frees them.
+ * Called without g->lock, after every other call on @g has returned.
+ */
+static void gm_io_on_close(struct gmem *g)
+{
+	struct gm_io_shares *s = g->shares;
+	struct gmem_io *io, *next;
+
+	pthread_mutex_lock(&g->lock);
+	gm_io_restore_all_locked(s, NULL);
+	io = s->ctxs;
+	s->ctxs = NULL;
+	g->shares = NULL;
+	g->io_hooks = NULL;
+	pthread_mutex_unlock(&g->lock);
+	for (; io; io = next) {
+		next = io->next_ctx;
+		io->next_ctx = NULL;
+		gm_io_pool_fini(&io->pool);
+		io->mem.g = NULL;
+		io->mem.shares = NULL;
+		io->mem.kvm = NULL;
+	}
+	free(s->tab);
+	free(s);
 }
