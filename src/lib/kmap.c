@@ -98,7 +98,7 @@ static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 		ret = -errno;
 		goto err_count;
 	}
-	ret = gm_sys_guard(win, gran);
+	ret = gm_sys_guard(win, gran, false);
 	if (ret)
 		goto err_unmap;
 	g->kmap.page[slot] = page;

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stdint.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,11 +101,38 @@ int gm_sys_madvise(void *addr, size_t len, int advice)
 
 /* madvise() alone is not enough here: a failure must fail the caller, who
  * then unmaps, so that no guest data is ever mapped unguarded. */
-int gm_sys_guard(void *addr, size_t len)
+int gm_sys_guard(void *addr, size_t len, bool anon)
 {
-	if (gm_sys_madvise(addr, len, MADV_DONTDUMP) || gm_sys_madvise(addr, len, MADV_DONTFORK))
+	if (gm_sys_madvise(addr, len, MADV_DONTDUMP) ||
+	    gm_sys_madvise(addr, len, anon ? MADV_WIPEONFORK : MADV_DONTFORK))
 		return -errno;
 	return 0;
+}
+
+/* The length lives in the page in front of the buffer, so that a free
+ * needs only the pointer, as free() does; the buffer is page-aligned. */
+void *gm_sys_guarded_alloc(size_t len)
+{
+	size_t total = len + 4096;
+	uint8_t *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+
+	if (base == MAP_FAILED)
+		return NULL;
+	if (gm_sys_guard(base, total, true)) {
+		munmap(base, total);
+		return NULL;
+	}
+	*(size_t *)base = total;
+	return base + 4096;
+}
+
+void gm_sys_guarded_free(void *p)
+{
+	uint8_t *base = (uint8_t *)p - 4096;
+
+	if (p)
+		munmap(base, *(size_t *)base);
 }
 
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)

@@ -32,10 +32,16 @@ void *gm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 int gm_sys_munmap(void *addr, size_t len);          /* never injected: teardown */
 int gm_sys_madvise(void *addr, size_t len, int advice);
 /* Keep a mapping that can hold guest data out of core dumps (MADV_DONTDUMP)
- * and out of every child (MADV_DONTFORK): 0 or -errno (two gm_sys_madvise
- * calls, so injectable). Every mapping of guest data the library makes is
- * guarded before it is used. */
-int gm_sys_guard(void *addr, size_t len);
+ * and out of every child: a file mapping is not inherited (MADV_DONTFORK),
+ * a private anonymous buffer (@anon) is inherited empty (MADV_WIPEONFORK:
+ * pointers to it stay valid in the child, the data does not come along).
+ * 0 or -errno (two gm_sys_madvise calls, so injectable). Every mapping of
+ * guest data the library makes is guarded before it is used. */
+int gm_sys_guard(void *addr, size_t len, bool anon);
+/* malloc() for buffers that hold guest data: page-aligned, guarded as
+ * above, and unmapped (not left in the heap) when freed. NULL on failure. */
+void *gm_sys_guarded_alloc(size_t len);
+void  gm_sys_guarded_free(void *p);
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len);
 int gm_sys_ioctl(int fd, unsigned long req, void *arg);
 int gm_sys_ftruncate(int fd, off_t len);

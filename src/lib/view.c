@@ -81,7 +81,7 @@ static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len
 	/* Out of core dumps and children: a child forked while a page is
 	 * shared would otherwise keep reading it after it became private. */
 	g->n.view_syscalls += 2;
-	ret = gm_sys_guard(base + off, len);
+	ret = gm_sys_guard(base + off, len, false);
 	if (ret)
 		return ret;
 	if (g->b.thp_advise) {

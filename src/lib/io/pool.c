@@ -42,6 +42,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../sys.h"
 #include "io.h"
 
 unsigned gm_io_ncpus(void)
@@ -124,10 +125,14 @@ int gm_io_pool_init(struct gm_io_pool *p, uint64_t size, uint32_t slot_size)
 		ret = -errno;
 		goto err;
 	}
-	/* Advice only: a kernel without one of them still has a working pool. */
-	madvise(p->base, size, MADV_HUGEPAGE);
-	madvise(p->base, size, MADV_DONTDUMP);
-	madvise(p->base, size, MADV_WIPEONFORK);
+	/* Copies of private pages pass through: no core dump, no child. */
+	if (gm_sys_guard(p->base, size, true)) {
+		ret = -errno;
+		munmap(p->base, size);
+		p->base = NULL;
+		goto err;
+	}
+	madvise(p->base, size, MADV_HUGEPAGE);          /* advice only */
 	for (unsigned k = 0; k < p->nshards; k++) {
 		pthread_mutex_init(&p->shard[k].lock, NULL);
 		p->shard[k].head = GM_IO_NO_SLOT;

@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sys.h"
 #include "in.h"
 #include "out.h"
 
@@ -168,6 +169,14 @@ static int gm_in_map(struct gm_in *in)
 	if (in->map == MAP_FAILED) {
 		in->map = NULL;
 		return -errno;
+	}
+	/* The ring holds the file's page data: no core dump, no child. */
+	if (gm_sys_guard(in->map, in->map_len, true)) {
+		int err = -errno;
+
+		munmap(in->map, in->map_len);
+		in->map = NULL;
+		return err;
 	}
 	at = ((uintptr_t)in->map + huge - 1) & ~(uintptr_t)(huge - 1);
 	in->ring = (uint8_t *)at;

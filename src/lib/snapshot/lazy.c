@@ -54,6 +54,7 @@
 #include <linux/userfaultfd.h>
 #include <zstd.h>
 
+#include "sys.h"
 #include "snap.h"
 
 #ifndef UFFD_FEATURE_POISON     /* Linux 6.6; older uapi headers lack it */
@@ -410,8 +411,8 @@ static void gm_lz_free(struct gm_lazy *l)
 {
 	for (unsigned w = 0; w < GM_LZ_WHO; w++) {
 		ZSTD_freeDCtx(l->buf[w].dctx);
-		free(l->buf[w].stored);
-		free(l->buf[w].raw);
+		gm_sys_guarded_free(l->buf[w].stored);
+		gm_sys_guarded_free(l->buf[w].raw);
 	}
 	if (l->uffd >= 0)
 		close(l->uffd);
@@ -450,8 +451,8 @@ static int gm_lz_alloc(struct gm_lazy *l, const struct gm_snap_reader *r)
 	if (!l->path || !l->st)
 		return -ENOMEM;
 	for (unsigned w = 0; w < GM_LZ_WHO; w++) {
-		l->buf[w].stored = malloc(ZSTD_compressBound(r->hdr.chunk_max));
-		l->buf[w].raw = malloc(r->hdr.chunk_max);
+		l->buf[w].stored = gm_sys_guarded_alloc(ZSTD_compressBound(r->hdr.chunk_max));
+		l->buf[w].raw = gm_sys_guarded_alloc(r->hdr.chunk_max);
 		l->buf[w].dctx = ZSTD_createDCtx();
 		if (!l->buf[w].stored || !l->buf[w].raw || !l->buf[w].dctx)
 			return -ENOMEM;

@@ -78,11 +78,11 @@ int gm_out_init(struct gm_out *o, int fd, const char *name, bool direct)
 	*o = (struct gm_out){ .fd = fd, .name = name };
 	if (!direct || !gm_out_direct_ok(fd))
 		return 0;
-	o->carry = aligned_alloc(GM_OUT_ALIGN, GM_OUT_ALIGN);
+	o->carry = gm_sys_guarded_alloc(GM_OUT_ALIGN);   /* a tail of page data */
 	if (!o->carry)
 		return -ENOMEM;
 	if (gm_out_set_direct(o, true)) {
-		free(o->carry);         /* buffered, then */
+		gm_sys_guarded_free(o->carry);         /* buffered, then */
 		o->carry = NULL;
 		return 0;
 	}
@@ -92,7 +92,7 @@ int gm_out_init(struct gm_out *o, int fd, const char *name, bool direct)
 
 void gm_out_destroy(struct gm_out *o)
 {
-	free(o->carry);
+	gm_sys_guarded_free(o->carry);
 	o->carry = NULL;
 }
 

@@ -26,6 +26,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "sys.h"
 #include "in.h"
 #include "snap.h"
 
@@ -253,8 +254,9 @@ static int gm_snap_alloc(struct gm_snap_reader *r)
 {
 	r->buf_cap = GM_READ_AHEAD;
 	r->refill = r->buf_cap;
-	r->buf = malloc(r->buf_cap);
-	r->scratch = malloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
+	/* They hold the file's page data: guarded, never left in the heap. */
+	r->buf = gm_sys_guarded_alloc(r->buf_cap);
+	r->scratch = gm_sys_guarded_alloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
 	r->dctx = ZSTD_createDCtx();
 	return r->buf && r->scratch && r->dctx ? 0 : -ENOMEM;
 }
@@ -314,8 +316,8 @@ err:
 void gm_snap_close(struct gm_snap_reader *r)
 {
 	ZSTD_freeDCtx(r->dctx);
-	free(r->scratch);
-	free(r->buf);
+	gm_sys_guarded_free(r->scratch);
+	gm_sys_guarded_free(r->buf);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->dctx = r->scratch = r->buf = NULL;

@@ -50,6 +50,7 @@
 
 #include <zstd.h>
 
+#include "sys.h"
 #include "in.h"
 #include "snap.h"
 #include "snapshot.h"
@@ -336,6 +337,12 @@ static int gm_ld_bufs(struct gm_ld *u)
 	u->bufs = mmap(NULL, u->bufs_len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (u->bufs == MAP_FAILED) {
+		u->bufs = NULL;
+		return -ENOMEM;
+	}
+	/* Guest data passes through: no core dump, no child. */
+	if (gm_sys_guard(u->bufs, u->bufs_len, true)) {
+		munmap(u->bufs, u->bufs_len);
 		u->bufs = NULL;
 		return -ENOMEM;
 	}

@@ -568,9 +568,12 @@ static int gm_arenas_map(struct gm_saver *s)
 		munmap(p, len);
 		return -ENOMEM;
 	}
+	/* Guest data passes through: no core dump, no child. */
+	if (gm_sys_guard(p, len, true)) {
+		munmap(p, len);
+		return -ENOMEM;
+	}
 	madvise(p, len, MADV_HUGEPAGE);        /* advisory */
-	madvise(p, len, MADV_DONTDUMP);        /* guest data passes through */
-	madvise(p, len, MADV_WIPEONFORK);
 	s->arenas = p;
 	return 0;
 }

@@ -14,6 +14,7 @@
 
 #include <zstd.h>
 
+#include "sys.h"
 #include "snap.h"
 #include "snapshot.h"
 
@@ -110,11 +111,11 @@ static int gm_inspect_verify(struct gm_snap_reader *r, const struct gmem_snapsho
 	struct gm_inspector x = { .o = o };
 	int ret;
 
-	x.dst = malloc(r->hdr.chunk_max);
+	x.dst = gm_sys_guarded_alloc(r->hdr.chunk_max);
 	if (!x.dst)
 		return -ENOMEM;
 	ret = gm_snap_walk(r, &ops, &x);
-	free(x.dst);
+	gm_sys_guarded_free(x.dst);
 	return ret;
 }
 
