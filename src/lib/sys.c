@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +134,14 @@ void gm_sys_guarded_free(void *p)
 
 	if (p)
 		munmap(base, *(size_t *)base);
+}
+
+void __attribute__((noinline)) gm_sys_stack_wipe(void)
+{
+	uint8_t pad[GM_SYS_STACK_WIPE];
+
+	explicit_bzero(pad, sizeof(pad));
+	__asm__ volatile("" : : "r"(pad) : "memory");
 }
 
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)

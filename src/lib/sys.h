@@ -42,6 +42,13 @@ int gm_sys_guard(void *addr, size_t len, bool anon);
  * above, and unmapped (not left in the heap) when freed. NULL on failure. */
 void *gm_sys_guarded_alloc(size_t len);
 void  gm_sys_guarded_free(void *p);
+/* Zero GM_SYS_STACK_WIPE bytes of dead stack below the caller. Hashing and
+ * copying page data leave pieces of it there (libxxhash's XXH3 does, found
+ * by threat::core_dump_would_hold_no_private_data), and a stack is in every
+ * core dump: each call that moves page data wipes before it returns, and
+ * each of its threads before it ends (glibc keeps freed thread stacks). */
+#define GM_SYS_STACK_WIPE (64u << 10)
+void gm_sys_stack_wipe(void);
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len);
 int gm_sys_ioctl(int fd, unsigned long req, void *arg);
 int gm_sys_ftruncate(int fd, off_t len);

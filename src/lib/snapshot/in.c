@@ -154,6 +154,7 @@ static void *gm_in_main(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&in->mu);
+	gm_sys_stack_wipe();      /* page data passed through this stack */
 	return NULL;
 }
 

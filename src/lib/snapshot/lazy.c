@@ -365,6 +365,7 @@ static void *gm_lz_server(void *arg)
 			if (msg[i].event == UFFD_EVENT_PAGEFAULT)
 				gm_lz_serve(l, msg[i].arg.pagefault.address);
 	}
+	gm_sys_stack_wipe();      /* page data passed through this stack */
 	return NULL;
 }
 
@@ -404,6 +405,7 @@ static void *gm_lz_loader(void *arg)
 	l->finished = true;
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->mu);
+	gm_sys_stack_wipe();      /* page data passed through this stack */
 	return NULL;
 }
 

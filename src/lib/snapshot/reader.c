@@ -47,7 +47,6 @@ uint64_t gm_snap_chunk_hash(const struct gm_snap_chunk *c, uint64_t index,
 			    const void *payload)
 {
 	uint64_t seed = XXH3_64bits_withSeed(c, offsetof(struct gm_snap_chunk, hash), index);
-
 	return XXH3_64bits_withSeed(payload, c->stored_len, seed);
 }
 

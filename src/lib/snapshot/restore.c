@@ -272,6 +272,7 @@ static void *gm_ld_main(void *arg)
 		pthread_cond_broadcast(&u->cv);
 	}
 	pthread_mutex_unlock(&u->mu);
+	gm_sys_stack_wipe();      /* page data passed through this stack */
 	return NULL;
 }
 

@@ -453,6 +453,7 @@ static void *gm_filler_main(void *arg)
 		gm_batch_fill_taken(s, b, seq, f->cctx);
 	}
 	pthread_mutex_unlock(&s->mu);
+	gm_sys_stack_wipe();      /* page data passed through this stack */
 	return NULL;
 }
 

@@ -51,7 +51,9 @@ int gmem_snapshot_save_ex(struct gmem *g, const char *path,
 		gm_set_error("snapshot: GMEM_SNAP_LAZY is a restore flag");
 		return -EINVAL;
 	}
-	return gm_snap_save(g, path, opts ? opts : &none);
+	ret = gm_snap_save(g, path, opts ? opts : &none);
+	gm_sys_stack_wipe();
+	return ret;
 }
 
 int gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags)
@@ -73,7 +75,9 @@ int gmem_snapshot_restore_ex(const char *path, const struct gmem_config *cfg,
 	ret = gm_snap_opts_ok(opts ? opts : &none);
 	if (ret)
 		return ret;
-	return gm_snap_restore(path, cfg, opts ? opts : &none, out);
+	ret = gm_snap_restore(path, cfg, opts ? opts : &none, out);
+	gm_sys_stack_wipe();
+	return ret;
 }
 
 int gmem_snapshot_restore(const char *path, const struct gmem_config *cfg, struct gmem **out)
@@ -165,5 +169,6 @@ int gmem_snapshot_inspect(const char *path, unsigned flags,
 		info->verified = !!(flags & GMEM_SNAP_VERIFY);
 	}
 	gm_snap_close(&r);
+	gm_sys_stack_wipe();
 	return ret;
 }
