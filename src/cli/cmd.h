@@ -38,6 +38,8 @@ int  cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 int  cli_json_print(json_t *root);          /* prints and frees; exit status */
 void cli_row(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *cli_yes(int v);
+/* GMEM_PRIVACY_* in words: who keeps private pages from the host. */
+const char *cli_privacy(int level);
 json_t *cli_stats_json(const struct gmem_stats *st);
 void cli_stats_print(const struct gmem_stats *st);
 bool cli_parse_backend(const char *s, enum gmem_backend *out);

@@ -469,6 +469,7 @@ static void demo_header(struct demo *d, json_t *out)
 		json_object_set_new(out, "size", json_integer((json_int_t)in.size));
 		json_object_set_new(out, "guest_memfd_flags", json_integer((json_int_t)in.gmem_flags));
 		json_object_set_new(out, "inplace", json_boolean(in.inplace));
+		json_object_set_new(out, "privacy", json_integer(in.privacy));
 		return;
 	}
 	printf("gmem demo: %llu MiB of private guest memory on the %s backend "
@@ -476,6 +477,7 @@ static void demo_header(struct demo *d, json_t *out)
 	       gmem_backend_name(in.backend), gmem_huge_name(in.huge),
 	       in.backend == GMEM_BACKEND_KVM ? ", guest_memfd" : "",
 	       in.inplace ? ", kernel in-place conversion" : ", host-view enforcement");
+	printf("privacy level: %s\n", cli_privacy(in.privacy));
 }
 
 int cmd_demo(int argc, char **argv)

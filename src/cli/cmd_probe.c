@@ -36,6 +36,13 @@ static const char *probe_huge(const struct gmem_probe *p)
 	return "unavailable: set shmem_enabled to advise/within_size or reserve vm.nr_hugepages";
 }
 
+/* What gmem_info().privacy will say for a memory on the auto backend. */
+static int probe_privacy(const struct gmem_probe *p)
+{
+	return p->auto_backend == GMEM_BACKEND_KVM && p->inplace_conversion ? GMEM_PRIVACY_KERNEL
+									       : GMEM_PRIVACY_VIEW;
+}
+
 static json_t *probe_json(const struct gmem_probe *p)
 {
 	json_t *o = json_object(), *use = json_object();
@@ -48,7 +55,9 @@ static json_t *probe_json(const struct gmem_probe *p)
 	json_object_set_new(o, "guest_memfd_mmap", json_boolean(p->gmem_mmap));
 	json_object_set_new(o, "guest_memfd_init_shared", json_boolean(p->gmem_init_shared));
 	json_object_set_new(o, "guest_memfd_no_direct_map", json_boolean(p->gmem_no_direct_map));
-	json_object_set_new(o, "inplace_conversion_cap249", json_boolean(p->inplace_conversion));
+	json_object_set_new(o, "inplace_conversion", json_boolean(p->inplace_conversion));
+	json_object_set_new(o, "inplace_detected_by", json_string(p->inplace_how));
+	json_object_set_new(o, "inplace_cap249_hint", json_boolean(p->inplace_cap_hint));
 	json_object_set_new(o, "memory_attributes", json_integer((json_int_t)p->memory_attributes));
 	json_object_set_new(o, "vm_types", json_integer((json_int_t)p->vm_types));
 	json_object_set_new(o, "shmem_thp", json_string(p->shmem_thp));
@@ -61,6 +70,7 @@ static json_t *probe_json(const struct gmem_probe *p)
 	json_object_set_new(use, "conversion", json_string(probe_conversion(p)));
 	json_object_set_new(use, "direct_map", json_string(probe_dmap(p)));
 	json_object_set_new(use, "huge", json_string(gmem_huge_name(p->auto_huge)));
+	json_object_set_new(use, "privacy", json_integer(probe_privacy(p)));
 	json_object_set_new(use, "max_shared_runs",
 			    json_integer(p->max_map_count > 0 ? p->max_map_count / 2 : 0));
 	json_object_set_new(o, "library_uses", use);
@@ -77,7 +87,8 @@ static void probe_print(const struct gmem_probe *p)
 		(unsigned long long)p->guest_memfd_flags, cli_yes(p->gmem_mmap),
 		cli_yes(p->gmem_init_shared));
 	cli_row("direct-map removal (flag bit 2)", "%s", cli_yes(p->gmem_no_direct_map));
-	cli_row("in-place conversion (cap 249)", "%s", cli_yes(p->inplace_conversion));
+	cli_row("in-place conversion", "%s (%s; cap 249, a hint only: %s)",
+		cli_yes(p->inplace_conversion), p->inplace_how, cli_yes(p->inplace_cap_hint));
 	cli_row("memory attributes (cap 233)", "%#llx", (unsigned long long)p->memory_attributes);
 	cli_row("VM types (cap 235)", "%#llx", (unsigned long long)p->vm_types);
 	cli_row("shmem THP", "%s", p->shmem_thp[0] ? p->shmem_thp : "unknown");
@@ -91,6 +102,7 @@ static void probe_print(const struct gmem_probe *p)
 	cli_row("backend (auto)", "%s", gmem_backend_name(p->auto_backend));
 	cli_row("conversion", "%s", probe_conversion(p));
 	cli_row("direct map", "%s", probe_dmap(p));
+	cli_row("privacy level (auto backend)", "%s", cli_privacy(probe_privacy(p)));
 	cli_row("2 MiB backing (GMEM_F_HUGE)", "%s", probe_huge(p));
 }
 

@@ -25,7 +25,7 @@
 
 #define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
 		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE [--zstd|--zstd-all]] " \
-		 "[--verbose] " \
+		 "[--verbose] [--no-harden] " \
 		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]"
 
 struct vm_opts {
@@ -42,6 +42,7 @@ struct vm_opts {
 	unsigned save_flags;    /* --zstd, --zstd-all: GMEM_SNAP_COMPRESS(_ALL)  */
 	const char *restore;    /* --restore FILE: run that instead of an ELF   */
 	bool lazy;              /* --lazy: restore through userfaultfd           */
+	bool no_harden;         /* --no-harden: leave the process dumpable       */
 	bool mem_set, cpus_set;
 };
 
@@ -96,6 +97,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "lazy", no_argument, NULL, 'L' },
 		{ "zstd", no_argument, NULL, 'z' },
 		{ "zstd-all", no_argument, NULL, 'Z' },
+		{ "no-harden", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -164,6 +166,9 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'Z':
 			o->save_flags = GMEM_SNAP_COMPRESS_ALL;
 			break;
+		case 'H':
+			o->no_harden = true;
+			break;
 		case 'h':
 			printf("usage: %s vm %s\n", cli_prog, VM_USAGE);
 			return -1;
@@ -211,6 +216,9 @@ static void vm_print_paths(struct gv_vm *vm, const struct vm_opts *o)
 		gv_vm_ncpus(vm), (unsigned long long)(gv_vm_mem_size(vm) >> 20),
 		gmem_backend_name(in.backend),
 		plain ? " (a plain memslot: KVM knows no private pages)" : "");
+	fprintf(stderr, "vm: privacy level: %s; process %s\n", cli_privacy(in.privacy),
+		o->no_harden ? "not hardened (--no-harden)"
+			     : "hardened (not dumpable, not readable by other processes)");
 	fprintf(stderr, "vm: conversion path: %s\n", p.conversion);
 	fprintf(stderr, "vm: direct-map removal: %s\n",
 		p.dmap_removal ? "yes, by the kernel" : "no (the library models it)");
@@ -378,6 +386,10 @@ int cmd_vm(int argc, char **argv)
 	ret = vm_parse(argc, argv, &o);
 	if (ret)
 		return ret < 0 ? CLI_EXIT_OK : ret;
+	/* The KVM view maps every private page in this process: keep other
+	 * processes of this user, and core dumps, out of it. */
+	if (!o.no_harden && (ret = gmem_harden_process(0)))
+		return cli_fail("vm: %s", gmem_strerror(ret));
 	cfg.mem_size = o.mem;
 	cfg.ncpus = o.cpus;
 	cfg.policy = o.policy;

@@ -56,6 +56,18 @@ void cli_row(const char *name, const char *fmt, ...)
 	putchar('\n');
 }
 
+const char *cli_privacy(int level)
+{
+	switch (level) {
+	case GMEM_PRIVACY_KERNEL:
+		return "kernel (private pages fault in every mapping)";
+	case GMEM_PRIVACY_VIEW:
+		return "view (the library keeps private pages out of the host view; "
+		       "KVM's full view is guarded)";
+	}
+	return "unknown";
+}
+
 const char *cli_yes(int v)
 {
 	return v > 0 ? "yes" : "no";
