@@ -412,7 +412,7 @@ struct gmem_io_stats {
 	uint64_t conversions;       /* gmem_convert calls made by inplace requests  */
 	uint64_t shared_now;        /* granules I/O holds shared on this memory now */
 	uint64_t deferred;          /* granules waiting to become private again     */
-	uint64_t restore_retries;   /* to-private conversions retried (busy page)   */
+	uint64_t restore_retries;   /* deferred returns made by a later unpin/kunmap */
 	uint64_t pool_size, pool_slot_size, pool_slots, pool_free;
 	uint64_t pool_waits;        /* slot requests that had to wait               */
 	uint64_t pool_nobufs;       /* slot requests refused (GMEM_IO_NOWAIT)       */
