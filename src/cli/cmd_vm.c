@@ -223,11 +223,22 @@ static void vm_print_paths(struct gv_vm *vm, const struct vm_opts *o)
 	fprintf(stderr, "vm: direct-map removal: %s\n",
 		p.dmap_removal ? "yes, by the kernel" : "no (the library models it)");
 	fprintf(stderr, "vm: KVM_SET_MEMORY_ATTRIBUTES mirrored: %s\n",
-		p.attributes ? "yes" : plain ? "no (a plain memslot has none)"
-					     : "no (the VM type has none, cap 233)");
+		p.attributes ? "yes, the I/O layer's conversions too" :
+		plain ? "no (a plain memslot has none)" : "no (the VM type has none, cap 233)");
 	fprintf(stderr, "vm: memory-fault exits: %s\n",
 		plain ? "none can come (a plain memslot)"
 		      : o->policy == GV_POLICY_CONVERT ? "convert and resume" : "stop the guest");
+}
+
+/* Conversions the I/O layer made, mirrored into KVM's attributes. */
+static void vm_print_mirror(struct gv_vm *vm)
+{
+	struct gv_paths p;
+
+	gv_vm_paths(vm, &p);
+	if (p.attributes)
+		fprintf(stderr, "vm: I/O-layer conversions mirrored to KVM: %llu, refused: %llu\n",
+			(unsigned long long)p.io_mirrored, (unsigned long long)p.mirror_errors);
 }
 
 /* The disk: attached before the guest loads, reported with --verbose. */
@@ -440,6 +451,7 @@ run:
 		if (blk)
 			vm_print_disk(blk);
 		vm_print_lazy(vm);
+		vm_print_mirror(vm);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

@@ -111,6 +111,19 @@ static int gv_set_attributes(struct gv_vm *vm, uint64_t gpa, uint64_t len, enum 
 	return 0;
 }
 
+/* gmem_convert_notify: in-place I/O shared or unshared a range on its own;
+ * KVM's attributes must follow, or a guest access there faults as the wrong
+ * kind. Called under the memory's lock: only the ioctl, no gmem call. */
+static void gv_mirror_io(void *ctx, uint64_t gpa, uint64_t len, enum gmem_state to)
+{
+	struct gv_vm *vm = ctx;
+
+	if (gv_set_attributes(vm, gpa, len, to))
+		__atomic_add_fetch(&vm->mirror_errors, 1, __ATOMIC_RELAXED);
+	else
+		__atomic_add_fetch(&vm->io_mirrored, 1, __ATOMIC_RELAXED);
+}
+
 /* RAM: gmem on this VM, bound to slot 0, and the attribute mirror. */
 static int gv_open_ram(struct gv_vm *vm)
 {
@@ -174,6 +187,7 @@ static int gv_open_ram(struct gv_vm *vm)
 			gv_set_error("KVM_SET_MEMORY_ATTRIBUTES (shared runs): %s", strerror(-ret));
 			return ret;
 		}
+		gmem_convert_notify(vm->g, gv_mirror_io, vm);
 	}
 	return 0;
 }
@@ -282,8 +296,10 @@ void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p)
 	p->inplace = vm->info.inplace;
 	p->dmap_removal = vm->info.dmap_removal;
 	p->attributes = vm->attrs;
+	p->io_mirrored = __atomic_load_n(&vm->io_mirrored, __ATOMIC_RELAXED);
+	p->mirror_errors = __atomic_load_n(&vm->mirror_errors, __ATOMIC_RELAXED);
 	p->conversion = vm->info.inplace
-		? "inplace: the kernel converts the guest_memfd (cap 249)"
+		? "inplace: the kernel converts the guest_memfd (KVM_SET_MEMORY_ATTRIBUTES2)"
 		: "host view: the library maps and unmaps shared runs; KVM uses the KVM view";
 }
 

@@ -122,7 +122,9 @@ struct gv_paths {
 	bool inplace;           /* kernel converts in place (cap 249)            */
 	bool dmap_removal;      /* kernel removes private pages from direct map  */
 	bool attributes;        /* KVM_SET_MEMORY_ATTRIBUTES mirrored (cap 233)  */
-	const char *conversion; /* "inplace (cap 249)" or "host view (library)"  */
+	uint64_t io_mirrored;   /* conversions by the I/O layer mirrored         */
+	uint64_t mirror_errors; /* ... that KVM refused (mirror stale there)     */
+	const char *conversion; /* "inplace (found by ioctl)" or "host view"     */
 };
 void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
 

@@ -54,6 +54,7 @@ struct gv_vm {
 	struct gmem *g;
 	struct gmem_info info;
 	bool attrs;             /* mirror into KVM_SET_MEMORY_ATTRIBUTES       */
+	uint64_t io_mirrored, mirror_errors;  /* gv_mirror_io: atomic          */
 	bool loaded;
 	uint64_t entry;
 
