@@ -67,21 +67,32 @@ int gm_reserve(uint64_t size, uint64_t align, uint8_t **out)
 	return 0;
 }
 
-/* Map file pages [first, first + n) at @base + their offset, shared. */
-static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+/*
+ * Map file pages [first, first + n) at @base + their offset, shared, and
+ * never into a child: a child forked while a page is shared would keep
+ * reading it after it became private. A mapping that can hold private pages
+ * (@private: the KVM view, or the one view where the kernel converts in
+ * place) is kept out of core dumps too; a host-view run at view level holds
+ * shared pages only, which the host may see by definition, so a conversion
+ * pays one madvise for fork safety and not two.
+ */
+static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len,
+		       bool private)
 {
 	void *p = gm_sys_mmap(base + off, len, PROT_READ | PROT_WRITE,
 			      MAP_SHARED | MAP_FIXED, g->b.fd, (off_t)off);
-
 	int ret;
 
 	g->n.view_syscalls++;
 	if (p == MAP_FAILED)
 		return -errno;
-	/* Out of core dumps and children: a child forked while a page is
-	 * shared would otherwise keep reading it after it became private. */
-	g->n.view_syscalls += 2;
-	ret = gm_sys_guard(base + off, len, false);
+	if (private) {
+		g->n.view_syscalls += 2;
+		ret = gm_sys_guard(base + off, len, false);
+	} else {
+		g->n.view_syscalls++;
+		ret = gm_sys_madvise(base + off, len, MADV_DONTFORK) ? -errno : 0;
+	}
 	if (ret)
 		return ret;
 	if (g->b.thp_advise) {
@@ -104,7 +115,7 @@ static int gm_map_state(struct gmem *g, uint64_t first, uint64_t n, int to)
 {
 	uint64_t off = first << GM_PAGE_SHIFT, len = n << GM_PAGE_SHIFT;
 
-	return to ? gm_map_file(g, g->view, off, len)
+	return to ? gm_map_file(g, g->view, off, len, false)
 		  : gm_map_placeholder(g, g->view, off, len);
 }
 
@@ -352,7 +363,7 @@ int gm_view_open(struct gmem *g, uint64_t max_mappings)
 		goto err_small;
 	/* Kernel conversion: one mapping; the kernel hides private pages. */
 	if (g->b.inplace || (g->flags & GMEM_F_INIT_SHARED)) {
-		ret = gm_map_file(g, g->view, 0, g->size);
+		ret = gm_map_file(g, g->view, 0, g->size, g->b.inplace);
 		if (ret)
 			goto err_view;
 	}
@@ -363,7 +374,7 @@ int gm_view_open(struct gmem *g, uint64_t max_mappings)
 		ret = gm_reserve(g->size, GMEM_REGION_SIZE, &g->kvm_view);
 		if (ret)
 			goto err_view;
-		ret = gm_map_file(g, g->kvm_view, 0, g->size);
+		ret = gm_map_file(g, g->kvm_view, 0, g->size, true);
 		if (ret)
 			goto err_kvm;
 	}
