@@ -167,19 +167,37 @@ TH_TEST(privacy, round_trip)
 	gmem_close(g);
 }
 
-/* The KVM view is the hypervisor's path: private data is there, and what
- * it writes is the guest's. */
-TH_TEST(privacy, kvm_view)
+/*
+ * The KVM view, at GMEM_PRIVACY_VIEW, is the one mapping of private data in
+ * the process: KVM needs it, so it is not a leak to assert but a door to
+ * bound. What it writes is the guest's; it exists only where the level says
+ * so, it is the memslot's mapping and nothing else's, and it is kept from
+ * children and dumps (test_threat.c attacks it from every other side).
+ */
+TH_TEST(privacy, kvm_view_only_where_the_level_needs_it)
 {
 	struct gmem *g = th_open(backend, SZ, 0);
 	uint8_t *kv = gmem_kvm_view(g);
+	struct gmem_info info;
 	uint8_t secret[PG];
 
+	TH_EQ(gmem_info(g, &info), 0);
 	fill_secret(g, 12 * PG, secret);
+	if (info.privacy == GMEM_PRIVACY_KERNEL) {
+		/* One mapping; the kernel faults private pages in it. */
+		cr_assert_eq((void *)kv, gmem_host(g, 0));
+		expect_unreachable(g, 12 * PG, secret);
+		gmem_close(g);
+		return;
+	}
+	TH_EQ(info.privacy, GMEM_PRIVACY_VIEW);
+	cr_assert(kv < (uint8_t *)gmem_host(g, 0) || kv >= (uint8_t *)gmem_host(g, 0) + SZ,
+		  "the KVM view overlaps the host view");
 	expect_kvm_view_has(g, 12 * PG, secret);
 	kv[12 * PG + 1] = 0x11;
 	secret[1] = 0x11;
 	expect_guest_has(g, 12 * PG, secret);
 	expect_unreachable(g, 12 * PG, secret);
+	expect_procmem_hidden(g, 12 * PG, secret);
 	gmem_close(g);
 }
