@@ -51,6 +51,9 @@ static void plant_secret(struct gmem *g, uint64_t gpa)
 	TH_EQ(gmem_state(g, gpa), GMEM_PRIVATE);
 }
 
+/* Also used to scan all of the process's memory, which ASan's checks would
+ * take for overflows of whatever lies next to its redzones. */
+__attribute__((no_sanitize("address")))
 static bool is_secret(const volatile uint8_t *p)
 {
 	for (unsigned i = 0; i < KEY_LEN; i++)
@@ -232,6 +235,7 @@ TH_TEST(threat, smaps_shows_dd_on_every_guest_data_mapping)
  * has it in flight. Stacks included: this scan found libxxhash leaving
  * page data in dead stack after hashing a chunk (snapshot/reader.c).
  */
+__attribute__((no_sanitize("address")))
 static unsigned scan_dumpable(char *where, size_t size)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");

@@ -130,10 +130,12 @@ void *gm_sys_guarded_alloc(size_t len)
 
 void gm_sys_guarded_free(void *p)
 {
-	uint8_t *base = (uint8_t *)p - 4096;
+	uint8_t *base;
 
-	if (p)
-		munmap(base, *(size_t *)base);
+	if (!p)
+		return;
+	base = (uint8_t *)p - 4096;
+	munmap(base, *(size_t *)base);
 }
 
 void __attribute__((noinline)) gm_sys_stack_wipe(void)
