@@ -239,7 +239,7 @@ __attribute__((no_sanitize("address")))
 static unsigned scan_dumpable(char *where, size_t size)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
-	char line[512], perms[8] = "";
+	char line[512], perms[8] = "", head[160] = "";
 	unsigned long lo = 0, hi = 0;
 	unsigned found = 0;
 
@@ -250,6 +250,7 @@ static unsigned scan_dumpable(char *where, size_t size)
 		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 &&
 		    strchr(line, '-') < strchr(line, ' ')) {
 			lo = a, hi = b;
+			snprintf(head, sizeof(head), "%.*s", (int)strcspn(line, "\n"), line);
 			continue;
 		}
 		if (strncmp(line, "VmFlags:", 8) || perms[0] != 'r' || strstr(line, " dd") ||
@@ -261,7 +262,7 @@ static unsigned scan_dumpable(char *where, size_t size)
 			if (((const uint8_t *)p)[0] == (uint8_t)(key[0] ^ MASK) &&
 			    is_secret((const uint8_t *)p)) {
 				if (!found++)
-					snprintf(where, size, "%#lx in mapping %lx-%lx", p, lo, hi);
+					snprintf(where, size, "%#lx in %s", p, head);
 				break;
 			}
 		}
@@ -270,7 +271,7 @@ static unsigned scan_dumpable(char *where, size_t size)
 	return found;
 }
 
-static char scan_where[128];
+static char scan_where[256];
 static unsigned scan_hits;
 
 static void scan_progress(void *ctx, uint64_t done, uint64_t total)

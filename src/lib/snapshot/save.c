@@ -851,7 +851,10 @@ static int gm_save_setup(struct gm_saver *s)
 {
 	/* Header, STATES chunks of GM_SNAP_CHUNK_MAX, END and footer. */
 	s->cap = GM_ARENA_FLUSH + 2 * sizeof(struct gm_snap_chunk) + GM_SNAP_CHUNK_MAX + 4096;
-	if (posix_memalign((void **)&s->room, GM_OUT_ALIGN, GM_OUT_ALIGN + s->cap))
+	/* Page data passes through it too (small saves, the direct-I/O tail):
+	 * guarded, page-aligned, never left in the heap. */
+	s->room = gm_sys_guarded_alloc(GM_OUT_ALIGN + s->cap);
+	if (!s->room)
 		return -ENOMEM;
 	s->arena = s->room;
 	if (!(s->o->flags & GM_SNAP_ZSTD_FLAGS))
@@ -894,6 +897,6 @@ out_file:
 out:
 	free(s.tmp);
 	ZSTD_freeCCtx(s.cctx);
-	free(s.room);
+	gm_sys_guarded_free(s.room);
 	return ret;
 }
