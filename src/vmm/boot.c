@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "vmm_internal.h"
+#include "accel/accel.h"
 
 #define PTE_P   (1ull << 0)
 #define PTE_RW  (1ull << 1)
@@ -92,37 +92,11 @@ int gv_boot_write_tables(struct gv_vm *vm)
 	return ret;
 }
 
-/* The CPUID KVM supports, with this vCPU's APIC ID in leaf 1. */
+/* The accelerator's CPUID for this vCPU (KVM's supported set, with the
+ * vCPU's APIC ID). */
 int gv_boot_cpuid(struct gv_vcpu *vcpu)
 {
-	unsigned n = 256;
-	struct kvm_cpuid2 *c;
-	int ret = 0;
-
-	for (;;) {
-		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-		if (!c)
-			return -ENOMEM;
-		c->nent = n;
-		if (ioctl(vcpu->vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			break;
-		ret = -errno;
-		free(c);
-		if (ret != -E2BIG || n >= 4096)
-			return ret;
-		n *= 2;
-	}
-	for (unsigned i = 0; i < c->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &c->entries[i];
-
-		if (e->function == 1)
-			e->ebx = (e->ebx & 0x00ffffff) | (vcpu->id << 24);
-		if (e->function == 0xb || e->function == 0x1f)
-			e->edx = vcpu->id;
-	}
-	ret = ioctl(vcpu->fd, KVM_SET_CPUID2, c) ? -errno : 0;
-	free(c);
-	return ret;
+	return vcpu->vm->accel->vcpu_cpuid(vcpu);
 }
 
 static void gv_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
@@ -136,6 +110,7 @@ static void gv_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)
 int gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry)
 {
 	struct gv_vm *vm = vcpu->vm;
+	struct gv_vcpu_state st;
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = {
 		.rip = entry, .rflags = 2,
@@ -145,12 +120,12 @@ int gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry)
 	int ret;
 
 	ret = gv_boot_cpuid(vcpu);
-	if (ret) {
-		gv_set_error("vCPU %u: KVM_SET_CPUID2: %s", vcpu->id, strerror(-ret));
+	if (ret)
 		return ret;
-	}
-	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs))
+	ret = vm->accel->get_state(vcpu, &st);
+	if (ret)
 		goto err;
+	sregs = st.sregs;
 	gv_seg(&sregs.cs, GV_SEL_CODE, 0xb, true);
 	gv_seg(&sregs.ds, GV_SEL_DATA, 0x3, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
@@ -166,14 +141,12 @@ int gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry)
 	sregs.cr3 = GV_PML4_GPA;
 	sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 	sregs.efer = EFER_LME | EFER_LMA;
-	if (ioctl(vcpu->fd, KVM_SET_SREGS, &sregs))
-		goto err;
-	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs))
-		goto err;
-	return 0;
-
+	st.sregs = sregs;
+	st.regs = regs;
+	ret = vm->accel->set_state(vcpu, &st);
+	if (!ret)
+		return 0;
 err:
-	ret = -errno;
-	gv_set_error("vCPU %u: setting up long mode: %s", vcpu->id, strerror(errno));
+	gv_set_error("vCPU %u: setting up long mode: %s", vcpu->id, strerror(-ret));
 	return ret;
 }

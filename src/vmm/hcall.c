@@ -21,7 +21,13 @@
 #include <errno.h>
 #include <string.h>
 
+#include <linux/kvm_para.h>
+
 #include "vmm_internal.h"
+
+/* arch/x86/include/uapi/asm/kvm_para.h, "KVM_HC_MAP_GPA_RANGE". */
+#define GV_MAP_GPA_PAGE_SZ_MASK  0x3ull         /* 4K, 2M, 1G: a hint       */
+#define GV_MAP_GPA_ENCRYPTED     (1ull << 4)    /* to private; 0: to shared */
 
 static int gv_page_range(const struct gv_vm *vm, uint64_t gpa, uint64_t len, uint64_t max,
 			 uint64_t *first, uint64_t *end)
@@ -160,5 +166,49 @@ int gv_hcall_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, 
 		return err;
 	ret = size == 4 ? gv_hcall(vcpu->vm, regs.rax, regs.rdi, regs.rsi, regs.rcx) : -EINVAL;
 	memcpy(data, &ret, size < sizeof(ret) ? size : sizeof(ret));
+	return 0;
+}
+
+/*
+ * KVM_EXIT_HYPERCALL: KVM_HC_MAP_GPA_RANGE, the call Linux guests make to
+ * change a range's state (arch/x86 mem_encrypt code, set_memory_decrypted):
+ * args = gpa, number of 4 KiB pages, attributes (bit 4: private; bits 0-1:
+ * the page size the guest used, a hint). KVM checks alignment and wrapping
+ * before it exits, but the test accelerator and a future kernel may not:
+ * everything is checked again. The result goes in run->hypercall.ret, which
+ * KVM puts in the guest's rax: 0, or a negative errno (-EAGAIN: a page is
+ * pinned or mapped by a device; the guest retries, as Linux does).
+ */
+static int64_t gv_map_gpa_range(struct gv_vm *vm, uint64_t gpa, uint64_t npages,
+				uint64_t attrs)
+{
+	enum gmem_state to = attrs & GV_MAP_GPA_ENCRYPTED ? GMEM_PRIVATE : GMEM_SHARED;
+	uint64_t pages_in_ram = vm->cfg.mem_size / GMEM_PAGE_SIZE;
+
+	if (attrs & ~(GV_MAP_GPA_PAGE_SZ_MASK | GV_MAP_GPA_ENCRYPTED) ||
+	    (attrs & GV_MAP_GPA_PAGE_SZ_MASK) == GV_MAP_GPA_PAGE_SZ_MASK)
+		return -EINVAL;
+	if (gpa % GMEM_PAGE_SIZE || !npages || gpa >= vm->cfg.mem_size ||
+	    npages > pages_in_ram - gpa / GMEM_PAGE_SIZE)
+		return -EINVAL;
+	return gv_vm_convert(vm, gpa, npages * GMEM_PAGE_SIZE, to, NULL);
+}
+
+int gv_hcall_exit(struct gv_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	struct gv_vm *vm = vcpu->vm;
+
+	if (run->hypercall.nr != KVM_HC_MAP_GPA_RANGE) {
+		/* KVM exits only for the calls the VMM enabled; answer any
+		 * other as KVM answers an unknown hypercall. */
+		run->hypercall.ret = (uint64_t)-KVM_ENOSYS;
+		return 0;
+	}
+	run->hypercall.ret = (uint64_t)gv_map_gpa_range(vm, run->hypercall.args[0],
+							 run->hypercall.args[1],
+							 run->hypercall.args[2]);
+	if (run->hypercall.ret == 0)
+		__atomic_add_fetch(&vm->map_gpa_ranges, 1, __ATOMIC_RELAXED);
 	return 0;
 }

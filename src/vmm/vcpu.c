@@ -1,81 +1,44 @@
 // SPDX-License-Identifier: MIT
 /*
- * vcpu.c - vCPU threads: the KVM_RUN loop, exit handling, stop, pause and
- * resume, and vCPU state.
+ * vcpu.c - vCPU threads: the run loop over an accelerator (accel/accel.h),
+ * exit handling, stop, pause and resume, and vCPU state.
  *
- * Model: one thread per vCPU, as in kvmtool. A thread leaves KVM_RUN for
- * an exit it handles here, or because another thread kicked it: the kicker
- * sets run->immediate_exit (covers a thread about to enter KVM_RUN) and
- * sends GV_SIG_KICK (covers one inside it; the handler does nothing, the
- * point is the -EINTR). Between two KVM_RUNs each thread passes
- * gv_vcpu_checkpoint(), where it stops or parks. A parked vCPU first re-enters
- * KVM_RUN with immediate_exit so that KVM completes any pending I/O: only
- * then are its registers consistent (KVM API, "immediate_exit").
+ * Model: one thread per vCPU, as in kvmtool. A thread leaves the
+ * accelerator's run() with an exit it handles here, or because another
+ * thread kicked it. Between two run()s each thread passes
+ * gv_vcpu_checkpoint(), where it stops or parks. A parked vCPU first has the
+ * accelerator complete what its last exit left pending: only then is its
+ * state consistent (KVM API, "immediate_exit").
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "kvm_uapi.h"
-#include "vmm_internal.h"
-
-#define GV_SIG_KICK SIGUSR1
+#include "accel/accel.h"
 
 static __thread struct gv_vcpu *gv_self;    /* the vCPU this thread runs */
-
-static void gv_kick_handler(int sig)
-{
-	(void)sig;
-}
-
-static pthread_once_t gv_sig_once = PTHREAD_ONCE_INIT;
-
-static void gv_sig_install(void)
-{
-	struct sigaction sa = { .sa_handler = gv_kick_handler };
-
-	/* No SA_RESTART: the kick must interrupt KVM_RUN. */
-	sigemptyset(&sa.sa_mask);
-	sigaction(GV_SIG_KICK, &sa, NULL);
-}
 
 int gv_vcpu_create(struct gv_vm *vm, unsigned id)
 {
 	struct gv_vcpu *vcpu = &vm->cpu[id];
-	void *run;
-	int ret;
 
 	vcpu->vm = vm;
 	vcpu->id = id;
 	vcpu->phase = GV_VCPU_IDLE;
-	vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, id);
-	if (vcpu->fd < 0) {
-		ret = -errno;
-		gv_set_error("KVM_CREATE_VCPU %u: %s", id, strerror(errno));
-		return ret;
-	}
-	run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
-	if (run == MAP_FAILED) {
-		ret = -errno;
-		gv_set_error("mapping vCPU %u's kvm_run: %s", id, strerror(errno));
-		return ret;
-	}
-	vcpu->run = run;
-	return 0;
+	return vm->accel->vcpu_init(vcpu);
 }
 
 void gv_vcpu_destroy(struct gv_vcpu *vcpu)
 {
-	if (vcpu->run)
-		munmap(vcpu->run, vcpu->vm->run_size);
-	if (vcpu->fd >= 0)
-		close(vcpu->fd);
-	vcpu->run = NULL;
-	vcpu->fd = -1;
+	if (vcpu->vm)
+		vcpu->vm->accel->vcpu_fini(vcpu);
+}
+
+struct gv_vcpu *gv_vm_vcpu(struct gv_vm *vm, unsigned id)
+{
+	return id < vm->ncpus ? &vm->cpu[id] : NULL;
 }
 
 struct gv_vm *gv_vcpu_vm(const struct gv_vcpu *vcpu)
@@ -90,7 +53,7 @@ unsigned gv_vcpu_id(const struct gv_vcpu *vcpu)
 
 int gv_vcpu_get_regs(struct gv_vcpu *vcpu, struct kvm_regs *regs)
 {
-	return ioctl(vcpu->fd, KVM_GET_REGS, regs) ? -errno : 0;
+	return vcpu->vm->accel->get_regs(vcpu, regs);
 }
 
 /* Make every running vCPU leave KVM_RUN soon. Caller holds vm->lock. */
@@ -99,30 +62,25 @@ static void gv_kick_all_locked(struct gv_vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct gv_vcpu *c = &vm->cpu[i];
 
-		if (c->phase != GV_VCPU_RUNNING)
-			continue;
-		__atomic_store_n(&c->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		if (c != gv_self)
-			pthread_kill(c->thread, GV_SIG_KICK);
+		if (c->phase == GV_VCPU_RUNNING)
+			vm->accel->kick(c);
 	}
 }
 
 /* The registers of @vcpu (if any) after the one-line reason in the report. */
 static void gv_report_regs(struct gv_result *res, struct gv_vcpu *vcpu)
 {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	bool have_regs, have_sregs;
+	struct gv_vcpu_state st;
+	bool have;
 	size_t used = strlen(res->report);
 
 	if (!vcpu || used + 2 >= sizeof(res->report))
 		return;
-	have_regs = !ioctl(vcpu->fd, KVM_GET_REGS, &regs);
-	have_sregs = !ioctl(vcpu->fd, KVM_GET_SREGS, &sregs);
+	have = !vcpu->vm->accel->get_state(vcpu, &st);
 	snprintf(res->report + used, sizeof(res->report) - used, "\nvCPU %u registers:\n",
 		 vcpu->id);
-	gv_format_regs(res->report, sizeof(res->report), have_regs ? &regs : NULL,
-		       have_sregs ? &sregs : NULL);
+	gv_format_regs(res->report, sizeof(res->report), have ? &st.regs : NULL,
+		       have ? &st.sregs : NULL);
 }
 
 void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why, int err,
@@ -248,6 +206,8 @@ int gv_vcpu_handle_exit(struct gv_vcpu *vcpu)
 		return 0;
 	case KVM_EXIT_MEMORY_FAULT:
 		return gv_exit_memory_fault(vcpu);
+	case KVM_EXIT_HYPERCALL:
+		return gv_hcall_exit(vcpu);
 	default:
 		return gv_exit_fatal(vcpu);
 	}
@@ -264,8 +224,7 @@ static bool gv_vcpu_checkpoint(struct gv_vcpu *vcpu)
 	if (vm->pause_req && !vm->stop_req) {
 		/* Complete pending I/O before anyone reads our state. */
 		pthread_mutex_unlock(&vm->lock);
-		__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-		ioctl(vcpu->fd, KVM_RUN, 0);
+		vm->accel->complete(vcpu);
 		pthread_mutex_lock(&vm->lock);
 		vcpu->phase = GV_VCPU_PAUSED;
 		pthread_cond_broadcast(&vm->cond);
@@ -275,7 +234,7 @@ static bool gv_vcpu_checkpoint(struct gv_vcpu *vcpu)
 	}
 	stop = vm->stop_req;
 	if (!stop)
-		__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+		vm->accel->rearm(vcpu);
 	pthread_mutex_unlock(&vm->lock);
 	return stop;
 }
@@ -287,22 +246,27 @@ static void *gv_vcpu_thread(void *arg)
 
 	gv_self = vcpu;
 	while (!gv_vcpu_checkpoint(vcpu)) {
-		int ret = ioctl(vcpu->fd, KVM_RUN, 0);
+		int ret = vm->accel->run(vcpu);
 
+		if (ret == -EINTR)
+			continue;
 		if (ret < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			gv_vm_stop_with(vm, vcpu, GV_STOP_ERROR, -errno, 0,
-					"vCPU %u: KVM_RUN: %s", vcpu->id, strerror(errno));
+			gv_vm_stop_with(vm, vcpu, GV_STOP_ERROR, ret, 0, "vCPU %u: %s run: %s",
+					vcpu->id, vm->accel->name, strerror(-ret));
 			break;
 		}
-		if (gv_vcpu_handle_exit(vcpu))
+		ret = gv_vcpu_handle_exit(vcpu);
+		if (vm->accel->exit_done)
+			vm->accel->exit_done(vcpu, ret);
+		if (ret)
 			break;
 	}
 	pthread_mutex_lock(&vm->lock);
 	vcpu->phase = GV_VCPU_DONE;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
+	if (vm->accel->thread_end)
+		vm->accel->thread_end(vcpu);
 	gv_console_flush(vm);
 	return NULL;
 }
@@ -313,7 +277,8 @@ int gv_vm_start(struct gv_vm *vm)
 	unsigned i;
 	int ret = 0;
 
-	if (!vm->loaded) {
+	/* Under the test accelerator nothing executes: no program needed. */
+	if (!vm->loaded && vm->accel != &gv_accel_test) {
 		gv_set_error("no guest loaded");
 		return -EINVAL;
 	}
@@ -323,11 +288,12 @@ int gv_vm_start(struct gv_vm *vm)
 		gv_set_error("the guest has already been started");
 		return -EBUSY;
 	}
-	pthread_once(&gv_sig_once, gv_sig_install);
+	if (vm->accel->pre_start)
+		vm->accel->pre_start(vm);
 	/* vCPU threads take the kick; block other signals there so the
 	 * application's handlers keep running on its own threads. */
 	sigfillset(&all);
-	sigdelset(&all, GV_SIG_KICK);
+	sigdelset(&all, SIGUSR1);      /* accel/kvm.c's kick */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < vm->ncpus; i++) {
 		vm->cpu[i].phase = GV_VCPU_RUNNING;
@@ -441,11 +407,9 @@ int gv_vcpu_get_state(struct gv_vm *vm, unsigned cpu, struct gv_vcpu_state *st)
 		goto out;
 	v = &vm->cpu[cpu];
 	memset(st, 0, sizeof(*st));
-	if (ioctl(v->fd, KVM_GET_REGS, &st->regs) || ioctl(v->fd, KVM_GET_SREGS, &st->sregs) ||
-	    ioctl(v->fd, KVM_GET_FPU, &st->fpu) || ioctl(v->fd, KVM_GET_MP_STATE, &st->mp)) {
-		ret = -errno;
-		gv_set_error("reading vCPU %u state: %s", cpu, strerror(errno));
-	}
+	ret = vm->accel->get_state(v, st);
+	if (ret)
+		gv_set_error("reading vCPU %u state: %s", cpu, strerror(-ret));
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;
@@ -461,12 +425,9 @@ int gv_vcpu_set_state(struct gv_vm *vm, unsigned cpu, const struct gv_vcpu_state
 	if (ret)
 		goto out;
 	v = &vm->cpu[cpu];
-	/* sregs first: they set the mode the general registers live in. */
-	if (ioctl(v->fd, KVM_SET_SREGS, &st->sregs) || ioctl(v->fd, KVM_SET_REGS, &st->regs) ||
-	    ioctl(v->fd, KVM_SET_FPU, &st->fpu) || ioctl(v->fd, KVM_SET_MP_STATE, &st->mp)) {
-		ret = -errno;
-		gv_set_error("writing vCPU %u state: %s", cpu, strerror(errno));
-	}
+	ret = vm->accel->set_state(v, st);
+	if (ret)
+		gv_set_error("writing vCPU %u state: %s", cpu, strerror(-ret));
 out:
 	pthread_mutex_unlock(&vm->lock);
 	return ret;

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "kvm_uapi.h"
-#include "vmm_internal.h"
+#include "accel/accel.h"
 
 static int gv_check_config(const struct gv_config *cfg)
 {
@@ -42,43 +42,10 @@ static int gv_check_config(const struct gv_config *cfg)
 		gv_set_error("unknown memory-fault policy %d", (int)cfg->policy);
 		return -EINVAL;
 	}
-	return 0;
-}
-
-/* /dev/kvm and the capabilities the VMM cannot do without. Every failure
- * is -EOPNOTSUPP: KVM is missing or unusable here, not a caller mistake. */
-static int gv_open_kvm(struct gv_vm *vm)
-{
-	int ver;
-
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
-		gv_set_error("/dev/kvm: %s (KVM %s)", strerror(errno),
-			     errno == ENOENT ? "is not available on this host"
-					     : "cannot be used by this user");
-		return -EOPNOTSUPP;
+	if (cfg->accel != GV_ACCEL_KVM && cfg->accel != GV_ACCEL_TEST) {
+		gv_set_error("unknown accelerator %d", (int)cfg->accel);
+		return -EINVAL;
 	}
-	ver = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (ver != KVM_API_VERSION) {
-		gv_set_error("/dev/kvm: API version %d, want %d", ver, KVM_API_VERSION);
-		return -EOPNOTSUPP;
-	}
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0) {
-		gv_set_error("/dev/kvm: no KVM_CAP_USER_MEMORY2; Linux 6.8 or later is needed");
-		return -EOPNOTSUPP;
-	}
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0) {
-		gv_set_error("KVM_CREATE_VM: %s (is another hypervisor holding the CPU?)",
-			     strerror(errno));
-		return -EOPNOTSUPP;
-	}
-	ver = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (ver < (int)sizeof(struct kvm_run)) {
-		gv_set_error("KVM_GET_VCPU_MMAP_SIZE: %d", ver);
-		return -EOPNOTSUPP;
-	}
-	vm->run_size = (size_t)ver;
 	return 0;
 }
 
@@ -124,12 +91,12 @@ static void gv_mirror_io(void *ctx, uint64_t gpa, uint64_t len, enum gmem_state 
 		__atomic_add_fetch(&vm->io_mirrored, 1, __ATOMIC_RELAXED);
 }
 
-/* RAM: gmem on this VM, bound to slot 0, and the attribute mirror. */
+/* RAM: gmem on this VM (a memfd memory under the test accelerator, which
+ * has no VM fd), bound where the guest sees it, and the attribute mirror. */
 static int gv_open_ram(struct gv_vm *vm)
 {
 	struct gmem_config gc = { .size = vm->cfg.mem_size, .backend = GMEM_BACKEND_AUTO,
 				  .vm_fd = vm->vm_fd, .flags = 0 };
-	struct gm_kvm_userspace_memory_region2 slot = { 0 };
 	int ret, attrs;
 
 	ret = vm->cfg.open_mem ? vm->cfg.open_mem(vm->cfg.open_mem_ctx, vm->vm_fd,
@@ -146,26 +113,14 @@ static int gv_open_ram(struct gv_vm *vm)
 			     (unsigned long long)vm->cfg.mem_size);
 		return -EINVAL;
 	}
-	slot.slot = 0;
-	/* A memfd memory is a plain slot: KVM uses the KVM view. */
-	if (vm->info.backend == GMEM_BACKEND_KVM) {
-		slot.flags = KVM_MEM_GUEST_MEMFD;
-		slot.guest_memfd = (uint32_t)vm->info.fd;
-	}
-	slot.guest_phys_addr = 0;
-	slot.memory_size = vm->cfg.mem_size;
-	slot.userspace_addr = (uintptr_t)gmem_kvm_view(vm->g);
-	if (ioctl(vm->vm_fd, GM_KVM_SET_USER_MEMORY_REGION2, &slot) < 0) {
-		ret = -errno;
-		gv_set_error("KVM_SET_USER_MEMORY_REGION2 (guest_memfd %d): %s", vm->info.fd,
-			     strerror(errno));
+	ret = vm->accel->ram_bind(vm);
+	if (ret)
 		return ret;
-	}
 	/* Where the kernel converts in place it keeps the attributes on the
 	 * file itself; only a VM with per-VM attributes needs the mirror. */
 	attrs = gv_vm_ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
 			    (void *)(uintptr_t)KVM_CAP_MEMORY_ATTRIBUTES);
-	vm->attrs = !vm->info.inplace && slot.flags && attrs > 0 &&
+	vm->attrs = !vm->info.inplace && vm->info.backend == GMEM_BACKEND_KVM && attrs > 0 &&
 		    (attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	if (vm->attrs) {
 		ret = gv_set_attributes(vm, 0, vm->cfg.mem_size, GMEM_PRIVATE);
@@ -211,6 +166,7 @@ int gv_vm_create(const struct gv_config *cfg, struct gv_vm **out)
 		return -ENOMEM;
 	}
 	vm->cfg = *cfg;
+	vm->accel = cfg->accel == GV_ACCEL_TEST ? &gv_accel_test : &gv_accel_kvm;
 	vm->ncpus = cfg->ncpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	for (i = 0; i < vm->ncpus; i++)
@@ -220,7 +176,7 @@ int gv_vm_create(const struct gv_config *cfg, struct gv_vm **out)
 	pthread_mutex_init(&vm->con_lock, NULL);
 	vm->result.cpu = -1;
 
-	ret = gv_open_kvm(vm);
+	ret = vm->accel->vm_init(vm);
 	if (ret)
 		goto err;
 	ret = gv_open_ram(vm);
@@ -259,11 +215,8 @@ void gv_vm_destroy(struct gv_vm *vm)
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		gv_vcpu_destroy(&vm->cpu[i]);
 	/* The memslot goes with the VM; the memory after both. */
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
+	vm->accel->vm_fini(vm);
 	gmem_close(vm->g);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
 	free(vm->con);
 	pthread_mutex_destroy(&vm->con_lock);
 	pthread_cond_destroy(&vm->cond);
@@ -286,6 +239,11 @@ unsigned gv_vm_ncpus(const struct gv_vm *vm)
 	return vm->ncpus;
 }
 
+const char *gv_accel_name(const struct gv_vm *vm)
+{
+	return vm->accel->name;
+}
+
 uint64_t gv_vm_mem_size(const struct gv_vm *vm)
 {
 	return vm->cfg.mem_size;
@@ -298,6 +256,9 @@ void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p)
 	p->attributes = vm->attrs;
 	p->io_mirrored = __atomic_load_n(&vm->io_mirrored, __ATOMIC_RELAXED);
 	p->mirror_errors = __atomic_load_n(&vm->mirror_errors, __ATOMIC_RELAXED);
+	p->map_gpa_range = vm->exit_hypercall;
+	p->map_gpa_ranges = __atomic_load_n(&vm->map_gpa_ranges, __ATOMIC_RELAXED);
+	p->accel = vm->accel->name;
 	p->conversion = vm->info.inplace
 		? "inplace: the kernel converts the guest_memfd (KVM_SET_MEMORY_ATTRIBUTES2)"
 		: "host view: the library maps and unmaps shared runs; KVM uses the KVM view";

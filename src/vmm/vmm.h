@@ -52,6 +52,14 @@ enum gv_fault_policy {
 	GV_POLICY_STOP,         /* stop the guest with a report                      */
 };
 
+/* What runs the vCPUs (src/vmm/accel/accel.h). */
+enum gv_accel {
+	GV_ACCEL_KVM = 0,       /* /dev/kvm: the guest program executes           */
+	GV_ACCEL_TEST,          /* nothing executes: a driver posts the exits a   */
+	                        /* guest would cause (gv_test_*, below), on any   */
+	                        /* host; RAM is a memfd memory                    */
+};
+
 struct gv_config {
 	uint64_t mem_size;      /* RAM: a multiple of 2 MiB, at most GV_MAP_LIMIT */
 	unsigned ncpus;         /* 1..GV_MAX_CPUS                                  */
@@ -68,6 +76,7 @@ struct gv_config {
 	 * the guest's first touches through userfaultfd. */
 	int (*open_mem)(void *ctx, int vm_fd, uint64_t size, struct gmem **out);
 	void *open_mem_ctx;
+	enum gv_accel accel;
 };
 
 enum gv_stop {
@@ -124,6 +133,9 @@ struct gv_paths {
 	bool attributes;        /* KVM_SET_MEMORY_ATTRIBUTES mirrored (cap 233)  */
 	uint64_t io_mirrored;   /* conversions by the I/O layer mirrored         */
 	uint64_t mirror_errors; /* ... that KVM refused (mirror stale there)     */
+	bool map_gpa_range;     /* guest converts by KVM_HC_MAP_GPA_RANGE         */
+	uint64_t map_gpa_ranges;/* ... conversions it asked for and got          */
+	const char *accel;      /* "kvm" or "test"                               */
 	const char *conversion; /* "inplace (found by ioctl)" or "host view"     */
 };
 void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
@@ -248,6 +260,45 @@ struct gv_elf_image {
  * [GV_LOAD_MIN, mem_size - stacks). Reads nothing outside [buf, buf + len). */
 int  gv_elf_parse(const void *buf, size_t len, uint64_t mem_size, unsigned ncpus,
                   struct gv_elf_image *img);
+
+/* ---- The test accelerator's driver (testdrv.c) ---------------------------
+ *
+ * Under GV_ACCEL_TEST, after gv_vm_start (no guest program is needed), each
+ * call performs what a guest instruction would on vCPU @cpu: it posts the
+ * exit that instruction causes under KVM, the vCPU's thread handles it with
+ * the same dispatch code, and the call returns once it has: 0 when the
+ * guest would resume, 1 when the vCPU halted, a negative errno when the VM
+ * stopped on it (gv_vm_wait tells why). -ESRCH: the vCPU does not run;
+ * -EOPNOTSUPP: the VM is not on the test accelerator; -EINVAL: bad
+ * arguments. Calls for one vCPU are served in order; a paused VM holds
+ * them until gv_vm_resume, as it would hold a vCPU.
+ */
+int  gv_test_out(struct gv_vm *vm, unsigned cpu, uint16_t port, unsigned size, uint32_t val);
+int  gv_test_in(struct gv_vm *vm, unsigned cpu, uint16_t port, unsigned size, uint32_t *val);
+/* A REP OUTS/INS: @count elements of @size bytes in one exit. */
+int  gv_test_outs(struct gv_vm *vm, unsigned cpu, uint16_t port, unsigned size,
+                  const void *buf, uint32_t count);
+/* The gv_abi.h hypercall (inl from GV_PORT_HCALL with rax, rdi, rsi, rcx):
+ * *result gets what the guest would find in eax, sign-extended. */
+int  gv_test_hypercall(struct gv_vm *vm, unsigned cpu, uint64_t nr, uint64_t a0,
+                       uint64_t a1, uint64_t a2, int64_t *result);
+/* KVM_EXIT_HYPERCALL (vmcall, with KVM_CAP_EXIT_HYPERCALL): *result gets
+ * the value the guest would find in rax. */
+int  gv_test_vmcall(struct gv_vm *vm, unsigned cpu, uint64_t nr, const uint64_t args[6],
+                    int64_t *result);
+int  gv_test_mmio(struct gv_vm *vm, unsigned cpu, uint64_t gpa, bool write, void *data,
+                  unsigned len);
+/* KVM_EXIT_MEMORY_FAULT: the guest touched [gpa, gpa + size) as private
+ * (@private) or shared memory, which it is not. */
+int  gv_test_memory_fault(struct gv_vm *vm, unsigned cpu, uint64_t gpa, uint64_t size,
+                          bool private_access);
+int  gv_test_halt(struct gv_vm *vm, unsigned cpu);
+/* The guest's own loads and stores: through the memslot's mapping (the
+ * KVM view), whatever the pages' states, as a guest reaches its memory.
+ * No exit; -EINVAL outside RAM. */
+int  gv_test_mem_write(struct gv_vm *vm, uint64_t gpa, const void *buf, size_t len);
+int  gv_test_mem_read(struct gv_vm *vm, uint64_t gpa, void *buf, size_t len);
+const char *gv_accel_name(const struct gv_vm *vm);
 
 /* ---- Reports ------------------------------------------------------------ */
 

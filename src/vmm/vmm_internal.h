@@ -29,6 +29,8 @@
 
 #define GV_CONSOLE_MAX (1u << 20)  /* collected console text is capped here */
 
+struct gv_accel_ops;
+
 enum gv_phase {
 	GV_VCPU_IDLE,           /* thread not started                          */
 	GV_VCPU_RUNNING,        /* in or around KVM_RUN                         */
@@ -39,8 +41,9 @@ enum gv_phase {
 struct gv_vcpu {
 	struct gv_vm *vm;
 	unsigned id;
-	int fd;
-	struct kvm_run *run;
+	int fd;                 /* kvm: the vCPU fd; test: -1                  */
+	struct kvm_run *run;    /* the exit being handled (accel/accel.h)      */
+	void *accel;            /* the accelerator's own per-vCPU state        */
 	pthread_t thread;
 	enum gv_phase phase;    /* vm->lock */
 	bool spawned;           /* thread created: written by the starter only */
@@ -49,12 +52,15 @@ struct gv_vcpu {
 
 struct gv_vm {
 	struct gv_config cfg;
-	int kvm_fd, vm_fd;
+	const struct gv_accel_ops *accel;
+	int kvm_fd, vm_fd;      /* kvm accelerator only; -1 under test         */
 	size_t run_size;
 	struct gmem *g;
 	struct gmem_info info;
 	bool attrs;             /* mirror into KVM_SET_MEMORY_ATTRIBUTES       */
 	uint64_t io_mirrored, mirror_errors;  /* gv_mirror_io: atomic          */
+	bool exit_hypercall;    /* KVM exits on KVM_HC_MAP_GPA_RANGE          */
+	uint64_t map_gpa_ranges;  /* ... conversions done for it: atomic      */
 	bool loaded;
 	uint64_t entry;
 
@@ -96,6 +102,7 @@ int  gv_boot_cpuid(struct gv_vcpu *vcpu);
 /* vcpu.c */
 int  gv_vcpu_create(struct gv_vm *vm, unsigned id);
 void gv_vcpu_destroy(struct gv_vcpu *vcpu);
+struct gv_vcpu *gv_vm_vcpu(struct gv_vm *vm, unsigned id);
 /* Handle the exit in vcpu->run: 0 resume, 1 this vCPU halted, < 0 stop
  * (the result is already recorded). Exposed for tests that feed it exits
  * the kernel here never raises (memory faults, MMIO). */
@@ -110,7 +117,9 @@ int  gv_pio_builtin(struct gv_vm *vm);
 int  gv_pio_dispatch(struct gv_vcpu *vcpu);
 void gv_console_flush(struct gv_vm *vm);
 
-/* hcall.c: the GV_PORT_HCALL device's in() callback. */
+/* hcall.c: the GV_PORT_HCALL device's in() callback, and KVM_EXIT_HYPERCALL
+ * (KVM_HC_MAP_GPA_RANGE). */
 int  gv_hcall_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
+int  gv_hcall_exit(struct gv_vcpu *vcpu);
 
 #endif /* GV_VMM_INTERNAL_H */

@@ -411,9 +411,7 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 
 		gv_rec_get(buf + sizeof(h) + i * GV_VCPU_REC, &st);
 		ret = gv_boot_cpuid(&vm->cpu[i]);
-		if (ret)
-			gv_set_error("vCPU %u: KVM_SET_CPUID2: %s", i, strerror(-ret));
-		else
+		if (!ret)
 			ret = gv_vcpu_set_state(vm, i, &st);
 	}
 	if (ret) {
