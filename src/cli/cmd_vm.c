@@ -20,13 +20,16 @@
 
 #include "cmd.h"
 #include "pvblk.h"
+#include "vm_script.h"
 #include "vmm.h"
 #include "vmsnap.h"
 
 #define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
 		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE [--zstd|--zstd-all]] " \
 		 "[--verbose] [--no-harden] " \
-		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]"
+		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]" \
+		 "\n       vm --accel test --script FILE [--cpus N] [--mem SIZE] [--disk FILE ...] " \
+		 "[--restore FILE] [GUEST.elf]"
 
 struct vm_opts {
 	unsigned cpus;
@@ -44,6 +47,8 @@ struct vm_opts {
 	bool lazy;              /* --lazy: restore through userfaultfd           */
 	bool no_harden;         /* --no-harden: leave the process dumpable       */
 	bool mem_set, cpus_set;
+	enum gv_accel accel;    /* --accel kvm|test                              */
+	const char *script;     /* --script FILE: the test accelerator's driver  */
 };
 
 static bool vm_parse_io_path(const char *s, enum gmem_io_path *out)
@@ -98,6 +103,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "zstd", no_argument, NULL, 'z' },
 		{ "zstd-all", no_argument, NULL, 'Z' },
 		{ "no-harden", no_argument, NULL, 'H' },
+		{ "accel", required_argument, NULL, 'A' },
+		{ "script", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -169,6 +176,17 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'H':
 			o->no_harden = true;
 			break;
+		case 'A':
+			if (!strcmp(optarg, "kvm"))
+				o->accel = GV_ACCEL_KVM;
+			else if (!strcmp(optarg, "test"))
+				o->accel = GV_ACCEL_TEST;
+			else
+				return cli_usage("vm", "--accel %s: want kvm or test", optarg);
+			break;
+		case 'X':
+			o->script = optarg;
+			break;
 		case 'h':
 			printf("usage: %s vm %s\n", cli_prog, VM_USAGE);
 			return -1;
@@ -176,6 +194,21 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			return cli_usage("vm", "unknown option '%s'; usage: vm %s",
 					 argv[optind - 1], VM_USAGE);
 		}
+	}
+	/* Nothing executes under the test accelerator: a script drives it. */
+	if ((o->accel == GV_ACCEL_TEST) != !!o->script)
+		return cli_usage("vm", o->script ? "--script needs --accel test"
+						 : "--accel test needs --script FILE");
+	if (o->script) {
+		if (o->save || o->lazy || optind + 1 < argc ||
+		    (o->restore && (optind != argc || o->disk || o->mem_set || o->cpus_set)))
+			return cli_usage("vm", "--script takes at most one guest program, no "
+					 "--save-at or --lazy (use its save command), and with "
+					 "--restore no program, --disk, --mem or --cpus");
+		if (o->io_path_set && !o->disk)
+			return cli_usage("vm", "--io-path needs --disk");
+		o->path = optind < argc ? argv[optind] : NULL;
+		return 0;
 	}
 	if (o->restore) {
 		if (optind != argc || o->save || o->save_flags || o->disk || o->mem_set ||
@@ -368,6 +401,26 @@ static void vm_print_lazy(struct gv_vm *vm)
 		(unsigned long long)ls.by_loader, (unsigned long long)ls.faults);
 }
 
+/* --script: start the vCPUs, drive them line by line; a script that runs
+ * to its end stops the guest (GV_STOP_REQUESTED is then success). */
+static int vm_run_script(struct gv_vm *vm, const struct vm_opts *o, struct gv_result *res)
+{
+	bool stopped;
+	int status;
+
+	if (gv_vm_start(vm))
+		return cli_fail("vm: %s", gv_last_error());
+	status = vm_script_run(vm, o->script, &stopped);
+	if (!stopped)
+		gv_vm_stop(vm);
+	gv_vm_wait(vm, res);
+	if (!status && !stopped) {
+		res->why = GV_STOP_HALT;        /* vm_outcome: success */
+		snprintf(res->report, sizeof(res->report), "the script ran to its end");
+	}
+	return status;
+}
+
 /* --restore: a new VM from the snapshot; the guest carries on. */
 static int vm_restore(const struct vm_opts *o, struct gv_config *cfg, struct gv_vm **vm)
 {
@@ -405,6 +458,7 @@ int cmd_vm(int argc, char **argv)
 	cfg.ncpus = o.cpus;
 	cfg.policy = o.policy;
 	cfg.console = vm_console;
+	cfg.accel = o.accel;
 	if (o.restore) {
 		status = vm_restore(&o, &cfg, &vm);
 		if (status)
@@ -421,7 +475,7 @@ int cmd_vm(int argc, char **argv)
 		if (status)
 			goto out;
 	}
-	ret = gv_vm_load_file(vm, o.path);
+	ret = o.path ? gv_vm_load_file(vm, o.path) : 0;
 	if (ret) {
 		status = cli_fail("vm: %s%s", gv_last_error(),
 				  ret == -EFBIG ? "; try a larger --mem or fewer --cpus" : "");
@@ -429,7 +483,14 @@ int cmd_vm(int argc, char **argv)
 	}
 run:
 	t0 = vm_now();
-	ret = o.save ? vm_run_saving(vm, &o, &res) : gv_vm_run(vm, &res);
+	if (o.script) {
+		status = vm_run_script(vm, &o, &res);
+		if (status)
+			goto out;
+		ret = 0;
+	} else {
+		ret = o.save ? vm_run_saving(vm, &o, &res) : gv_vm_run(vm, &res);
+	}
 	if (ret == -EIO) {              /* the save failed (reported); the run did not */
 		vm_outcome(&res);
 		status = CLI_EXIT_FAIL;

@@ -113,6 +113,16 @@ void gv_vm_stop(struct gv_vm *vm)
 	gv_vm_stop_with(vm, NULL, GV_STOP_REQUESTED, 0, 0, "stop requested by the VMM");
 }
 
+bool gv_vm_stopped(struct gv_vm *vm)
+{
+	bool stopped;
+
+	pthread_mutex_lock(&vm->lock);
+	stopped = vm->stop_req;
+	pthread_mutex_unlock(&vm->lock);
+	return stopped;
+}
+
 static int gv_exit_memory_fault(struct gv_vcpu *vcpu)
 {
 	struct gv_vm *vm = vcpu->vm;

@@ -116,6 +116,8 @@ int  gv_vm_wait(struct gv_vm *vm, struct gv_result *res);  /* join them         
 int  gv_vm_run(struct gv_vm *vm, struct gv_result *res);   /* start + wait        */
 /* Ask every vCPU to stop (GV_STOP_REQUESTED unless something stopped first). */
 void gv_vm_stop(struct gv_vm *vm);
+/* Something stopped the guest (the exit port, a fault, gv_vm_stop). */
+bool gv_vm_stopped(struct gv_vm *vm);
 
 /* ---- What device code and tools may reach ------------------------------ */
 

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <linux/kvm_para.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,7 +423,7 @@ Test(accel, vcpus_convert_concurrently)
 
 Test(accel, snapshot_in_the_middle_restores_memory_states_and_vcpus)
 {
-	char path[] = "/tmp/gmem-accel-snap-XXXXXX";
+	char path[64] = "/tmp/gmem-accel-snap-XXXXXX";
 	struct gv_config cfg = { .policy = GV_POLICY_CONVERT, .accel = GV_ACCEL_TEST };
 	struct gv_vm *vm = vt_tvm(2), *vm2;
 	const char *secret = "private words survive the snapshot";
@@ -673,4 +674,46 @@ Test(accel, blk_ring_rules)
 	TH_EQ(res.why, GV_STOP_ERROR);
 	cr_assert(strstr(res.report, "device"), "report: %s", res.report);
 	vt_blk_teardown(&t);
+}
+
+/* ---- gmem vm --accel test --script ---------------------------------------- */
+
+/* Run the CLI on a script; its exit status, its stdout+stderr in @out. */
+static int vt_cli_script(const char *script, char *out, size_t size, unsigned cpus)
+{
+	char cmd[1024];
+	FILE *p;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s vm --accel test --cpus %u --script %s/%s 2>&1",
+		 GMEM_CLI, cpus, GMEM_VM_SCRIPTS, script);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p, "popen %s", cmd);
+	n = fread(out, 1, size - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	cr_assert(WIFEXITED(st), "%s: did not exit (%#x)", cmd, st);
+	return WEXITSTATUS(st);
+}
+
+Test(accel, cli_script_runs_a_session_to_the_guest_exit)
+{
+	char out[8192];
+
+	TH_EQ(vt_cli_script("session.gvs", out, sizeof(out), 2), 3);
+	cr_assert(strstr(out, "session.gvs:6: host_read = 532"), "output:\n%s", out);
+	cr_assert(strstr(out, "map = -22 (Invalid argument)"), "output:\n%s", out);
+	cr_assert(strstr(out, "OK\n"), "console missing:\n%s", out);
+	cr_assert_null(strstr(out, "session.gvs:38"), "ran past the exit:\n%s", out);
+}
+
+Test(accel, cli_script_failed_expect_is_one_line_and_status_1)
+{
+	char out[4096];
+
+	TH_EQ(vt_cli_script("bad-expect.gvs", out, sizeof(out), 1), 1);
+	cr_assert(strstr(out, "bad-expect.gvs:2: got 0, want 1"), "output:\n%s", out);
+	TH_EQ(vt_cli_script("no-such-file.gvs", out, sizeof(out), 1), 1);
+	cr_assert(strstr(out, "No such file"), "output:\n%s", out);
 }
