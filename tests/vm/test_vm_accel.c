@@ -705,7 +705,7 @@ Test(accel, cli_script_runs_a_session_to_the_guest_exit)
 	cr_assert(strstr(out, "session.gvs:6: host_read = 532"), "output:\n%s", out);
 	cr_assert(strstr(out, "map = -22 (Invalid argument)"), "output:\n%s", out);
 	cr_assert(strstr(out, "OK\n"), "console missing:\n%s", out);
-	cr_assert_null(strstr(out, "session.gvs:38"), "ran past the exit:\n%s", out);
+	cr_assert_null(strstr(out, "session.gvs:36"), "ran past the exit:\n%s", out);
 }
 
 Test(accel, cli_script_failed_expect_is_one_line_and_status_1)

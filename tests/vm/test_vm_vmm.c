@@ -301,7 +301,7 @@ static void vt_memory_fault(struct gv_vcpu *vcpu, uint64_t flags, uint64_t gpa,
 
 Test(vm, memory_fault_convert_policy_converts_and_resumes)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	struct gmem *g = gv_vm_gmem(vm);
 	struct gv_vcpu *v = &vm->cpu[0];
 
@@ -322,7 +322,7 @@ Test(vm, memory_fault_convert_policy_converts_and_resumes)
 
 Test(vm, memory_fault_stop_policy_reports)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_STOP);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_STOP);
 	struct gv_vcpu *v = &vm->cpu[0];
 
 	vt_memory_fault(v, 0, 0x300000, 0x1000);
@@ -339,7 +339,7 @@ Test(vm, memory_fault_stop_policy_reports)
 
 Test(vm, memory_fault_refused_conversion_stops)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	struct gmem *g = gv_vm_gmem(vm);
 	struct gv_vcpu *v = &vm->cpu[0];
 
@@ -357,7 +357,7 @@ Test(vm, memory_fault_refused_conversion_stops)
 
 Test(vm, memory_fault_outside_ram_stops)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	struct gv_vcpu *v = &vm->cpu[0];
 
 	vt_memory_fault(v, 0, VT_MEM, 0x1000);
@@ -370,7 +370,7 @@ Test(vm, memory_fault_outside_ram_stops)
 
 Test(vm, mmio_and_unknown_exits_stop_with_a_report)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	struct gv_vcpu *v = &vm->cpu[0];
 
 	v->run->exit_reason = KVM_EXIT_MMIO;
@@ -384,7 +384,7 @@ Test(vm, mmio_and_unknown_exits_stop_with_a_report)
 			   "%s", vm->result.report);
 	gv_vm_destroy(vm);
 
-	vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	v = &vm->cpu[0];
 	v->run->exit_reason = KVM_EXIT_INTERNAL_ERROR;
 	v->run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
@@ -399,7 +399,7 @@ Test(vm, mmio_and_unknown_exits_stop_with_a_report)
 
 Test(vm, device_and_hypervisor_reads_of_private_memory)
 {
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	struct gv_paths p;
 	char buf[8] = { 0 };
 

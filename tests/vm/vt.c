@@ -33,13 +33,14 @@ const char *vt_guest_path(const char *name)
 	return path;
 }
 
-struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy)
+static struct gv_vm *vt_vm_on(const char *name, unsigned ncpus, enum gv_fault_policy policy,
+			       enum gv_accel accel)
 {
-	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = ncpus, .policy = policy };
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = ncpus, .policy = policy,
+				 .accel = accel };
 	struct gv_vm *vm;
 	int ret;
 
-	vt_need_kvm();
 	ret = gv_vm_create(&cfg, &vm);
 	cr_assert_eq(ret, 0, "gv_vm_create(%u vCPUs) = %d (%s): %s", ncpus, ret,
 		     strerror(-ret), gv_last_error());
@@ -49,6 +50,19 @@ struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy polic
 			     gv_last_error());
 	}
 	return vm;
+}
+
+struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy)
+{
+	vt_need_kvm();
+	return vt_vm_on(name, ncpus, policy, GV_ACCEL_KVM);
+}
+
+struct gv_vm *vt_vm_any(const char *name, unsigned ncpus, enum gv_fault_policy policy)
+{
+	enum gv_accel a = th_kvm_device_unavailable() ? GV_ACCEL_TEST : GV_ACCEL_KVM;
+
+	return vt_vm_on(name, ncpus, policy, a);
 }
 
 struct gv_vm *vt_run(const char *name, unsigned ncpus, struct gv_result *res)

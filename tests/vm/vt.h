@@ -26,6 +26,11 @@ const char *vt_guest_path(const char *name);
 /* A VM with @ncpus vCPUs and VT_MEM of RAM, @name loaded (skips without KVM). */
 struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy);
 
+/* For tests that execute no guest instruction (they feed exits to the
+ * dispatcher or call the VMM directly): on KVM where it is, else on the
+ * test accelerator, so they run on every host. */
+struct gv_vm *vt_vm_any(const char *name, unsigned ncpus, enum gv_fault_policy policy);
+
 /* Create, load and run @name to the end. */
 struct gv_vm *vt_run(const char *name, unsigned ncpus, struct gv_result *res);
 
