@@ -5,6 +5,7 @@
 #   ./build.sh test          install deps, build, run the test suite
 #   ./build.sh test-asan     the test suite under ASan+UBSan
 #   ./build.sh test-tsan     the concurrency (stress) suite under TSan
+#   ./build.sh coverage      the test suite with gcov; line coverage per folder
 #   ./build.sh bench [names] the benchmarks (ratios measured side by side)
 #   ./build.sh build         deps + build only
 #   ./build.sh fuzz T [SECS] run fuzz target T with libFuzzer (clang), 60 s
@@ -35,6 +36,33 @@ configure() {
 	local dir=$1; shift
 	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
 	ninja -C "$dir" >/dev/null
+}
+
+# need_pkg PKG: a tool only one target needs, installed on first use.
+need_pkg() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" && return 0
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
+# Line coverage of src/ by folder (gcovr's per-file table, summed; a
+# folder's figure includes its subfolders, which are listed too), then the
+# total. Only the library and VMM folders have targets (README).
+coverage_report() {
+	gcovr -r . --object-directory build-cov --filter 'src/' --txt build-cov/coverage.txt \
+		>/dev/null
+	awk '$1 ~ /^src\// && NF >= 4 && $2 ~ /^[0-9]+$/ {
+		n = split($1, p, "/"); d = p[1] "/" p[2]
+		lines[d] += $2; hit[d] += $3; L += $2; H += $3
+		if (n > 3) { d = d "/" p[3]; lines[d] += $2; hit[d] += $3 }
+	}
+	END {
+		for (d in lines) printf "coverage: %-16s %6d lines %6.1f%%\n", d, lines[d], 100 * hit[d] / lines[d] | "sort"
+		close("sort")
+		printf "coverage: %-16s %6d lines %6.1f%%\n", "total src/", L, 100 * H / L
+	}' build-cov/coverage.txt
 }
 
 # Criterion reports through its synthesis line; --jobs 2 fits these machines.
@@ -101,6 +129,12 @@ test-tsan)
 	# Criterion cannot start under TSan: the stress suite has its own runner.
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		build-tsan/tests/gmem-stress "$@" ;;
+coverage)
+	deps; need_pkg gcovr
+	configure build-cov -Db_coverage=true -Doptimization=0
+	find build-cov -name '*.gcda' -delete
+	run_tests build-cov "$@" || true   # the figure is wanted even if a test fails
+	coverage_report ;;
 bench)
 	deps; configure build; exec build/bench/gmem-bench "$@" ;;
 fuzz)

@@ -18,7 +18,12 @@
  *   - [0, GV_LOAD_MIN) holds the boot structures (GDT, TSS, page tables) and
  *     [RAM - ncpus * GV_STACK_SIZE, RAM) the stacks: ELF segments may not
  *     overlap either.
- *   - all RAM starts private; the guest shares what it wants by hypercall.
+ *   - all RAM starts private; the guest shares what it wants by hypercall:
+ *     KVM_HC_MAP_GPA_RANGE (vmcall, rax = 12, rbx = gpa, rcx = 4 KiB pages,
+ *     rdx = attributes, bit 4 set = private), as Linux guests convert, where
+ *     KVM has KVM_CAP_EXIT_HYPERCALL (gv_paths.map_gpa_range); or
+ *     GV_HC_SHARE/UNSHARE below, which stay for the test programs together
+ *     with the operations no standard call has (pin, unpin, host I/O).
  */
 #ifndef GV_ABI_H
 #define GV_ABI_H

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vmm.h - gv, the micro-VMM behind `gmem vm`: a KVM VM whose RAM is one gmem
+ * vmm.h - gv, the micro-VMM behind `gmem vm`: a VM whose RAM is one gmem
  * memory, a 64-bit guest program loaded from an ELF file, and N vCPUs, each
- * on its own thread.
+ * on its own thread, run by KVM or by the test accelerator (accel/accel.h).
  *
  * Model:
  *   - RAM is a gmem memory opened on the VM's own fd (kvm backend), all
