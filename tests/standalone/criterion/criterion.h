@@ -14,6 +14,7 @@
 #define GMEM_STANDALONE_CRITERION_H
 
 #include <stdbool.h>
+#include <string.h>
 #include <stdio.h>
 
 struct sa_test {
@@ -49,6 +50,7 @@ void sa_log(const char *tag, const char *fmt, ...) __attribute__((format(printf,
 #define cr_assert_gt(a, b, ...)       SA_CHECK((a) > (b), #a " > " #b, __VA_ARGS__)
 #define cr_assert_geq(a, b, ...)      SA_CHECK((a) >= (b), #a " >= " #b, __VA_ARGS__)
 #define cr_assert_null(p, ...)        SA_CHECK((p) == NULL, #p " == NULL", __VA_ARGS__)
+#define cr_assert_str_eq(a, b, ...)   SA_CHECK(!strcmp((a), (b)), #a " == " #b, __VA_ARGS__)
 #define cr_assert_not_null(p, ...)    SA_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_skip_test(...)             sa_skip("" __VA_ARGS__)
 #define cr_log_info(...)              sa_log("INFO", __VA_ARGS__)
