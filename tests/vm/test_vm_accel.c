@@ -676,6 +676,109 @@ Test(accel, blk_ring_rules)
 	vt_blk_teardown(&t);
 }
 
+/* A hostile guest: vCPU 1 flips a data buffer's state as fast as it can
+ * while vCPU 0 does in-place block I/O on it. Every request completes, the
+ * VMM survives, and once the I/O is over the page is in the state of the
+ * guest's last successful conversion (the rule of gmem_convert(3)). */
+struct vt_flipper {
+	struct gv_vm *vm;
+	volatile bool stop;
+	int last;               /* state of the last successful conversion */
+	unsigned ok, busy, other;
+};
+
+static void *vt_flip_run(void *arg)
+{
+	struct vt_flipper *f = arg;
+
+	for (unsigned i = 0; !f->stop; i++) {
+		int to = i & 1 ? GMEM_PRIVATE : GMEM_SHARED;
+		int64_t res = 0;
+
+		if (gv_test_hypercall(f->vm, 1, to == GMEM_SHARED ? GV_HC_SHARE : GV_HC_UNSHARE,
+				      VT_BUF, TH_PAGE, 0, &res)) {
+			f->other++;
+			break;
+		}
+		if (res == 0) {
+			f->last = to;
+			f->ok++;
+		} else if (res == -EAGAIN) {
+			f->busy++;      /* a request had it pinned: refused whole */
+		} else {
+			f->other++;
+		}
+	}
+	return NULL;
+}
+
+static void vt_blk_race(enum gmem_io_path path)
+{
+	struct gv_blk_config bc = { .io_path = path };
+	struct vt_flipper f = { .last = GMEM_PRIVATE };
+	struct vt_blk t = { 0 };
+	struct gv_blk_stats bs;
+	unsigned done = 0, good = 0;
+	pthread_t th;
+	int fd;
+
+	snprintf(t.image, sizeof(t.image), "/tmp/gmem-accel-race-XXXXXX");
+	fd = mkstemp(t.image);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, VT_SECTS * 512ull), 0);
+	close(fd);
+	bc.image = t.image;
+	{
+		struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 2,
+					 .policy = GV_POLICY_CONVERT, .accel = GV_ACCEL_TEST };
+		static uint8_t zero[4096];
+
+		cr_assert_eq(gv_vm_create(&cfg, &t.vm), 0, "%s", gv_last_error());
+		cr_assert_eq(gv_blk_attach(t.vm, &bc, &t.blk), 0, "%s", gv_last_error());
+		cr_assert_eq(gv_vm_start(t.vm), 0);
+		TH_EQ(vt_hc(t.vm, GV_HC_SHARE, VT_RING, 2 * TH_PAGE, 0), 0);
+		TH_EQ(gv_test_mem_write(t.vm, VT_RING, zero, sizeof(zero)), 0);
+		TH_EQ(gv_test_out(t.vm, 0, GV_PORT_BLK + GV_BLK_REG_RING, 4, (uint32_t)VT_RING),
+		      0);
+		TH_EQ(gv_test_out(t.vm, 0, GV_PORT_BLK + GV_BLK_REG_ENTRIES, 4, 8), 0);
+	}
+	f.vm = t.vm;
+	cr_assert_eq(pthread_create(&th, NULL, vt_flip_run, &f), 0);
+	for (unsigned i = 0; i < 400; i++) {
+		uint32_t op = i & 1 ? GV_BLK_OP_READ : GV_BLK_OP_WRITE;
+		struct gv_blk_req d = vt_blk_submit(&t, vt_rq(op, i % 64, VT_BUF, 4096));
+
+		done++;
+		good += d.status == GV_BLK_S_OK;
+		cr_assert(d.status == GV_BLK_S_OK || d.status == GV_BLK_S_IOERR,
+			  "request %u: status %u error %d", i, d.status, d.error);
+	}
+	f.stop = true;
+	pthread_join(th, NULL);
+	TH_EQ(f.other, 0);
+	cr_assert_gt(f.ok, 0, "the guest never converted");
+	TH_EQ(done, 400);
+	TH_EQ(vt_blk_reg(&t, GV_BLK_REG_STATUS), 0);
+	cr_assert_eq(gv_blk_stats(t.blk, &bs), 0);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(bs.io.deferred, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).pinned_pages, 0);
+	TH_EQ(gmem_state(gv_vm_gmem(t.vm), VT_BUF), f.last);
+	cr_log_info("%s: %u of 400 requests OK; guest conversions: %u done, %u refused busy",
+		    gmem_io_path_name(path), good, f.ok, f.busy);
+	vt_blk_teardown(&t);
+}
+
+Test(accel, blk_inplace_io_racing_guest_unshare)
+{
+	vt_blk_race(GMEM_IO_INPLACE);
+}
+
+Test(accel, blk_bounce_io_racing_guest_unshare)
+{
+	vt_blk_race(GMEM_IO_BOUNCE);
+}
+
 /* ---- gmem vm --accel test --script ---------------------------------------- */
 
 /* Run the CLI on a script; its exit status, its stdout+stderr in @out. */
