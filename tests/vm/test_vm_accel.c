@@ -464,6 +464,69 @@ Test(accel, snapshot_in_the_middle_restores_memory_states_and_vcpus)
 	unlink(path);
 }
 
+/* Loading needs no execution: the image, the boot structures and each
+ * vCPU's start state are the VMM's work, checked here on every host. */
+Test(accel, loads_a_guest_program_and_boots_its_vcpus)
+{
+	struct gv_vm *vm = vt_tvm_policy(2, GV_POLICY_CONVERT, false);
+	struct gmem *g = gv_vm_gmem(vm);
+	struct gv_elf_image img;
+	struct gv_vcpu_state st;
+	uint64_t pml4 = 0, pde = 0, gdt[3] = { 0 };
+	uint8_t *elf, *seg;
+	size_t len;
+
+	elf = vt_read(vt_guest_path("hello"), &len);
+	cr_assert_eq(gv_elf_parse(elf, len, VT_MEM, 2, &img), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vm_load_elf(vm, elf, len), 0, "%s", gv_last_error());
+	TH_EQ(gv_vm_load_elf(vm, elf, len), -EBUSY);            /* once per VM */
+	/* The image went into private memory, byte for byte. */
+	seg = malloc(img.seg[0].filesz);
+	cr_assert_not_null(seg);
+	TH_EQ(gmem_state(g, img.seg[0].gpa), GMEM_PRIVATE);
+	TH_EQ(gv_test_mem_read(vm, img.seg[0].gpa, seg, img.seg[0].filesz), 0);
+	cr_assert_eq(memcmp(seg, elf + img.seg[0].offset, img.seg[0].filesz), 0);
+	/* Identity paging with 2 MiB pages, a flat GDT. */
+	TH_EQ(gv_hv_read(vm, 0x2000, &pml4, 8), 0);
+	TH_EQ(pml4, 0x3000 | 3);
+	TH_EQ(gv_hv_read(vm, 0x4000 + 8 * 3, &pde, 8), 0);
+	TH_EQ(pde, 3 * GMEM_REGION_SIZE | 0x83);
+	TH_EQ(gv_hv_read(vm, 0x1000, gdt, sizeof(gdt)), 0);
+	TH_EQ(gdt[1], 0x00af9b000000ffffull);
+	for (unsigned cpu = 0; cpu < 2; cpu++) {
+		cr_assert_eq(gv_vcpu_get_state(vm, cpu, &st), 0);
+		TH_EQ(st.regs.rip, img.entry);
+		TH_EQ(st.regs.rdi, cpu);
+		TH_EQ(st.regs.rsi, 2);
+		TH_EQ(st.regs.rdx, VT_MEM);
+		TH_EQ(st.regs.rsp, VT_MEM - cpu * GV_STACK_SIZE);
+		TH_EQ(st.sregs.cr3, 0x2000);
+		TH_EQ(st.sregs.cs.selector, 0x08);
+		TH_EQ(st.sregs.cs.l, 1);
+		cr_assert(st.sregs.efer & (1u << 10), "long mode not active: efer %#llx",
+			  (unsigned long long)st.sregs.efer);
+	}
+	free(seg);
+	free(elf);
+	gv_vm_destroy(vm);
+}
+
+Test(accel, load_errors_leave_the_vm_usable)
+{
+	struct gv_vm *vm = vt_tvm_policy(1, GV_POLICY_CONVERT, false);
+	uint8_t junk[256] = { 0x7f, 'E', 'L', 'F' };
+
+	TH_EQ(gv_vm_load_file(vm, "/nonexistent/guest.elf"), -ENOENT);
+	cr_assert(strstr(gv_last_error(), "/nonexistent/guest.elf"), "%s", gv_last_error());
+	TH_EQ(gv_vm_load_elf(vm, junk, sizeof(junk)), -ENOEXEC);
+	TH_EQ(gv_vm_load_file(vm, "/dev/null"), -ENOEXEC);
+	cr_assert_eq(gv_vm_load_file(vm, vt_guest_path("hello")), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vm_start(vm), 0);
+	TH_EQ(gv_vm_start(vm), -EBUSY);
+	TH_EQ(gv_test_out(vm, 0, GV_PORT_EXIT, 4, 0), 0);
+	gv_vm_destroy(vm);
+}
+
 /* ---- the block device, driven as the blk guest drives it ---------------- */
 
 #define VT_RING   0x100000ull           /* shared: ring + 8 slots           */
