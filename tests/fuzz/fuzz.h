@@ -88,5 +88,6 @@ long gm_fuzz_replay(const struct gm_fuzz_target *t, const char *path, int verbos
 void gm_fuzz_api(const uint8_t *data, size_t size);
 void gm_fuzz_elf(const uint8_t *data, size_t size);
 void gm_fuzz_snapshot(const uint8_t *data, size_t size);
+void gm_fuzz_guest(const uint8_t *data, size_t size);
 
 #endif /* GM_FUZZ_H */

@@ -20,6 +20,8 @@ const struct gm_fuzz_target gm_fuzz_targets[] = {
 	  "the guest ELF loader's parser, with the invariants of what it accepts" },
 	{ "snapshot", gm_fuzz_snapshot,
 	  "snapshot inspect, verify and restore (eager, lazy) of hostile files" },
+	{ "guest", gm_fuzz_guest,
+	  "a hostile guest: hypercalls, MAP_GPA_RANGE, faults, the block device" },
 	{ NULL, NULL, NULL },
 };
 
