@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <linux/kvm_para.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -745,7 +746,7 @@ Test(accel, blk_ring_rules)
  * guest's last successful conversion (the rule of gmem_convert(3)). */
 struct vt_flipper {
 	struct gv_vm *vm;
-	volatile bool stop;
+	atomic_bool stop;      /* set by the driver; the flipper reads it */
 	int last;               /* state of the last successful conversion */
 	unsigned ok, busy, other;
 };
@@ -754,7 +755,7 @@ static void *vt_flip_run(void *arg)
 {
 	struct vt_flipper *f = arg;
 
-	for (unsigned i = 0; !f->stop; i++) {
+	for (unsigned i = 0; !atomic_load(&f->stop); i++) {
 		int to = i & 1 ? GMEM_PRIVATE : GMEM_SHARED;
 		int64_t res = 0;
 
@@ -816,7 +817,7 @@ static void vt_blk_race(enum gmem_io_path path)
 		cr_assert(d.status == GV_BLK_S_OK || d.status == GV_BLK_S_IOERR,
 			  "request %u: status %u error %d", i, d.status, d.error);
 	}
-	f.stop = true;
+	atomic_store(&f.stop, true);
 	pthread_join(th, NULL);
 	TH_EQ(f.other, 0);
 	cr_assert_gt(f.ok, 0, "the guest never converted");
