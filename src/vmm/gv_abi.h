@@ -56,7 +56,8 @@
 #define GV_HC_UNSHARE    2  /* (gpa, len): gmem_convert to private           */
 #define GV_HC_STATE      3  /* (gpa): gmem_state of the page                 */
 #define GV_HC_IO_PIN     4  /* (gpa, len): a device starts DMA: gmem_pin     */
-#define GV_HC_IO_UNPIN   5  /* (gpa, len): the DMA ends: gmem_unpin          */
+#define GV_HC_IO_UNPIN   5  /* (gpa, len): the DMA ends: gmem_unpin, of a   */
+                            /* range this guest pinned, exactly as pinned    */
 #define GV_HC_HOSTIO     6  /* (gpa, len, op): host transforms in place      */
 #define GV_HC_HOST_READ  7  /* (gpa, len): device code reads the host view:  */
                             /* sum of the bytes (31 bits) or -EFAULT          */
@@ -67,6 +68,20 @@
 
 #define GV_HOSTIO_MAX    (1ull << 20)  /* longest GV_HC_HOSTIO range      */
 #define GV_HOST_READ_MAX 4096ull       /* longest GV_HC_HOST_READ range   */
+
+/*
+ * The stand-in DMA engine's table, per VM: the guest holds at most
+ * GV_DMA_RANGES pinned ranges at once (-ENOSPC past it), each at most
+ * GV_DMA_MAX_BYTES (-E2BIG), so it pins at most 64 MiB and costs the VMM
+ * a fixed table whatever the RAM size. Pinning a held range again counts
+ * up, to GV_DMA_PINS_MAX (then -EOVERFLOW), so that what the VMM undoes
+ * for a guest at teardown is bounded too. UNPIN releases only a range the
+ * guest pinned, named as it was pinned (-EINVAL otherwise): pins that
+ * devices take for their own I/O are not the guest's to drop.
+ */
+#define GV_DMA_RANGES    64u
+#define GV_DMA_MAX_BYTES (1ull << 20)
+#define GV_DMA_PINS_MAX  4096u
 
 /*
  * Paravirtual block device (src/vmm/pvblk.c), when the VMM has a disk:

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * hcall.c - the hypercall device on GV_PORT_HCALL: guest-driven conversion
- * (pKVM-style share/unshare), a stand-in DMA engine (pin/unpin), and the
+ * (pKVM-style share/unshare), a stand-in DMA engine (pin/unpin, dma.c), and the
  * host-I/O device that converts a guest buffer on its own to work on it.
  *
  * Model: the guest executes `inl (%dx)` with the number in rax and the
@@ -142,9 +142,9 @@ static int gv_hcall(struct gv_vm *vm, uint64_t nr, uint64_t a0, uint64_t a1, uin
 	case GV_HC_STATE:
 		return gmem_state(vm->g, a0);
 	case GV_HC_IO_PIN:
-		return gmem_pin(vm->g, a0, a1);
+		return gv_dma_pin(vm, a0, a1);
 	case GV_HC_IO_UNPIN:
-		return gmem_unpin(vm->g, a0, a1);
+		return gv_dma_unpin(vm, a0, a1);
 	case GV_HC_HOSTIO:
 		return gv_hc_hostio(vm, a0, a1, a2);
 	case GV_HC_HOST_READ:

@@ -174,6 +174,7 @@ int gv_vm_create(const struct gv_config *cfg, struct gv_vm **out)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->con_lock, NULL);
+	gv_dma_init(&vm->dma);
 	vm->result.cpu = -1;
 
 	ret = vm->accel->vm_init(vm);
@@ -207,10 +208,14 @@ void gv_vm_destroy(struct gv_vm *vm)
 		gv_vm_wait(vm, NULL);
 	}
 	/* Devices may hold I/O state on the memory: they go first, then the
-	 * I/O context (which puts back any deferred sharing), then the rest. */
+	 * pins the guest still holds (their unpin may complete a deferred
+	 * return to private), then the I/O context (which puts back any
+	 * deferred sharing), then the rest. */
 	for (unsigned i = vm->npio; i-- > 0;)
 		if (vm->pio[i].release)
 			vm->pio[i].release(vm->pio[i].ctx);
+	if (vm->g)
+		gv_dma_release(vm);
 	gmem_io_destroy(vm->io);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		gv_vcpu_destroy(&vm->cpu[i]);
@@ -219,6 +224,7 @@ void gv_vm_destroy(struct gv_vm *vm)
 	gmem_close(vm->g);
 	free(vm->con);
 	pthread_mutex_destroy(&vm->con_lock);
+	gv_dma_fini(&vm->dma);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm);
@@ -262,6 +268,27 @@ void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p)
 	p->conversion = vm->info.inplace
 		? "inplace: the kernel converts the guest_memfd (KVM_SET_MEMORY_ATTRIBUTES2)"
 		: "host view: the library maps and unmaps shared runs; KVM uses the KVM view";
+}
+
+void gv_vm_limits(struct gv_vm *vm, struct gv_limits *lim)
+{
+	struct gmem_stats st = { 0 };
+
+	*lim = (struct gv_limits){
+		.dma_ranges = GV_DMA_RANGES,
+		.dma_max_bytes = GV_DMA_MAX_BYTES,
+		.dma_pins_max = GV_DMA_PINS_MAX,
+		.view_mapping_budget = vm->info.view_mapping_budget,
+		.hostio_max = GV_HOSTIO_MAX,
+		.host_read_max = GV_HOST_READ_MAX,
+	};
+	pthread_mutex_lock(&vm->dma.lock);
+	lim->dma_ranges_held = vm->dma.held;
+	lim->dma_ranges_peak = vm->dma.peak;
+	lim->dma_refused = vm->dma.refused;
+	pthread_mutex_unlock(&vm->dma.lock);
+	if (!gmem_stats(vm->g, &st))
+		lim->view_mappings = st.view_mappings;
 }
 
 int gv_vm_io(struct gv_vm *vm, bool calibrate, struct gmem_io **out)

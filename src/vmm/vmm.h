@@ -142,6 +142,22 @@ struct gv_paths {
 };
 void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
 
+/* What a guest may hold of the VMM, and how much of it it holds (for the
+ * VM report). Block-device limits are in struct gv_blk_stats. */
+struct gv_limits {
+	unsigned dma_ranges;        /* GV_DMA_RANGES: pinned ranges at once       */
+	uint64_t dma_max_bytes;     /* GV_DMA_MAX_BYTES: longest pinned range     */
+	unsigned dma_pins_max;      /* GV_DMA_PINS_MAX: pins of one range         */
+	unsigned dma_ranges_held;   /* ... held now                               */
+	unsigned dma_ranges_peak;   /* ... most held at once                      */
+	uint64_t dma_refused;       /* pins refused by these limits               */
+	uint64_t view_mapping_budget;   /* the memory's own share of mappings     */
+	uint64_t view_mappings;         /* ... in use now                         */
+	uint64_t hostio_max;        /* GV_HOSTIO_MAX, GV_HOST_READ_MAX            */
+	uint64_t host_read_max;
+};
+void gv_vm_limits(struct gv_vm *vm, struct gv_limits *lim);
+
 /* Convert [gpa, gpa + len) and mirror the result into KVM's memory
  * attributes where the VM has them. Same contract as gmem_convert(): all or
  * nothing, -EAGAIN + *busy_gpa when a page is pinned or mapped. */

@@ -31,6 +31,19 @@
 
 struct gv_accel_ops;
 
+/* dma.c: the guest's pinned ranges (GV_HC_IO_PIN). */
+struct gv_dma_range {
+	uint64_t gpa, len;      /* len 0: a free slot                          */
+	uint32_t count;         /* pins of this exact range the guest holds    */
+};
+
+struct gv_dma {
+	pthread_mutex_t lock;   /* taken before the memory's own lock (gmem_pin) */
+	struct gv_dma_range r[GV_DMA_RANGES];
+	unsigned held, peak;    /* slots in use, and the most ever             */
+	uint64_t refused;       /* pins refused by the table's limits          */
+};
+
 enum gv_phase {
 	GV_VCPU_IDLE,           /* thread not started                          */
 	GV_VCPU_RUNNING,        /* in or around KVM_RUN                         */
@@ -67,6 +80,7 @@ struct gv_vm {
 	struct gv_pio_dev pio[GV_MAX_PIO];
 	unsigned npio;
 	struct gmem_io *io;     /* gv_vm_io: made before start, freed at destroy */
+	struct gv_dma dma;
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -121,5 +135,14 @@ void gv_console_flush(struct gv_vm *vm);
  * (KVM_HC_MAP_GPA_RANGE). */
 int  gv_hcall_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
 int  gv_hcall_exit(struct gv_vcpu *vcpu);
+
+/* dma.c: GV_HC_IO_PIN and GV_HC_IO_UNPIN (rules in gv_abi.h). Release
+ * drops every pin the guest still holds (at destroy, before the I/O
+ * context goes). */
+void gv_dma_init(struct gv_dma *d);
+int  gv_dma_pin(struct gv_vm *vm, uint64_t gpa, uint64_t len);
+int  gv_dma_unpin(struct gv_vm *vm, uint64_t gpa, uint64_t len);
+void gv_dma_release(struct gv_vm *vm);
+void gv_dma_fini(struct gv_dma *d);
 
 #endif /* GV_VMM_INTERNAL_H */

@@ -226,6 +226,83 @@ Test(accel, pin_loop_then_unshare_is_refused_until_unpinned)
 	gv_vm_destroy(vm);
 }
 
+/* The guest releases only the pins it took. A device's pin (here the host's
+ * own gmem_pin, as an in-place block request holds one) is not the guest's
+ * to drop: if it could, it would unshare the page under the device's I/O. */
+Test(accel, guest_cannot_release_a_pin_it_did_not_take)
+{
+	struct gv_vm *vm = vt_tvm(1);
+	struct gmem *g = gv_vm_gmem(vm);
+
+	TH_EQ(vt_hc(vm, GV_HC_SHARE, 0x300000, 2 * TH_PAGE, 0), 0);
+	TH_EQ(gmem_pin(g, 0x300000, TH_PAGE), 0);              /* the device's DMA */
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x300000, TH_PAGE, 0), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 1);
+	TH_EQ(vt_hc(vm, GV_HC_UNSHARE, 0x300000, TH_PAGE, 0), -EAGAIN);
+	TH_EQ(gmem_state(g, 0x300000), GMEM_SHARED);
+
+	/* Its own pin it may drop, once; the device's stays. */
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, 0x300000, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x300000, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x300000, TH_PAGE, 0), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 1);
+
+	/* A pin is released as it was taken, not piecewise. */
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, 0x300000, 2 * TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x301000, TH_PAGE, 0), -EINVAL);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x300000, TH_PAGE, 0), -EINVAL);
+	TH_EQ(th_stats(g).pinned_pages, 2);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, 0x300000, 2 * TH_PAGE, 0), 0);
+	TH_EQ(th_stats(g).pinned_pages, 1);
+
+	TH_EQ(gmem_unpin(g, 0x300000, TH_PAGE), 0);
+	TH_EQ(vt_hc(vm, GV_HC_UNSHARE, 0x300000, 2 * TH_PAGE, 0), 0);
+	gv_vm_destroy(vm);
+}
+
+/* The guest's DMA table is bounded, whatever the RAM size: at most
+ * GV_DMA_RANGES ranges held at once, each at most GV_DMA_MAX_BYTES; past
+ * either the pin is refused and nothing is pinned. Pinning a held range
+ * again only counts up. */
+Test(accel, guest_pins_are_limited_per_vm)
+{
+	struct gv_vm *vm = vt_tvm(1);
+	struct gmem *g = gv_vm_gmem(vm);
+	const uint64_t base = 0x100000;
+	struct gv_limits lim;
+
+	TH_EQ(vt_hc(vm, GV_HC_SHARE, base, GV_DMA_MAX_BYTES + TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base, GV_DMA_MAX_BYTES + TH_PAGE, 0), -E2BIG);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	for (uint64_t i = 0; i < GV_DMA_RANGES; i++)
+		TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base + i * TH_PAGE, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base + GV_DMA_RANGES * TH_PAGE, TH_PAGE, 0), -ENOSPC);
+	TH_EQ(th_stats(g).pinned_pages, GV_DMA_RANGES);
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base, TH_PAGE, 0), 0);        /* held: counts up */
+	gv_vm_limits(vm, &lim);
+	TH_EQ(lim.dma_ranges, GV_DMA_RANGES);
+	TH_EQ(lim.dma_ranges_held, GV_DMA_RANGES);
+	TH_EQ(lim.dma_ranges_peak, GV_DMA_RANGES);
+	TH_EQ(lim.dma_refused, 2);
+
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, base, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, base, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_UNPIN, base, TH_PAGE, 0), -EINVAL);
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base + GV_DMA_RANGES * TH_PAGE, TH_PAGE, 0), 0);
+	gv_vm_limits(vm, &lim);
+	TH_EQ(lim.dma_ranges_held, GV_DMA_RANGES);
+
+	/* One range pinned again and again: up to GV_DMA_PINS_MAX. */
+	for (unsigned i = 1; i < GV_DMA_PINS_MAX; i++)
+		TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base + TH_PAGE, TH_PAGE, 0), 0);
+	TH_EQ(vt_hc(vm, GV_HC_IO_PIN, base + TH_PAGE, TH_PAGE, 0), -EOVERFLOW);
+	gv_vm_limits(vm, &lim);
+	TH_EQ(lim.dma_refused, 3);
+	TH_EQ(lim.dma_pins_max, GV_DMA_PINS_MAX);
+	/* Whatever the guest still holds is released with the VM. */
+	gv_vm_destroy(vm);
+}
+
 Test(accel, hostio_transforms_private_memory_and_leaves_it_private)
 {
 	struct gv_vm *vm = vt_tvm(1);
@@ -747,8 +824,9 @@ Test(accel, blk_ring_rules)
 struct vt_flipper {
 	struct gv_vm *vm;
 	atomic_bool stop;      /* set by the driver; the flipper reads it */
+	bool steal;             /* first try to drop the request's pin      */
 	int last;               /* state of the last successful conversion */
-	unsigned ok, busy, other;
+	unsigned ok, busy, other, stolen;
 };
 
 static void *vt_flip_run(void *arg)
@@ -759,6 +837,13 @@ static void *vt_flip_run(void *arg)
 		int to = i & 1 ? GMEM_PRIVATE : GMEM_SHARED;
 		int64_t res = 0;
 
+		if (f->steal && to == GMEM_PRIVATE) {
+			if (gv_test_hypercall(f->vm, 1, GV_HC_IO_UNPIN, VT_BUF, TH_PAGE, 0, &res)) {
+				f->other++;
+				break;
+			}
+			f->stolen += res == 0;
+		}
 		if (gv_test_hypercall(f->vm, 1, to == GMEM_SHARED ? GV_HC_SHARE : GV_HC_UNSHARE,
 				      VT_BUF, TH_PAGE, 0, &res)) {
 			f->other++;
@@ -776,10 +861,10 @@ static void *vt_flip_run(void *arg)
 	return NULL;
 }
 
-static void vt_blk_race(enum gmem_io_path path)
+static void vt_blk_race(enum gmem_io_path path, bool steal)
 {
 	struct gv_blk_config bc = { .io_path = path };
-	struct vt_flipper f = { .last = GMEM_PRIVATE };
+	struct vt_flipper f = { .last = GMEM_PRIVATE, .steal = steal };
 	struct vt_blk t = { 0 };
 	struct gv_blk_stats bs;
 	unsigned done = 0, good = 0;
@@ -820,6 +905,7 @@ static void vt_blk_race(enum gmem_io_path path)
 	atomic_store(&f.stop, true);
 	pthread_join(th, NULL);
 	TH_EQ(f.other, 0);
+	TH_EQ(f.stolen, 0);
 	cr_assert_gt(f.ok, 0, "the guest never converted");
 	TH_EQ(done, 400);
 	TH_EQ(vt_blk_reg(&t, GV_BLK_REG_STATUS), 0);
@@ -835,12 +921,19 @@ static void vt_blk_race(enum gmem_io_path path)
 
 Test(accel, blk_inplace_io_racing_guest_unshare)
 {
-	vt_blk_race(GMEM_IO_INPLACE);
+	vt_blk_race(GMEM_IO_INPLACE, false);
+}
+
+/* The same guest also tries to drop the pin an in-place request holds
+ * before each unshare, to take the page back under the device's copy. */
+Test(accel, blk_inplace_io_racing_guest_unpin_and_unshare)
+{
+	vt_blk_race(GMEM_IO_INPLACE, true);
 }
 
 Test(accel, blk_bounce_io_racing_guest_unshare)
 {
-	vt_blk_race(GMEM_IO_BOUNCE);
+	vt_blk_race(GMEM_IO_BOUNCE, false);
 }
 
 /* ---- gmem vm --accel test --script ---------------------------------------- */
