@@ -97,7 +97,9 @@
  *
  * Posting: fill slot[avail % entries] (status = GV_BLK_S_PENDING), then
  * avail++, then any write to GV_BLK_REG_KICK. The device serves the slots
- * from its last position to avail in order, writes each one's completion
+ * from its last position to the avail it reads when the kick begins, in
+ * order (requests posted during a kick wait for the next kick, which their
+ * poster makes), writes each one's completion
  * (error, bytes, status) and then `used`. The guest waits for used to reach
  * avail. Data buffers are plain guest-physical ranges, private or not: the
  * device moves the bytes with the gmem_io API and leaves every page in the

@@ -5,10 +5,10 @@
  * Model: registers on GV_BLK_NPORTS ports; a ring of request slots in
  * guest memory the guest shares, read and written only through the host
  * view; data buffers anywhere in RAM, moved by gmem_io_rw() against the
- * image on the device's path. A kick serves every slot posted since the
- * last one, in order, on the kicking vCPU's thread:
+ * image on the device's path. A kick serves every slot posted before it
+ * began (at most one ring's worth), in order, on the kicking vCPU's thread:
  *
- *   read avail -> for each new slot: copy the slot out of the ring, check
+ *   read avail once -> for each slot up to it: copy the slot out of the ring, check
  *   it (op, segments, sector range, not overlapping the ring), run it with
  *   gmem_io_rw, write its completion (error, bytes, status) -> write used.
  *
@@ -188,20 +188,21 @@ static void gv_blk_kick(struct gv_blk *b)
 	int ret;
 
 	b->kicks++;
-	while (b->entries) {
+	/* avail is read once: a kick serves what was posted when it began, at
+	 * most one ring's worth, so a guest topping the ring up from another
+	 * vCPU cannot keep this one (or a gv_vm_stop waiting for it) here. */
+	ret = gv_dev_read(b->vm, b->ring + offsetof(struct gv_blk_ring, avail), &avail,
+			  sizeof(avail));
+	if (ret)
+		goto broken;
+	if (avail - b->next > b->entries) {
+		ret = -EPROTO;
+		goto broken;
+	}
+	while (b->entries && b->next != avail) {
 		struct gv_blk_req q;
 		uint64_t at;
 
-		ret = gv_dev_read(b->vm, b->ring + offsetof(struct gv_blk_ring, avail), &avail,
-				  sizeof(avail));
-		if (ret)
-			goto broken;
-		if (avail == b->next)
-			return;
-		if (avail - b->next > b->entries) {
-			ret = -EPROTO;
-			goto broken;
-		}
 		at = slots + (uint64_t)(b->next & (b->entries - 1)) * sizeof(q);
 		ret = gv_dev_read(b->vm, at, &q, sizeof(q));
 		if (ret)

@@ -936,6 +936,76 @@ Test(accel, blk_bounce_io_racing_guest_unshare)
 	vt_blk_race(GMEM_IO_BOUNCE, false);
 }
 
+/* A guest that keeps the ring topped up from another vCPU while one kick
+ * runs must not keep that kick (its vCPU, and a gv_vm_stop waiting for it)
+ * busy for ever: a kick serves what was posted when it began, at most one
+ * ring's worth. */
+struct vt_kicker {
+	struct vt_blk *t;
+	atomic_bool done;
+};
+
+static void *vt_kick_run(void *arg)
+{
+	struct vt_kicker *k = arg;
+
+	gv_test_out(k->t->vm, 0, GV_PORT_BLK + GV_BLK_REG_KICK, 4, 1);
+	atomic_store(&k->done, true);
+	return NULL;
+}
+
+static void vt_blk_post(struct vt_blk *t, struct gv_blk_req q)
+{
+	uint64_t slot = VT_RING + offsetof(struct gv_blk_ring, slot) +
+			(uint64_t)(t->avail % 8) * sizeof(q);
+
+	q.status = GV_BLK_S_PENDING;
+	TH_EQ(gv_test_mem_write(t->vm, slot, &q, sizeof(q)), 0);
+	t->avail++;
+	TH_EQ(gv_test_mem_write(t->vm, VT_RING, &t->avail, sizeof(t->avail)), 0);
+}
+
+Test(accel, blk_one_kick_serves_at_most_a_ring)
+{
+	struct vt_kicker k = { 0 };
+	struct gv_blk_stats bs;
+	struct vt_blk t;
+	unsigned posted = 0;
+	pthread_t th;
+
+	vt_blk_setup(&t, GMEM_IO_BOUNCE);
+	k.t = &t;
+	for (; posted < 8; posted++)
+		vt_blk_post(&t, vt_rq(GV_BLK_OP_READ, posted, VT_BUF, 512));
+	cr_assert_eq(pthread_create(&th, NULL, vt_kick_run, &k), 0);
+	/* Top the ring up as the device frees slots, until the kick returns
+	 * (or 20000 requests, which a kick with no bound would all serve). */
+	while (!atomic_load(&k.done) && posted < 20000) {
+		uint32_t used;
+
+		TH_EQ(gv_test_mem_read(t.vm, VT_RING + offsetof(struct gv_blk_ring, used), &used,
+				       sizeof(used)), 0);
+		if (t.avail - used < 8) {
+			vt_blk_post(&t, vt_rq(GV_BLK_OP_READ, posted % 64, VT_BUF, 512));
+			posted++;
+		}
+	}
+	pthread_join(th, NULL);
+	cr_assert_eq(gv_blk_stats(t.blk, &bs), 0);
+	cr_log_info("one kick served %llu of %u requests posted while it ran",
+		    (unsigned long long)bs.reads, posted);
+	TH_EQ(bs.kicks, 1);
+	cr_assert_leq(bs.reads, 8, "one kick served %llu requests, more than a ring (8)",
+		      (unsigned long long)bs.reads);
+	TH_EQ(bs.reads, 8);
+	TH_EQ(vt_blk_reg(&t, GV_BLK_REG_STATUS), 0);
+	/* The rest is served by the next kicks, as the protocol says. */
+	TH_EQ(gv_test_out(t.vm, 0, GV_PORT_BLK + GV_BLK_REG_KICK, 4, 1), 0);
+	cr_assert_eq(gv_blk_stats(t.blk, &bs), 0);
+	TH_EQ(bs.reads, t.avail);
+	vt_blk_teardown(&t);
+}
+
 /* ---- gmem vm --accel test --script ---------------------------------------- */
 
 /* Run the CLI on a script; its exit status, its stdout+stderr in @out. */
