@@ -312,6 +312,29 @@ static void vm_print_disk(struct gv_blk *blk)
 		(unsigned long long)bs.io.conversions);
 }
 
+/* What the guest may hold of the VMM, and what it held (issue 13's
+ * per-VM limits; the reasons are in gv_abi.h). */
+static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk)
+{
+	struct gv_blk_stats bs;
+	struct gv_limits l;
+
+	gv_vm_limits(vm, &l);
+	fprintf(stderr, "vm: limits: DMA pins %u ranges of at most %llu KiB, %u pins each "
+		"(held %u, peak %u, refused %llu)\n", l.dma_ranges,
+		(unsigned long long)(l.dma_max_bytes >> 10), l.dma_pins_max, l.dma_ranges_held,
+		l.dma_ranges_peak, (unsigned long long)l.dma_refused);
+	fprintf(stderr, "vm: limits: host-view mappings %llu of this memory's %llu; "
+		"HOSTIO at most %llu KiB, HOST_READ %llu B\n",
+		(unsigned long long)l.view_mappings, (unsigned long long)l.view_mapping_budget,
+		(unsigned long long)(l.hostio_max >> 10), (unsigned long long)l.host_read_max);
+	if (blk && !gv_blk_stats(blk, &bs))
+		fprintf(stderr, "vm: limits: block ring %u of at most %u entries, requests of "
+			"at most %u KiB, one ring per kick (most posted to one kick: %llu)\n",
+			bs.ring_entries, bs.ring_max, bs.max_request_bytes >> 10,
+			(unsigned long long)bs.max_kick);
+}
+
 static double vm_now(void)
 {
 	struct timespec ts;
@@ -513,6 +536,7 @@ run:
 			vm_print_disk(blk);
 		vm_print_lazy(vm);
 		vm_print_mirror(vm);
+		vm_print_limits(vm, blk);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

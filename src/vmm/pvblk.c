@@ -56,6 +56,7 @@ struct gv_blk {
 	uint32_t next;          /* next slot to serve, free-running like avail   */
 	int status;
 	uint64_t kicks, reads, writes, bytes_read, bytes_written, ioerrs, badreqs;
+	uint64_t max_kick;      /* most requests posted to one kick */
 };
 
 static uint64_t gv_blk_ring_bytes(uint32_t entries)
@@ -199,6 +200,8 @@ static void gv_blk_kick(struct gv_blk *b)
 		ret = -EPROTO;
 		goto broken;
 	}
+	if (avail - b->next > b->max_kick)
+		b->max_kick = avail - b->next;
 	while (b->entries && b->next != avail) {
 		struct gv_blk_req q;
 		uint64_t at;
@@ -433,6 +436,10 @@ int gv_blk_stats(struct gv_blk *b, struct gv_blk_stats *st)
 	st->bytes_written = b->bytes_written;
 	st->ioerrs = b->ioerrs;
 	st->badreqs = b->badreqs;
+	st->ring_entries = b->entries;
+	st->ring_max = GV_BLK_RING_MAX;
+	st->max_request_bytes = GV_BLK_MAX_BYTES;
+	st->max_kick = b->max_kick;
 	pthread_mutex_unlock(&b->lock);
 	return gmem_io_stats(b->io, &st->io);
 }

@@ -59,6 +59,11 @@ struct gv_blk_stats {
 	uint64_t bytes_read, bytes_written;
 	uint64_t ioerrs;        /* completed with GV_BLK_S_IOERR                  */
 	uint64_t badreqs;       /* completed with GV_BLK_S_BADREQ                 */
+	/* Limits (gv_abi.h): the ring the guest set (0: stopped) and its most,
+	 * the longest request; one kick serves at most the ring's entries. */
+	uint32_t ring_entries, ring_max;
+	uint32_t max_request_bytes;
+	uint64_t max_kick;      /* most requests posted to one kick               */
 	struct gmem_io_stats io;    /* the VM's I/O context                       */
 };
 

@@ -998,6 +998,9 @@ Test(accel, blk_one_kick_serves_at_most_a_ring)
 	cr_assert_leq(bs.reads, 8, "one kick served %llu requests, more than a ring (8)",
 		      (unsigned long long)bs.reads);
 	TH_EQ(bs.reads, 8);
+	TH_EQ(bs.max_kick, 8);
+	TH_EQ(bs.ring_entries, 8);
+	TH_EQ(bs.ring_max, GV_BLK_RING_MAX);
 	TH_EQ(vt_blk_reg(&t, GV_BLK_REG_STATUS), 0);
 	/* The rest is served by the next kicks, as the protocol says. */
 	TH_EQ(gv_test_out(t.vm, 0, GV_PORT_BLK + GV_BLK_REG_KICK, 4, 1), 0);
@@ -1009,15 +1012,16 @@ Test(accel, blk_one_kick_serves_at_most_a_ring)
 /* ---- gmem vm --accel test --script ---------------------------------------- */
 
 /* Run the CLI on a script; its exit status, its stdout+stderr in @out. */
-static int vt_cli_script(const char *script, char *out, size_t size, unsigned cpus)
+static int vt_cli_script_opts(const char *script, const char *opts, char *out, size_t size,
+			      unsigned cpus)
 {
 	char cmd[1024];
 	FILE *p;
 	size_t n;
 	int st;
 
-	snprintf(cmd, sizeof(cmd), "%s vm --accel test --cpus %u --script %s/%s 2>&1",
-		 GMEM_CLI, cpus, GMEM_VM_SCRIPTS, script);
+	snprintf(cmd, sizeof(cmd), "%s vm --accel test --cpus %u %s --script %s/%s 2>&1",
+		 GMEM_CLI, cpus, opts, GMEM_VM_SCRIPTS, script);
 	p = popen(cmd, "r");
 	cr_assert_not_null(p, "popen %s", cmd);
 	n = fread(out, 1, size - 1, p);
@@ -1025,6 +1029,39 @@ static int vt_cli_script(const char *script, char *out, size_t size, unsigned cp
 	st = pclose(p);
 	cr_assert(WIFEXITED(st), "%s: did not exit (%#x)", cmd, st);
 	return WEXITSTATUS(st);
+}
+
+static int vt_cli_script(const char *script, char *out, size_t size, unsigned cpus)
+{
+	return vt_cli_script_opts(script, "", out, size, cpus);
+}
+
+/* The VM report names every per-VM limit and what the guest held of it. */
+Test(accel, cli_report_shows_the_guest_limits)
+{
+	char out[16384];
+
+	TH_EQ(vt_cli_script_opts("dma-limits.gvs", "--verbose", out, sizeof(out), 1), 0);
+	cr_assert(strstr(out, "vm: limits: DMA pins 64 ranges of at most 1024 KiB, 4096 pins "
+			      "each (held 1, peak 2, refused 1)"), "output:\n%s", out);
+	cr_assert(strstr(out, "vm: limits: host-view mappings "), "output:\n%s", out);
+	cr_assert(strstr(out, "HOSTIO at most 1024 KiB, HOST_READ 4096 B"), "output:\n%s", out);
+	cr_assert_null(strstr(out, "block ring"), "no disk, yet:\n%s", out);
+}
+
+Test(accel, cli_report_shows_the_block_limits)
+{
+	char out[16384], opts[128], image[] = "/tmp/gmem-accel-cli-XXXXXX";
+	int fd = mkstemp(image);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(opts, sizeof(opts), "--verbose --disk %s", image);
+	TH_EQ(vt_cli_script_opts("blk-limits.gvs", opts, out, sizeof(out), 1), 0);
+	unlink(image);
+	cr_assert(strstr(out, "vm: limits: block ring 8 of at most 256 entries, requests of at "
+			      "most 1024 KiB, one ring per kick"), "output:\n%s", out);
 }
 
 Test(accel, cli_script_runs_a_session_to_the_guest_exit)
