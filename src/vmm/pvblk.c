@@ -28,25 +28,19 @@
  * takes only the library's own locks.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/fs.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "disk.h"
 #include "pvblk.h"
 #include "vmm_internal.h"
 
 struct gv_blk {
 	struct gv_vm *vm;
 	struct gmem_io *io;
-	struct gmem_io_target t;
-	int fd, dfd;            /* the image's descriptors, or -1 (target given) */
-	uint64_t sectors;
+	struct gv_disk disk;
 	enum gmem_io_path path;
 	uint16_t base;
 
@@ -95,7 +89,8 @@ static int gv_blk_check(const struct gv_blk *b, const struct gv_blk_req *q,
 	}
 	if (sum > GV_BLK_MAX_BYTES || sum % GV_BLK_SECTOR)
 		return -EINVAL;
-	if (q->sector > b->sectors || sum / GV_BLK_SECTOR > b->sectors - q->sector)
+	if (q->sector > b->disk.sectors ||
+	    sum / GV_BLK_SECTOR > b->disk.sectors - q->sector)
 		return -EINVAL;
 	*total = sum;
 	return 0;
@@ -105,8 +100,8 @@ static int gv_blk_check(const struct gv_blk *b, const struct gv_blk_req *q,
 static void gv_blk_serve(struct gv_blk *b, struct gv_blk_req *q)
 {
 	struct gmem_io_seg segs[GV_BLK_SEGS];
-	struct gmem_io_req r = { 0 };
-	uint64_t total = 0;
+	uint64_t total = 0, done;
+	bool write = q->op == GV_BLK_OP_WRITE;
 	int64_t n;
 	int ret;
 
@@ -118,18 +113,12 @@ static void gv_blk_serve(struct gv_blk *b, struct gv_blk_req *q)
 		b->badreqs++;
 		return;
 	}
-	r.dir = q->op == GV_BLK_OP_WRITE ? GMEM_IO_WRITE : GMEM_IO_READ;
-	r.path = b->path;
-	r.nsegs = q->nsegs;
-	r.segs = segs;
-	r.target = &b->t;
-	r.off = q->sector * GV_BLK_SECTOR;
-	n = gmem_io_rw(b->io, &r);
-	q->bytes = (uint32_t)r.done;
+	n = gv_disk_rw(&b->disk, b->io, b->path, write, segs, q->nsegs, q->sector, &done);
+	q->bytes = (uint32_t)done;
 	if (n >= 0 && (uint64_t)n == total) {
 		q->error = 0;
 		q->status = GV_BLK_S_OK;
-		if (r.dir == GMEM_IO_WRITE) {
+		if (write) {
 			b->writes++;
 			b->bytes_written += total;
 		} else {
@@ -283,10 +272,10 @@ static int gv_blk_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned s
 		v = (uint32_t)b->status;
 		break;
 	case GV_BLK_REG_SECT_LO:
-		v = (uint32_t)b->sectors;
+		v = (uint32_t)b->disk.sectors;
 		break;
 	case GV_BLK_REG_SECT_HI:
-		v = (uint32_t)(b->sectors >> 32);
+		v = (uint32_t)(b->disk.sectors >> 32);
 		break;
 	default:
 		ret = -EINVAL;  /* a write-only register */
@@ -302,10 +291,7 @@ static int gv_blk_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned s
 
 static void gv_blk_free(struct gv_blk *b)
 {
-	if (b->dfd >= 0)
-		close(b->dfd);
-	if (b->fd >= 0)
-		close(b->fd);
+	gv_disk_close(&b->disk);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -313,44 +299,6 @@ static void gv_blk_free(struct gv_blk *b)
 static void gv_blk_release(void *ctx)
 {
 	gv_blk_free(ctx);
-}
-
-/* Open @path read-write (and O_DIRECT where the filesystem allows) and
- * set up the file target; *size gets its bytes. */
-static int gv_blk_open_image(struct gv_blk *b, const char *path, uint64_t *size)
-{
-	struct stat st;
-	int ret;
-
-	b->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (b->fd < 0) {
-		ret = -errno;
-		gv_set_error("disk image %s: %s", path, strerror(errno));
-		return ret;
-	}
-	if (fstat(b->fd, &st) < 0) {
-		ret = -errno;
-		gv_set_error("disk image %s: %s", path, strerror(errno));
-		return ret;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(b->fd, BLKGETSIZE64, size) < 0) {
-			ret = -errno;
-			gv_set_error("disk image %s: BLKGETSIZE64: %s", path, strerror(errno));
-			return ret;
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		*size = (uint64_t)st.st_size;
-	} else {
-		gv_set_error("disk image %s: not a regular file or block device", path);
-		return -EINVAL;
-	}
-	/* Not every filesystem takes O_DIRECT (EINVAL): then buffered only. */
-	b->dfd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
-	ret = gmem_io_target_file(&b->t, b->fd, b->dfd);
-	if (ret)
-		gv_set_error("disk image %s: %s", path, gmem_strerror(ret));
-	return ret;
 }
 
 static int gv_blk_config_ok(const struct gv_blk_config *c)
@@ -379,7 +327,6 @@ int gv_blk_attach(struct gv_vm *vm, const struct gv_blk_config *cfg, struct gv_b
 	struct gv_pio_dev dev = { .name = "pvblk", .len = GV_BLK_NPORTS,
 				  .in = gv_blk_in, .out = gv_blk_out,
 				  .release = gv_blk_release };
-	uint64_t size = 0;
 	struct gv_blk *b;
 	int ret;
 
@@ -392,18 +339,13 @@ int gv_blk_attach(struct gv_vm *vm, const struct gv_blk_config *cfg, struct gv_b
 		return -ENOMEM;
 	}
 	b->vm = vm;
-	b->fd = b->dfd = -1;
+	b->disk.fd = b->disk.dfd = -1;
 	b->path = cfg->io_path;
 	b->base = cfg->port ? cfg->port : GV_PORT_BLK;
 	pthread_mutex_init(&b->lock, NULL);
-	if (cfg->image) {
-		ret = gv_blk_open_image(b, cfg->image, &size);
-		if (ret)
-			goto err;
-	} else {
-		b->t = *cfg->target;
-	}
-	b->sectors = cfg->sectors ? cfg->sectors : size / GV_BLK_SECTOR;
+	ret = gv_disk_open(&b->disk, cfg->image, cfg->target, cfg->sectors);
+	if (ret)
+		goto err;
 	ret = gv_vm_io(vm, cfg->io_path == GMEM_IO_AUTO, &b->io);
 	if (ret)
 		goto err;
@@ -426,8 +368,8 @@ int gv_blk_stats(struct gv_blk *b, struct gv_blk_stats *st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&b->lock);
-	st->sectors = b->sectors;
-	st->direct = b->dfd >= 0;
+	st->sectors = b->disk.sectors;
+	st->direct = b->disk.dfd >= 0;
 	st->status = b->status;
 	st->kicks = b->kicks;
 	st->reads = b->reads;

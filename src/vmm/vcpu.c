@@ -188,13 +188,6 @@ static int gv_exit_fatal(struct gv_vcpu *vcpu)
 				(unsigned long long)
 				run->fail_entry.hardware_entry_failure_reason);
 		break;
-	case KVM_EXIT_MMIO:
-		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
-				"vCPU %u: MMIO %s of %u bytes at gpa %#llx: outside guest RAM "
-				"and no device there", vcpu->id,
-				run->mmio.is_write ? "write" : "read", run->mmio.len,
-				(unsigned long long)run->mmio.phys_addr);
-		break;
 	default:
 		gv_vm_stop_with(vm, vcpu, GV_STOP_FAULT, -EFAULT, 0,
 				"vCPU %u: unexpected KVM exit %u (%s)", vcpu->id,
@@ -210,6 +203,8 @@ int gv_vcpu_handle_exit(struct gv_vcpu *vcpu)
 	switch (vcpu->run->exit_reason) {
 	case KVM_EXIT_IO:
 		return gv_pio_dispatch(vcpu);
+	case KVM_EXIT_MMIO:
+		return gv_mmio_dispatch(vcpu);
 	case KVM_EXIT_HLT:
 		return 1;
 	case KVM_EXIT_INTR:

@@ -211,6 +211,9 @@ void gv_vm_destroy(struct gv_vm *vm)
 	 * pins the guest still holds (their unpin may complete a deferred
 	 * return to private), then the I/O context (which puts back any
 	 * deferred sharing), then the rest. */
+	for (unsigned i = vm->nmmio; i-- > 0;)
+		if (vm->mmio[i].release)
+			vm->mmio[i].release(vm->mmio[i].ctx);
 	for (unsigned i = vm->npio; i-- > 0;)
 		if (vm->pio[i].release)
 			vm->pio[i].release(vm->pio[i].ctx);

@@ -216,6 +216,33 @@ struct gv_pio_dev {
  * range or a device with neither callback. The struct is copied. */
 int  gv_vm_add_pio(struct gv_vm *vm, const struct gv_pio_dev *dev);
 
+/* ---- MMIO devices -------------------------------------------------------
+ *
+ * A device claims [base, base + len) of guest-physical space outside RAM
+ * (where an access is a KVM_EXIT_MMIO). For every access the VMM calls
+ * read() or write() on the vCPU's thread with the offset into the range and
+ * the access's size (1..8 bytes; an access that runs past the range's end
+ * stops the guest). A callback returns 0, or a negative errno that stops
+ * the guest with a report naming the device; the same rules as for port
+ * devices apply to what it may call. Accesses where no device is stop the
+ * guest. Before gv_vm_start only (-EBUSY after); -EEXIST on overlap with a
+ * device or RAM, -ENOSPC past GV_MAX_MMIO, -EINVAL on an empty or wrapping
+ * range.
+ */
+#define GV_MAX_MMIO 8u
+
+struct gv_mmio_dev {
+	const char *name;
+	uint64_t base, len;
+	int (*read)(struct gv_vcpu *vcpu, uint64_t off, void *data, unsigned size, void *ctx);
+	int (*write)(struct gv_vcpu *vcpu, uint64_t off, const void *data, unsigned size,
+		     void *ctx);
+	void (*release)(void *ctx);     /* as for gv_pio_dev */
+	void *ctx;
+};
+
+int  gv_vm_add_mmio(struct gv_vm *vm, const struct gv_mmio_dev *dev);
+
 struct gv_vm *gv_vcpu_vm(const struct gv_vcpu *vcpu);
 unsigned gv_vcpu_id(const struct gv_vcpu *vcpu);
 /* The vCPU's registers as of the exit being handled (in a callback). The

@@ -79,6 +79,8 @@ struct gv_vm {
 
 	struct gv_pio_dev pio[GV_MAX_PIO];
 	unsigned npio;
+	struct gv_mmio_dev mmio[GV_MAX_MMIO];
+	unsigned nmmio;
 	struct gmem_io *io;     /* gv_vm_io: made before start, freed at destroy */
 	struct gv_dma dma;
 
@@ -130,6 +132,9 @@ void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why,
 int  gv_pio_builtin(struct gv_vm *vm);
 int  gv_pio_dispatch(struct gv_vcpu *vcpu);
 void gv_console_flush(struct gv_vm *vm);
+
+/* mmio.c: the KVM_EXIT_MMIO dispatcher (0 resume, < 0 the guest stopped). */
+int  gv_mmio_dispatch(struct gv_vcpu *vcpu);
 
 /* hcall.c: the GV_PORT_HCALL device's in() callback, and KVM_EXIT_HYPERCALL
  * (KVM_HC_MAP_GPA_RANGE). */

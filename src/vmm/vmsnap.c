@@ -267,6 +267,11 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 			     vm->pio[GV_BUILTIN_PIO].name);
 		return -EOPNOTSUPP;
 	}
+	if (vm->nmmio) {
+		gv_set_error("snapshot: the VM has devices (%s, ...) whose state is not saved",
+			     vm->mmio[0].name);
+		return -EOPNOTSUPP;
+	}
 	ret = gv_vm_pause(vm);
 	if (ret)
 		return ret;
