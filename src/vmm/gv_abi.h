@@ -107,6 +107,16 @@
  * view, so it must stay shared while the device runs.
  */
 #define GV_PORT_BLK        0x0520
+
+/*
+ * virtio-blk over virtio-mmio (virtio 1.2, src/vmm/virtio/): one window of
+ * GV_VIRTIO_MMIO_SIZE bytes at GV_VIRTIO_MMIO_BASE, outside RAM (a VM with
+ * the device has at most that much RAM) and inside the guest's identity
+ * map. Offered: VIRTIO_F_VERSION_1, VIRTIO_BLK_F_SIZE_MAX, _SEG_MAX,
+ * _BLK_SIZE, _FLUSH. No interrupt: the guest polls used->idx.
+ */
+#define GV_VIRTIO_MMIO_BASE 0xfeb00000ull
+#define GV_VIRTIO_MMIO_SIZE 0x200ull
 #define GV_BLK_NPORTS      8
 #define GV_BLK_REG_RING    0    /* out/in: ring gpa (64-byte aligned)          */
 #define GV_BLK_REG_ENTRIES 1    /* out: start with N entries (0: stop); in: N  */

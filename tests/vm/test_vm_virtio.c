@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_vm_virtio.c - virtio-blk over virtio-mmio, driven on the test
+ * accelerator by a small virtio driver written here (no instruction runs,
+ * so this runs on every host): feature negotiation, queue set-up, requests
+ * whose data stays private, conversions by KVM_HC_MAP_GPA_RANGE in the
+ * middle, and every rule a hostile driver can break.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm_para.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "virtio/virtio.h"
+#include "virtio/virtio_blk.h"
+#include "vt.h"
+
+#define VV_BASE   GV_VIRTIO_MMIO_BASE
+#define VV_QN     8u
+#define VV_RING   0x100000ull           /* shared page: the three rings    */
+#define VV_DESC   VV_RING
+#define VV_AVAIL  (VV_RING + 0x100)
+#define VV_USED   (VV_RING + 0x200)
+#define VV_HDR    (VV_RING + 0x800)     /* request header, then status     */
+#define VV_STATUS (VV_HDR + 16)
+#define VV_ID     (VV_RING + 0x900)     /* GET_ID answer                   */
+#define VV_BUF    0x240000ull           /* private data buffers            */
+#define VV_SECTS  2048u                 /* a 1 MiB image                   */
+#define VV_ENC    (1ull << 4)           /* KVM_MAP_GPA_RANGE_ENCRYPTED     */
+
+#define VV_WANT (1ull << GV_VIO_F_VERSION_1 | 1ull << GV_VBLK_F_FLUSH | \
+		 1ull << GV_VBLK_F_SEG_MAX)
+
+struct vv {
+	struct gv_vm *vm;
+	struct gv_vblk *vb;
+	char image[64];
+	uint16_t avail;
+};
+
+static uint32_t vv_r(struct vv *t, uint64_t off)
+{
+	uint32_t v = 0xdeadbeef;
+
+	cr_assert_eq(gv_test_mmio(t->vm, 0, VV_BASE + off, false, &v, 4), 0,
+		     "MMIO read %#llx: %s", (unsigned long long)off, gv_last_error());
+	return v;
+}
+
+static void vv_w(struct vv *t, uint64_t off, uint32_t v)
+{
+	cr_assert_eq(gv_test_mmio(t->vm, 0, VV_BASE + off, true, &v, 4), 0,
+		     "MMIO write %#llx: %s", (unsigned long long)off, gv_last_error());
+}
+
+static int64_t vv_map(struct vv *t, uint64_t gpa, uint64_t npages, uint64_t attrs)
+{
+	uint64_t args[6] = { gpa, npages, attrs };
+	int64_t res = 0x7777;
+
+	cr_assert_eq(gv_test_vmcall(t->vm, 0, KVM_HC_MAP_GPA_RANGE, args, &res), 0);
+	return res;
+}
+
+static void vv_put(struct vv *t, uint64_t gpa, const void *buf, size_t len)
+{
+	TH_EQ(gv_test_mem_write(t->vm, gpa, buf, len), 0);
+}
+
+static void vv_get(struct vv *t, uint64_t gpa, void *buf, size_t len)
+{
+	TH_EQ(gv_test_mem_read(t->vm, gpa, buf, len), 0);
+}
+
+/* A VM with the device, started; the ring page shared the way a Linux
+ * guest shares its virtqueues (MAP_GPA_RANGE) and zeroed. */
+static void vv_boot(struct vv *t, enum gmem_io_path path)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
+				 .accel = GV_ACCEL_TEST };
+	struct gv_vblk_config bc = { .io_path = path };
+	static uint8_t zero[4096];
+	int fd;
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->image, sizeof(t->image), "/tmp/gmem-virtio-XXXXXX");
+	fd = mkstemp(t->image);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, VV_SECTS * 512ull), 0);
+	close(fd);
+	bc.image = t->image;
+	cr_assert_eq(gv_vm_create(&cfg, &t->vm), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_attach(t->vm, &bc, &t->vb), 0, "attach: %s", gv_last_error());
+	cr_assert_eq(gv_vm_start(t->vm), 0);
+	TH_EQ(vv_map(t, VV_RING, 1, 0), 0);
+	vv_put(t, VV_RING, zero, sizeof(zero));
+}
+
+static void vv_teardown(struct vv *t)
+{
+	gv_vm_destroy(t->vm);
+	unlink(t->image);
+}
+
+/* 3.1.1 steps 1-6; returns the status read back after FEATURES_OK. */
+static uint32_t vv_negotiate(struct vv *t, uint64_t want)
+{
+	uint32_t st = GV_VIO_S_ACKNOWLEDGE | GV_VIO_S_DRIVER;
+
+	vv_w(t, GV_VIO_STATUS, 0);
+	vv_w(t, GV_VIO_STATUS, GV_VIO_S_ACKNOWLEDGE);
+	vv_w(t, GV_VIO_STATUS, st);
+	vv_w(t, GV_VIO_DRIVER_FEATURES_SEL, 0);
+	vv_w(t, GV_VIO_DRIVER_FEATURES, (uint32_t)want);
+	vv_w(t, GV_VIO_DRIVER_FEATURES_SEL, 1);
+	vv_w(t, GV_VIO_DRIVER_FEATURES, (uint32_t)(want >> 32));
+	vv_w(t, GV_VIO_STATUS, st | GV_VIO_S_FEATURES_OK);
+	return vv_r(t, GV_VIO_STATUS);
+}
+
+static void vv_queue_regs(struct vv *t, uint32_t num, uint64_t desc, uint64_t avail,
+			  uint64_t used)
+{
+	vv_w(t, GV_VIO_QUEUE_SEL, 0);
+	vv_w(t, GV_VIO_QUEUE_NUM, num);
+	vv_w(t, GV_VIO_QUEUE_DESC_LOW, (uint32_t)desc);
+	vv_w(t, GV_VIO_QUEUE_DESC_HIGH, (uint32_t)(desc >> 32));
+	vv_w(t, GV_VIO_QUEUE_DRIVER_LOW, (uint32_t)avail);
+	vv_w(t, GV_VIO_QUEUE_DRIVER_HIGH, (uint32_t)(avail >> 32));
+	vv_w(t, GV_VIO_QUEUE_DEVICE_LOW, (uint32_t)used);
+	vv_w(t, GV_VIO_QUEUE_DEVICE_HIGH, (uint32_t)(used >> 32));
+	vv_w(t, GV_VIO_QUEUE_READY, 1);
+}
+
+/* Negotiate, set up the queue, DRIVER_OK: the device is live. */
+static void vv_start(struct vv *t)
+{
+	uint32_t st = vv_negotiate(t, VV_WANT);
+	static uint8_t zero[0x800];
+
+	cr_assert(st & GV_VIO_S_FEATURES_OK, "FEATURES_OK refused: status %#x", st);
+	vv_put(t, VV_RING, zero, sizeof(zero));
+	t->avail = 0;
+	vv_queue_regs(t, VV_QN, VV_DESC, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(t, GV_VIO_QUEUE_READY), 1);
+	vv_w(t, GV_VIO_STATUS, st | GV_VIO_S_DRIVER_OK);
+	TH_EQ(vv_r(t, GV_VIO_STATUS), st | GV_VIO_S_DRIVER_OK);
+}
+
+/* Post the chain @d[0..n) (descriptors 0..n-1, linked) and notify. */
+static void vv_post(struct vv *t, const struct gv_vq_desc *d, unsigned n)
+{
+	uint16_t head = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		vv_put(t, VV_DESC + 16ull * i, &d[i], sizeof(d[i]));
+	vv_put(t, VV_AVAIL + 4 + 2ull * (t->avail % VV_QN), &head, sizeof(head));
+	t->avail++;
+	vv_put(t, VV_AVAIL + 2, &t->avail, sizeof(t->avail));
+	vv_w(t, GV_VIO_QUEUE_NOTIFY, 0);
+}
+
+static uint16_t vv_used_idx(struct vv *t)
+{
+	uint16_t idx;
+
+	vv_get(t, VV_USED + 2, &idx, sizeof(idx));
+	return idx;
+}
+
+struct vv_seg {
+	uint64_t gpa;
+	uint32_t len;
+};
+
+/* A request of @type at @sector over @segs; returns the status byte (0xee:
+ * never written) and the used length in *len. */
+static uint8_t vv_req(struct vv *t, uint32_t type, uint64_t sector, const struct vv_seg *segs,
+		      unsigned nsegs, uint32_t *len)
+{
+	struct gv_vblk_req_hdr h = { .type = type, .sector = sector };
+	struct gv_vq_desc d[GV_VQ_CHAIN_MAX];
+	uint16_t used = vv_used_idx(t);
+	uint8_t status = 0xee;
+	uint32_t elem[2];
+	unsigned n = 0;
+
+	vv_put(t, VV_HDR, &h, sizeof(h));
+	vv_put(t, VV_STATUS, &status, 1);
+	d[n++] = (struct gv_vq_desc){ VV_HDR, sizeof(h), GV_VQ_DESC_F_NEXT, 1 };
+	for (unsigned i = 0; i < nsegs; i++, n++)
+		d[n] = (struct gv_vq_desc){ segs[i].gpa, segs[i].len,
+			GV_VQ_DESC_F_NEXT | (type == GV_VBLK_T_OUT ? 0 : GV_VQ_DESC_F_WRITE),
+			(uint16_t)(n + 1) };
+	d[n++] = (struct gv_vq_desc){ VV_STATUS, 1, GV_VQ_DESC_F_WRITE, 0 };
+	vv_post(t, d, n);
+	TH_EQ(vv_used_idx(t), (uint16_t)(used + 1));
+	vv_get(t, VV_USED + 4 + 8ull * (used % VV_QN), elem, sizeof(elem));
+	TH_EQ(elem[0], 0);                      /* the head we posted */
+	*len = elem[1];
+	vv_get(t, VV_STATUS, &status, 1);
+	return status;
+}
+
+static void vv_image(struct vv *t, uint64_t off, void *buf, size_t len)
+{
+	int fd = open(t->image, O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	TH_EQ(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+/* ---- a whole session -------------------------------------------------------- */
+
+static void vv_session(enum gmem_io_path path)
+{
+	uint8_t out[3 * 4096], in[3 * 4096], img[3 * 4096];
+	struct gv_vblk_stats bs;
+	struct gmem *g;
+	char id[GV_VBLK_ID_BYTES + 1] = { 0 };
+	uint64_t cap = 0;
+	uint32_t len, segmax = 0;
+	struct vv t;
+
+	vv_boot(&t, path);
+	g = gv_vm_gmem(t.vm);
+	/* Discovery: a virtio-mmio v2 block device. */
+	TH_EQ(vv_r(&t, GV_VIO_MAGIC_VALUE), GV_VIO_MAGIC);
+	TH_EQ(vv_r(&t, GV_VIO_VERSION), 2);
+	TH_EQ(vv_r(&t, GV_VIO_DEVICE_ID), 2);
+	vv_w(&t, GV_VIO_DEVICE_FEATURES_SEL, 1);
+	TH_EQ(vv_r(&t, GV_VIO_DEVICE_FEATURES) & 1, 1);            /* VERSION_1 */
+	vv_w(&t, GV_VIO_DEVICE_FEATURES_SEL, 0);
+	TH_EQ(vv_r(&t, GV_VIO_DEVICE_FEATURES) & (uint32_t)VV_WANT, (uint32_t)VV_WANT);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_NUM_MAX), GV_VQ_MAX);
+	/* The configuration: an 8-byte and a 4-byte read. */
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, false, &cap, 8), 0);
+	TH_EQ(cap, VV_SECTS);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG + 12, false, &segmax, 4), 0);
+	TH_EQ(segmax, GV_VBLK_SEG_MAX);
+	vv_start(&t);
+
+	/* Write 12 KiB from private memory, in two buffers, at sector 16. */
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 131 + 7);
+	vv_put(&t, VV_BUF, out, sizeof(out));
+	{
+		struct vv_seg s[2] = { { VV_BUF, 4096 }, { VV_BUF + 4096, 8192 } };
+
+		TH_EQ(vv_req(&t, GV_VBLK_T_OUT, 16, s, 2, &len), GV_VBLK_S_OK);
+		TH_EQ(len, 1);                  /* the device wrote the status only */
+	}
+	vv_image(&t, 16 * 512, img, sizeof(img));
+	cr_assert_eq(memcmp(img, out, sizeof(out)), 0, "the image differs");
+	for (uint64_t a = VV_BUF; a < VV_BUF + sizeof(out); a += TH_PAGE)
+		TH_EQ(gmem_state(g, a), GMEM_PRIVATE);
+
+	/* Read it back into another private buffer, one request, unaligned. */
+	{
+		struct vv_seg s[1] = { { VV_BUF + 0x10000 + 100, sizeof(in) } };
+
+		TH_EQ(vv_req(&t, GV_VBLK_T_IN, 16, s, 1, &len), GV_VBLK_S_OK);
+		TH_EQ(len, sizeof(in) + 1);
+		vv_get(&t, VV_BUF + 0x10000 + 100, in, sizeof(in));
+		cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "read back differs");
+	}
+	/* The guest converts a buffer in the middle (as set_memory_decrypted
+	 * does) and does I/O on it shared, then makes it private again. */
+	TH_EQ(vv_map(&t, VV_BUF + 0x20000, 1, 0), 0);
+	TH_EQ(gmem_state(g, VV_BUF + 0x20000), GMEM_SHARED);
+	{
+		struct vv_seg s[1] = { { VV_BUF + 0x20000, 4096 } };
+
+		TH_EQ(vv_req(&t, GV_VBLK_T_IN, 18, s, 1, &len), GV_VBLK_S_OK);
+		cr_assert_eq(memcmp(gmem_host(g, VV_BUF + 0x20000), out + 1024, 4096), 0);
+	}
+	TH_EQ(gmem_state(g, VV_BUF + 0x20000), GMEM_SHARED);
+	TH_EQ(vv_map(&t, VV_BUF + 0x20000, 1, VV_ENC), 0);
+	TH_EQ(gmem_state(g, VV_BUF + 0x20000), GMEM_PRIVATE);
+
+	/* Flush, the serial, and a type the device does not know. */
+	TH_EQ(vv_req(&t, GV_VBLK_T_FLUSH, 0, NULL, 0, &len), GV_VBLK_S_OK);
+	{
+		struct vv_seg s[1] = { { VV_ID, GV_VBLK_ID_BYTES } };
+
+		TH_EQ(vv_req(&t, GV_VBLK_T_GET_ID, 0, s, 1, &len), GV_VBLK_S_OK);
+		TH_EQ(len, GV_VBLK_ID_BYTES + 1);
+		vv_get(&t, VV_ID, id, GV_VBLK_ID_BYTES);
+		cr_assert_str_eq(id, "gmem-virtio-blk");
+	}
+	TH_EQ(vv_req(&t, 11, 0, NULL, 0, &len), GV_VBLK_S_UNSUPP);
+	TH_EQ(vv_r(&t, GV_VIO_INTERRUPT_STATUS) & 1, 1);
+	vv_w(&t, GV_VIO_INTERRUPT_ACK, 1);
+	TH_EQ(vv_r(&t, GV_VIO_INTERRUPT_STATUS), 0);
+
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.writes, 1);
+	TH_EQ(bs.reads, 2);
+	TH_EQ(bs.flushes, 1);
+	TH_EQ(bs.get_ids, 1);
+	TH_EQ(bs.unsupp, 1);
+	TH_EQ(bs.ioerrs, 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.features, VV_WANT);
+	TH_EQ(bs.queue_num, VV_QN);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).shared_pages, 1);     /* the ring page, nothing else */
+	cr_log_info("%s: %llu B written, %llu B read", gmem_io_path_name(path),
+		    (unsigned long long)bs.bytes_written, (unsigned long long)bs.bytes_read);
+	vv_teardown(&t);
+}
+
+Test(virtio, blk_session_inplace)
+{
+	vv_session(GMEM_IO_INPLACE);
+}
+
+Test(virtio, blk_session_bounce)
+{
+	vv_session(GMEM_IO_BOUNCE);
+}
+
+Test(virtio, blk_session_kmap)
+{
+	vv_session(GMEM_IO_KMAP);
+}
+
+/* ---- negotiation and set-up rules ---------------------------------------- */
+
+Test(virtio, negotiation_rules)
+{
+	struct vv t;
+	uint32_t st;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	/* A driver without VERSION_1 (a legacy driver) is refused. */
+	st = vv_negotiate(&t, 1ull << GV_VBLK_F_FLUSH);
+	TH_EQ(st & GV_VIO_S_FEATURES_OK, 0);
+	/* A feature the device did not offer (indirect descriptors). */
+	st = vv_negotiate(&t, VV_WANT | 1ull << GV_VIO_F_INDIRECT_DESC);
+	TH_EQ(st & GV_VIO_S_FEATURES_OK, 0);
+	/* Queue registers before FEATURES_OK are ignored. */
+	vv_queue_regs(&t, VV_QN, VV_DESC, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	/* DRIVER_OK without FEATURES_OK breaks the device. */
+	vv_w(&t, GV_VIO_STATUS, vv_r(&t, GV_VIO_STATUS) | GV_VIO_S_DRIVER_OK);
+	TH_EQ(vv_r(&t, GV_VIO_STATUS) & GV_VIO_S_NEEDS_RESET, GV_VIO_S_NEEDS_RESET);
+	/* Reset clears it; a good negotiation sticks. */
+	st = vv_negotiate(&t, VV_WANT);
+	TH_EQ(st, GV_VIO_S_ACKNOWLEDGE | GV_VIO_S_DRIVER | GV_VIO_S_FEATURES_OK);
+	/* Features cannot change after FEATURES_OK. */
+	vv_w(&t, GV_VIO_DRIVER_FEATURES_SEL, 0);
+	vv_w(&t, GV_VIO_DRIVER_FEATURES, 0);
+	/* Queues: not a power of two, too big, misaligned, outside RAM. */
+	vv_queue_regs(&t, 6, VV_DESC, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	vv_queue_regs(&t, 512, VV_DESC, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	vv_queue_regs(&t, VV_QN, VV_DESC + 8, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	vv_queue_regs(&t, VV_QN, VV_DESC, VT_MEM - 4, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	/* A queue that does not exist. */
+	vv_w(&t, GV_VIO_QUEUE_SEL, 1);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_NUM_MAX), 0);
+	vv_w(&t, GV_VIO_QUEUE_READY, 1);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 0);
+	/* Queue 0, set up right. */
+	vv_queue_regs(&t, VV_QN, VV_DESC, VV_AVAIL, VV_USED);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 1);
+	/* Clearing a status bit without a reset breaks the device. */
+	vv_w(&t, GV_VIO_STATUS, GV_VIO_S_ACKNOWLEDGE);
+	TH_EQ(vv_r(&t, GV_VIO_STATUS) & GV_VIO_S_NEEDS_RESET, GV_VIO_S_NEEDS_RESET);
+	{
+		struct gv_vblk_stats bs;
+
+		cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+		TH_EQ(bs.broken, -EPROTO);
+		TH_EQ(bs.features, VV_WANT);    /* the change after FEATURES_OK did not take */
+	}
+	/* And the device starts over. */
+	vv_start(&t);
+	vv_teardown(&t);
+}
+
+Test(virtio, register_width_stops_the_guest_with_a_report)
+{
+	struct gv_result res;
+	uint16_t v = 0;
+	struct vv t;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_STATUS, true, &v, 2), -EINVAL);
+	cr_assert_eq(gv_vm_wait(t.vm, &res), 0);
+	TH_EQ(res.why, GV_STOP_ERROR);
+	cr_assert(strstr(res.report, "virtio-blk"), "report: %s", res.report);
+	vv_teardown(&t);
+}
+
+Test(virtio, attach_refuses_a_window_over_ram_or_a_device)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .accel = GV_ACCEL_TEST };
+	struct gv_vblk_config bc = { .io_path = GMEM_IO_BOUNCE, .base = 0x100000 };
+	char image[] = "/tmp/gmem-virtio-att-XXXXXX";
+	struct gv_vblk *vb;
+	struct gv_vm *vm;
+	int fd = mkstemp(image);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	bc.image = image;
+	cr_assert_eq(gv_vm_create(&cfg, &vm), 0);
+	TH_EQ(gv_vblk_attach(vm, &bc, &vb), -EEXIST);          /* inside RAM */
+	bc.base = 0;
+	TH_EQ(gv_vblk_attach(vm, &bc, &vb), 0);
+	TH_EQ(gv_vblk_attach(vm, &bc, &vb), -EEXIST);          /* taken */
+	bc.image = "/nonexistent/disk.img";
+	bc.base = GV_VIRTIO_MMIO_BASE + 0x1000;
+	TH_EQ(gv_vblk_attach(vm, &bc, &vb), -ENOENT);
+	/* An access where no device is stops the guest. */
+	cr_assert_eq(gv_vm_start(vm), 0);
+	{
+		uint32_t v;
+		struct gv_result res;
+
+		TH_EQ(gv_test_mmio(vm, 0, GV_VIRTIO_MMIO_BASE + 0x1000, false, &v, 4), -EFAULT);
+		cr_assert_eq(gv_vm_wait(vm, &res), 0);
+		TH_EQ(res.why, GV_STOP_FAULT);
+		cr_assert(strstr(res.report, "no device there"), "report: %s", res.report);
+	}
+	gv_vm_destroy(vm);
+	unlink(image);
+}
