@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -138,12 +139,83 @@ void gm_sys_guarded_free(void *p)
 	munmap(base, *(size_t *)base);
 }
 
+/*
+ * Zero the vector registers. memcpy and the hashes leave page data in
+ * them, and a register is written to the stack by whatever saves the whole
+ * register file next: the dynamic linker's lazy-binding trampoline
+ * (_dl_runtime_resolve_xsavec, on the first call of any function through
+ * the PLT, the caller's included) and every signal frame. Found by
+ * threat::core_dump_would_hold_no_private_data: page data in a stack frame
+ * of gmem_io_rw, spilled there by the trampoline during gmem_io_create
+ * after a restore had returned with its last page in the registers.
+ * glibc's AVX-512 string functions use zmm16-31 (no vzeroupper needed), so
+ * those are cleared where the CPU has them. All of them are call-clobbered
+ * in the SysV ABI: the caller keeps nothing there.
+ */
+#if defined(__x86_64__)
+static void gm_sys_regs_wipe(void)
+{
+	/* 0: SSE2, 1: AVX, 2: AVX-512F; a load of libgcc's CPU model each. */
+	int level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
+
+	if (level == 2)
+		__asm__ volatile(
+			"vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+			"vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+			"vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+			"vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+			"vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+			"vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+			"vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+			"vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+			"vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+			"vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
+			"vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
+			"vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
+			"vzeroall"
+			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+	else if (level == 1)
+		__asm__ volatile("vzeroall"
+			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+	else
+		__asm__ volatile(
+			"pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+			"pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+			"pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\tpxor %%xmm8, %%xmm8\n\t"
+			"pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+			"pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
+			"pxor %%xmm15, %%xmm15"
+			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+#else
+static void gm_sys_regs_wipe(void)
+{
+}
+#endif
+
 void __attribute__((noinline)) gm_sys_stack_wipe(void)
 {
 	uint8_t pad[GM_SYS_STACK_WIPE];
 
 	explicit_bzero(pad, sizeof(pad));
 	__asm__ volatile("" : : "r"(pad) : "memory");
+	gm_sys_regs_wipe();
+}
+
+void gm_sys_stack_nodump(void)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+
+	if (pthread_getattr_np(pthread_self(), &attr))
+		return;
+	if (!pthread_attr_getstack(&attr, &addr, &size))
+		(void)madvise(addr, size, MADV_DONTDUMP);
+	pthread_attr_destroy(&attr);
 }
 
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)
