@@ -10,6 +10,11 @@
  * the test accelerator and a hostile guest's choice of address are checked
  * as if they could be anything: the access must lie wholly inside one
  * device.
+ *
+ * On a VM restored from a snapshot, a device added at the base of one of
+ * the snapshot's device records is given that record's state (its load()
+ * checks it) before it joins the table; gv_vm_start() refuses a VM with a
+ * record no device claimed.
  */
 #include <errno.h>
 #include <string.h>
@@ -21,8 +26,50 @@ static bool gv_mmio_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen
 	return a < b + blen && b < a + alen;
 }
 
+/* The snapshot record at @dev's base, if the VM was restored with one:
+ * loaded into the device and claimed. 0 when there is none. */
+static int gv_mmio_claim_state(struct gv_vm *vm, const struct gv_mmio_dev *dev)
+{
+	const char *name = dev->name ? dev->name : "";
+	struct gv_snap_dev *r = NULL;
+	int ret;
+
+	for (unsigned i = 0; i < vm->nsnap_dev && !r; i++)
+		if (vm->snap_dev[i].base == dev->base)
+			r = &vm->snap_dev[i];
+	if (!r)
+		return 0;
+	if (r->claimed || strcmp(r->name, name)) {
+		gv_set_error("the snapshot has %s at %#llx, not %s", r->name,
+			     (unsigned long long)r->base, name);
+		return -EINVAL;
+	}
+	if (!dev->load) {
+		gv_set_error("%s cannot load the state the snapshot holds for it", name);
+		return -EOPNOTSUPP;
+	}
+	ret = dev->load(dev->ctx, r->state, r->len);
+	if (ret)
+		return ret;
+	r->claimed = true;
+	return 0;
+}
+
+bool gv_mmio_unclaimed(const struct gv_vm *vm, const struct gv_snap_dev **rec)
+{
+	for (unsigned i = 0; i < vm->nsnap_dev; i++) {
+		if (!vm->snap_dev[i].claimed) {
+			*rec = &vm->snap_dev[i];
+			return true;
+		}
+	}
+	return false;
+}
+
 int gv_vm_add_mmio(struct gv_vm *vm, const struct gv_mmio_dev *dev)
 {
+	int ret;
+
 	if (vm->started) {
 		gv_set_error("devices must be added before the guest starts");
 		return -EBUSY;
@@ -50,6 +97,9 @@ int gv_vm_add_mmio(struct gv_vm *vm, const struct gv_mmio_dev *dev)
 		gv_set_error("more than %u MMIO devices", GV_MAX_MMIO);
 		return -ENOSPC;
 	}
+	ret = gv_mmio_claim_state(vm, dev);
+	if (ret)
+		return ret;
 	vm->mmio[vm->nmmio++] = *dev;
 	return 0;
 }

@@ -278,6 +278,7 @@ static void *gv_vcpu_thread(void *arg)
 
 int gv_vm_start(struct gv_vm *vm)
 {
+	const struct gv_snap_dev *rec;
 	sigset_t all, old;
 	unsigned i;
 	int ret = 0;
@@ -286,6 +287,11 @@ int gv_vm_start(struct gv_vm *vm)
 	if (!vm->loaded && vm->accel != &gv_accel_test) {
 		gv_set_error("no guest loaded");
 		return -EINVAL;
+	}
+	if (!vm->started && gv_mmio_unclaimed(vm, &rec)) {
+		gv_set_error("the snapshot holds the state of %s at %#llx: add the device first",
+			     rec->name, (unsigned long long)rec->base);
+		return -ENODEV;
 	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->started) {

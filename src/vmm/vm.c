@@ -226,6 +226,7 @@ void gv_vm_destroy(struct gv_vm *vm)
 	vm->accel->vm_fini(vm);
 	gmem_close(vm->g);
 	free(vm->con);
+	free(vm->snap_dev_buf);
 	pthread_mutex_destroy(&vm->con_lock);
 	gv_dma_fini(&vm->dma);
 	pthread_cond_destroy(&vm->cond);

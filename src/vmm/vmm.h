@@ -231,6 +231,21 @@ int  gv_vm_add_pio(struct gv_vm *vm, const struct gv_pio_dev *dev);
  */
 #define GV_MAX_MMIO 8u
 
+/*
+ * Device state in VM snapshots (vmsnap.c). save() writes the device's
+ * state (at most GV_DEV_STATE_MAX bytes into @buf) and returns its length
+ * or a negative errno; it is called with every vCPU paused, so no callback
+ * of the device runs. load() is given that state when the device is added
+ * to a VM restored from a snapshot that holds a record for its name and
+ * base; the bytes come from a file and are hostile: load() checks every
+ * field, returns -EINVAL (gv_last_error() naming the field) on any it
+ * cannot hold, and changes nothing then. A VM whose devices lack save() is
+ * not saved (-EOPNOTSUPP); a record whose device was not added stops
+ * gv_vm_start() (-ENODEV). Device names are at most GV_DEV_NAME_MAX bytes.
+ */
+#define GV_DEV_STATE_MAX 512u
+#define GV_DEV_NAME_MAX  15u
+
 struct gv_mmio_dev {
 	const char *name;
 	uint64_t base, len;
@@ -238,6 +253,8 @@ struct gv_mmio_dev {
 	int (*write)(struct gv_vcpu *vcpu, uint64_t off, const void *data, unsigned size,
 		     void *ctx);
 	void (*release)(void *ctx);     /* as for gv_pio_dev */
+	int (*save)(void *ctx, void *buf, size_t cap);          /* optional */
+	int (*load)(void *ctx, const void *buf, size_t len);    /* optional */
 	void *ctx;
 };
 

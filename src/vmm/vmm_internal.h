@@ -81,6 +81,17 @@ struct gv_vm {
 	unsigned npio;
 	struct gv_mmio_dev mmio[GV_MAX_MMIO];
 	unsigned nmmio;
+	/* Restored from a snapshot: the device records its devices claim as
+	 * they are added (mmio.c); every one must be claimed before start. */
+	struct gv_snap_dev {
+		char name[GV_DEV_NAME_MAX + 1];
+		uint64_t base;
+		const uint8_t *state;   /* into snap_dev_buf */
+		uint32_t len;
+		bool claimed;
+	} snap_dev[GV_MAX_MMIO];
+	unsigned nsnap_dev;
+	uint8_t *snap_dev_buf;
 	struct gmem_io *io;     /* gv_vm_io: made before start, freed at destroy */
 	struct gv_dma dma;
 
@@ -135,6 +146,7 @@ void gv_console_flush(struct gv_vm *vm);
 
 /* mmio.c: the KVM_EXIT_MMIO dispatcher (0 resume, < 0 the guest stopped). */
 int  gv_mmio_dispatch(struct gv_vcpu *vcpu);
+bool gv_mmio_unclaimed(const struct gv_vm *vm, const struct gv_snap_dev **rec);
 
 /* hcall.c: the GV_PORT_HCALL device's in() callback, and KVM_EXIT_HYPERCALL
  * (KVM_HC_MAP_GPA_RANGE). */

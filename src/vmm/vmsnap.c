@@ -21,9 +21,16 @@
  * the CPUID a booted one gets and its saved registers, and marks the VM
  * loaded: gv_vm_start() resumes the guest where it was paused.
  *
- * Not saved: device state. Only the built-in console, exit and hypercall
- * ports are stateless between exits (the console sends whole lines), so a
- * VM with any other device is refused.
+ * Device state: each MMIO device gives its state through gv_mmio_dev.save
+ * (with the vCPUs paused), written after the vCPU records as one record per
+ * device {name, base, length, state}. Restore does not recreate devices: a
+ * device is code and a backing (a disk image) the caller names, so the
+ * caller adds the same devices to the restored VM and each picks up its
+ * record as it is added (mmio.c: load() checks the hostile bytes); starting
+ * with a record unclaimed is refused. The built-in console, exit and
+ * hypercall ports are stateless between exits (the console sends whole
+ * lines); a VM with any other port device, or an MMIO device with no
+ * save(), is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +47,7 @@
 
 #define GV_SNAP_VM_MAGIC "GMEMVMS1"
 #define GV_SNAP_VM_MAJOR 1
-#define GV_SNAP_VM_MINOR 0
+#define GV_SNAP_VM_MINOR 1
 #define GV_BUILTIN_PIO   3u     /* console, exit, hypercall (gv_pio_builtin) */
 /* From docs/snapshot-format.md: file header, chunk header, and the END
  * chunk's payload plus the footer at the end of the file. */
@@ -48,8 +55,9 @@
 #define GV_CHUNK_HDR     32u
 #define GV_MEM_TAIL      64u
 
-/* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, an XXH3_64bits
- * of everything before it. Little-endian, no padding. */
+/* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, ndevs device
+ * records (dev_bytes in all), an XXH3_64bits of everything before it.
+ * Little-endian, no padding. Minor 0 files have ndevs = dev_bytes = 0. */
 struct gv_snap_vm_header {
 	char magic[8];          /* GV_SNAP_VM_MAGIC                            */
 	uint16_t major, minor;
@@ -60,10 +68,30 @@ struct gv_snap_vm_header {
 	uint64_t mem_file_size; /* size of PATH                                */
 	uint64_t mem_tag;       /* XXH3_64bits of PATH's chunk headers, END    */
 				/* payload and footer (gv_mem_tag)             */
-	uint64_t reserved[2];   /* 0                                           */
+	uint32_t ndevs;         /* device records (minor 1), <= GV_MAX_MMIO    */
+	uint32_t dev_bytes;     /* bytes of device records                     */
+	uint64_t reserved;      /* 0                                           */
 };
 
 _Static_assert(sizeof(struct gv_snap_vm_header) == 64, "PATH.vm header is 64 bytes");
+
+/* One device record: this, then state_len bytes of state, zero-padded to a
+ * multiple of 8. */
+struct gv_snap_dev_rec {
+	char name[GV_DEV_NAME_MAX + 1]; /* NUL-terminated, NUL-padded           */
+	uint64_t base;
+	uint32_t state_len;             /* <= GV_DEV_STATE_MAX                  */
+	uint32_t reserved;              /* 0                                    */
+};
+
+_Static_assert(sizeof(struct gv_snap_dev_rec) == 32, "device record header is 32 bytes");
+
+#define GV_DEV_REC_MAX (sizeof(struct gv_snap_dev_rec) + GV_DEV_STATE_MAX)
+
+static size_t gv_pad8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
 
 /* One vCPU: the x86-64 KVM structures, each whole, in this order. */
 #define GV_VCPU_REC (sizeof(struct kvm_regs) + sizeof(struct kvm_sregs) + \
@@ -211,10 +239,36 @@ out:
 	return ret;
 }
 
+/* Write the device records of @vm (paused) at @p; their length in @len. */
+static int gv_save_devs(struct gv_vm *vm, uint8_t *p, size_t *len)
+{
+	uint8_t *start = p;
+
+	for (unsigned i = 0; i < vm->nmmio; i++) {
+		const struct gv_mmio_dev *d = &vm->mmio[i];
+		struct gv_snap_dev_rec r = { .base = d->base };
+		int n = d->save(d->ctx, p + sizeof(r), GV_DEV_STATE_MAX);
+
+		if (n < 0 || (unsigned)n > GV_DEV_STATE_MAX) {
+			gv_set_error("snapshot: %s did not give its state: %s", d->name,
+				     strerror(n < 0 ? -n : EOVERFLOW));
+			return n < 0 ? n : -EOVERFLOW;
+		}
+		strncpy(r.name, d->name, sizeof(r.name) - 1);
+		r.state_len = (uint32_t)n;
+		memcpy(p, &r, sizeof(r));
+		memset(p + sizeof(r) + n, 0, gv_pad8((size_t)n) - (size_t)n);
+		p += sizeof(r) + gv_pad8((size_t)n);
+	}
+	*len = (size_t)(p - start);
+	return 0;
+}
+
 /* PATH.vm for @vm, paused, whose memory was just saved at @path. */
 static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 {
-	size_t len = sizeof(struct gv_snap_vm_header) + vm->ncpus * GV_VCPU_REC + 8;
+	size_t len = sizeof(struct gv_snap_vm_header) + vm->ncpus * GV_VCPU_REC +
+		     vm->nmmio * GV_DEV_REC_MAX + 8, dev_bytes;
 	struct gv_snap_vm_header h = {
 		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
 		.header_size = sizeof(h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
@@ -242,6 +296,14 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 			goto out;
 		gv_rec_put(p, &st);
 	}
+	ret = gv_save_devs(vm, p, &dev_bytes);
+	if (ret)
+		goto out;
+	p += dev_bytes;
+	len = (size_t)(p - buf) + 8;
+	h.ndevs = vm->nmmio;
+	h.dev_bytes = (uint32_t)dev_bytes;
+	memcpy(buf, &h, sizeof(h));
 	hash = XXH3_64bits(buf, len - 8);
 	memcpy(p, &hash, 8);
 	ret = gv_write_atomic(vpath, buf, len);
@@ -267,10 +329,15 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 			     vm->pio[GV_BUILTIN_PIO].name);
 		return -EOPNOTSUPP;
 	}
-	if (vm->nmmio) {
-		gv_set_error("snapshot: the VM has devices (%s, ...) whose state is not saved",
-			     vm->mmio[0].name);
-		return -EOPNOTSUPP;
+	for (unsigned i = 0; i < vm->nmmio; i++) {
+		const struct gv_mmio_dev *d = &vm->mmio[i];
+
+		if (!d->save || !d->name || strlen(d->name) > GV_DEV_NAME_MAX) {
+			gv_set_error("snapshot: device %s at %#llx cannot save its state",
+				     d->name ? d->name : "(unnamed)",
+				     (unsigned long long)d->base);
+			return -EOPNOTSUPP;
+		}
 	}
 	ret = gv_vm_pause(vm);
 	if (ret)
@@ -314,6 +381,52 @@ static int gv_restore_mem(void *ctx, int vm_fd, uint64_t size, struct gmem **out
 	return gmem_snapshot_restore_ex(x->path, &c, x->opts, out);
 }
 
+/* Check the device records at @p (@h->dev_bytes of them, hashed already
+ * but hostile all the same): each record's name is a string, its length
+ * within bounds, its padding and reserved field zero, no two at one base,
+ * and the records fill dev_bytes exactly. */
+static int gv_check_devs(const char *vpath, const struct gv_snap_vm_header *h,
+			 const uint8_t *p)
+{
+	const uint8_t *end = p + h->dev_bytes;
+	uint64_t bases[GV_MAX_MMIO];
+
+	for (unsigned i = 0; i < h->ndevs; i++) {
+		struct gv_snap_dev_rec r;
+		size_t pad;
+
+		if ((size_t)(end - p) < sizeof(r))
+			goto bad;
+		memcpy(&r, p, sizeof(r));
+		if (!memchr(r.name, 0, sizeof(r.name)) || !r.name[0] ||
+		    r.state_len > GV_DEV_STATE_MAX || r.reserved)
+			goto bad;
+		for (unsigned j = strlen(r.name); j < sizeof(r.name); j++)
+			if (r.name[j])
+				goto bad;
+		pad = gv_pad8(r.state_len);
+		if ((size_t)(end - p) - sizeof(r) < pad)
+			goto bad;
+		for (size_t k = r.state_len; k < pad; k++)
+			if (p[sizeof(r) + k])
+				goto bad;
+		for (unsigned j = 0; j < i; j++)
+			if (bases[j] == r.base)
+				goto bad;
+		bases[i] = r.base;
+		p += sizeof(r) + pad;
+		continue;
+bad:
+		gv_set_error("%s: device record %u out of range", vpath, i);
+		return -EINVAL;
+	}
+	if (p != end) {
+		gv_set_error("%s: %zu bytes after the device records", vpath, (size_t)(end - p));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Read PATH.vm whole and check it against the memory snapshot at @path. */
 static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_t **recs)
 {
@@ -334,7 +447,8 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 	}
 	len = (size_t)sb.st_size;
 	ret = -EINVAL;
-	if (len < sizeof(*h) + 8 || len > sizeof(*h) + GV_MAX_CPUS * GV_VCPU_REC + 8) {
+	if (len < sizeof(*h) + 8 ||
+	    len > sizeof(*h) + GV_MAX_CPUS * GV_VCPU_REC + GV_MAX_MMIO * GV_DEV_REC_MAX + 8) {
 		gv_set_error("%s: %zu bytes: truncated or not a VM snapshot", vpath, len);
 		goto out;
 	}
@@ -360,11 +474,16 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 		goto out;
 	}
 	if (h->header_size != sizeof(*h) || h->vcpu_size != GV_VCPU_REC || !h->ncpus ||
-	    h->ncpus > GV_MAX_CPUS || len != sizeof(*h) + h->ncpus * GV_VCPU_REC + 8 ||
-	    h->reserved[0] || h->reserved[1]) {
+	    h->ncpus > GV_MAX_CPUS || h->ndevs > GV_MAX_MMIO ||
+	    len != sizeof(*h) + (size_t)h->ncpus * GV_VCPU_REC + h->dev_bytes + 8 ||
+	    h->reserved) {
 		gv_set_error("%s: header field out of range", vpath);
 		goto out;
 	}
+	ret = gv_check_devs(vpath, h, buf + sizeof(*h) + h->ncpus * GV_VCPU_REC);
+	if (ret)
+		goto out;
+	ret = -EINVAL;
 	ret = gv_mem_tag(path, &size, &tag);
 	if (ret)
 		goto out;
@@ -382,6 +501,34 @@ out:
 	free(buf);
 	free(vpath);
 	return ret;
+}
+
+/* Give the restored @vm the device records (checked by gv_check_devs) for
+ * its devices to claim as they are added. */
+static int gv_take_devs(struct gv_vm *vm, const struct gv_snap_vm_header *h,
+			const uint8_t *p)
+{
+	if (!h->ndevs)
+		return 0;
+	vm->snap_dev_buf = malloc(h->dev_bytes);
+	if (!vm->snap_dev_buf)
+		return -ENOMEM;
+	memcpy(vm->snap_dev_buf, p, h->dev_bytes);
+	p = vm->snap_dev_buf;
+	for (unsigned i = 0; i < h->ndevs; i++) {
+		struct gv_snap_dev_rec r;
+		struct gv_snap_dev *d = &vm->snap_dev[i];
+
+		memcpy(&r, p, sizeof(r));
+		memcpy(d->name, r.name, sizeof(d->name));
+		d->base = r.base;
+		d->len = r.state_len;
+		d->state = p + sizeof(r);
+		d->claimed = false;
+		p += sizeof(r) + gv_pad8(r.state_len);
+	}
+	vm->nsnap_dev = h->ndevs;
+	return 0;
 }
 
 int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
@@ -419,6 +566,8 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 		if (!ret)
 			ret = gv_vcpu_set_state(vm, i, &st);
 	}
+	if (!ret)
+		ret = gv_take_devs(vm, &h, buf + sizeof(h) + h.ncpus * GV_VCPU_REC);
 	if (ret) {
 		gv_vm_destroy(vm);
 		goto out;

@@ -41,15 +41,22 @@ static bool gv_vq_in_ram(struct gv_vm *vm, uint64_t gpa, uint64_t len)
 	return gpa < mem && len <= mem - gpa;
 }
 
-int gv_vq_enable(struct gv_vm *vm, struct gv_vq *vq)
+bool gv_vq_fits(struct gv_vm *vm, const struct gv_vq *vq)
 {
 	if (!vq->num || vq->num > GV_VQ_MAX || (vq->num & (vq->num - 1)))
-		return -EINVAL;
+		return false;
 	if (vq->desc % 16 || vq->avail % 2 || vq->used % 4)
-		return -EINVAL;
+		return false;
 	if (!gv_vq_in_ram(vm, vq->desc, gv_vq_desc_bytes(vq->num)) ||
 	    !gv_vq_in_ram(vm, vq->avail, gv_vq_avail_bytes(vq->num)) ||
 	    !gv_vq_in_ram(vm, vq->used, gv_vq_used_bytes(vq->num)))
+		return false;
+	return true;
+}
+
+int gv_vq_enable(struct gv_vm *vm, struct gv_vq *vq)
+{
+	if (!gv_vq_fits(vm, vq))
 		return -EINVAL;
 	vq->last_avail = 0;
 	vq->used_idx = 0;

@@ -240,6 +240,125 @@ static int gv_virtio_write(struct gv_vcpu *vcpu, uint64_t off, const void *data,
 	return 0;
 }
 
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* The saved state: the registers' effect and the queue, then config_len
+ * bytes of the device's configuration space (which the device rebuilds from
+ * its backing; a mismatch means another device or another disk). */
+struct gv_virtio_state {
+	uint32_t device_id, status;
+	uint32_t dev_features_sel, drv_features_sel, queue_sel, isr;
+	uint64_t driver_features;
+	uint64_t desc, avail, used;
+	uint32_t num;
+	uint16_t last_avail, used_idx;
+	uint32_t ready;
+	int32_t broken;
+	uint32_t config_len;
+	uint32_t reserved;
+};
+
+_Static_assert(sizeof(struct gv_virtio_state) == GV_VIRTIO_STATE_SIZE,
+	       "virtio state record is 80 bytes");
+
+#define GV_VIO_S_KNOWN (GV_VIO_S_ACKNOWLEDGE | GV_VIO_S_DRIVER | GV_VIO_S_DRIVER_OK | \
+			GV_VIO_S_FEATURES_OK | GV_VIO_S_NEEDS_RESET | GV_VIO_S_FAILED)
+
+int gv_virtio_save(void *ctx, void *buf, size_t cap)
+{
+	struct gv_virtio *vd = ctx;
+	struct gv_virtio_state st;
+	size_t len = sizeof(st) + vd->config_len;
+
+	if (len > cap)
+		return -EOVERFLOW;
+	pthread_mutex_lock(&vd->lock);
+	st = (struct gv_virtio_state){
+		.device_id = vd->ops->device_id, .status = vd->status,
+		.dev_features_sel = vd->dev_features_sel,
+		.drv_features_sel = vd->drv_features_sel, .queue_sel = vd->queue_sel,
+		.isr = vd->isr, .driver_features = vd->driver_features,
+		.desc = vd->vq.desc, .avail = vd->vq.avail, .used = vd->vq.used,
+		.num = vd->vq.num, .last_avail = vd->vq.last_avail,
+		.used_idx = vd->vq.used_idx, .ready = vd->vq.ready,
+		.broken = vd->broken, .config_len = vd->config_len,
+	};
+	pthread_mutex_unlock(&vd->lock);
+	memcpy(buf, &st, sizeof(st));
+	memcpy((uint8_t *)buf + sizeof(st), vd->config, vd->config_len);
+	return (int)len;
+}
+
+/* The field of @st that no sequence of register writes could have left,
+ * or NULL. */
+static const char *gv_virtio_state_bad(struct gv_virtio *vd, const struct gv_virtio_state *st)
+{
+	struct gv_vq vq = { .num = st->num, .desc = st->desc, .avail = st->avail,
+			    .used = st->used };
+	bool negotiated = st->status & GV_VIO_S_FEATURES_OK;
+	bool broken = st->status & GV_VIO_S_NEEDS_RESET;
+
+	if (st->device_id != vd->ops->device_id)
+		return "device_id";
+	if (st->status & ~GV_VIO_S_KNOWN ||
+	    (st->status & GV_VIO_S_DRIVER_OK && !negotiated))
+		return "status";
+	if (negotiated && (st->driver_features & ~gv_virtio_offered(vd) ||
+			   !(st->driver_features >> GV_VIO_F_VERSION_1 & 1)))
+		return "driver_features";
+	if (broken != (st->broken != 0) || st->broken > 0 || st->broken < -4095)
+		return "broken";
+	if (st->isr & ~1u)
+		return "isr";
+	if (st->ready > 1 || (st->ready && (!negotiated || !gv_vq_fits(vd->vm, &vq))))
+		return "ready";
+	/* At rest every chain taken has been answered, unless the device broke
+	 * answering it; a queue not ready has served nothing. */
+	if (st->ready ? (uint16_t)(st->last_avail - st->used_idx) > (broken ? 1 : 0)
+		      : st->last_avail || st->used_idx)
+		return "last_avail";
+	if (st->config_len != vd->config_len)
+		return "config_len";
+	if (st->reserved)
+		return "reserved";
+	return NULL;
+}
+
+int gv_virtio_load(void *ctx, const void *buf, size_t len)
+{
+	struct gv_virtio *vd = ctx;
+	struct gv_virtio_state st;
+	const char *bad;
+
+	if (len < sizeof(st)) {
+		gv_set_error("%s: saved state of %zu bytes, not %zu", vd->ops->name, len,
+			     sizeof(st));
+		return -EINVAL;
+	}
+	memcpy(&st, buf, sizeof(st));
+	bad = gv_virtio_state_bad(vd, &st);
+	if (!bad && (len != sizeof(st) + vd->config_len ||
+		     memcmp((const uint8_t *)buf + sizeof(st), vd->config, vd->config_len)))
+		bad = "config (another device or backing than the one saved)";
+	if (bad) {
+		gv_set_error("%s: saved state: %s out of range", vd->ops->name, bad);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&vd->lock);
+	vd->status = st.status;
+	vd->dev_features_sel = st.dev_features_sel;
+	vd->drv_features_sel = st.drv_features_sel;
+	vd->queue_sel = st.queue_sel;
+	vd->isr = st.isr;
+	vd->driver_features = st.driver_features;
+	vd->broken = st.broken;
+	vd->vq = (struct gv_vq){ .num = st.num, .ready = st.ready, .desc = st.desc,
+				 .avail = st.avail, .used = st.used,
+				 .last_avail = st.last_avail, .used_idx = st.used_idx };
+	pthread_mutex_unlock(&vd->lock);
+	return 0;
+}
+
 static void gv_virtio_release(void *ctx)
 {
 	struct gv_virtio *vd = ctx;
@@ -254,7 +373,7 @@ int gv_virtio_add(struct gv_vm *vm, struct gv_virtio *vd, uint64_t base)
 	struct gv_mmio_dev dev = { .name = vd->ops->name, .base = base,
 				   .len = GV_VIRTIO_MMIO_SIZE, .read = gv_virtio_read,
 				   .write = gv_virtio_write, .release = gv_virtio_release,
-				   .ctx = vd };
+				   .save = gv_virtio_save, .load = gv_virtio_load, .ctx = vd };
 	int ret;
 
 	vd->vm = vm;

@@ -34,6 +34,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm.h"
@@ -120,6 +121,8 @@ struct gv_vq_chain {
 
 /* queue.c. Each returns 0 or a negative errno that breaks the device. */
 int  gv_vq_enable(struct gv_vm *vm, struct gv_vq *vq);  /* QueueReady = 1 checks */
+/* The queue's size and rings are valid: what gv_vq_enable() checks. */
+bool gv_vq_fits(struct gv_vm *vm, const struct gv_vq *vq);
 int  gv_vq_avail_idx(struct gv_vm *vm, const struct gv_vq *vq, uint16_t *idx);
 int  gv_vq_pop(struct gv_vm *vm, struct gv_vq *vq, struct gv_vq_chain *c);
 int  gv_vq_push(struct gv_vm *vm, struct gv_vq *vq, uint16_t head, uint32_t len);
@@ -161,6 +164,12 @@ struct gv_virtio {
 /* Add @vd (filled by the device: ops, ctx, config) as an MMIO device at
  * @base, GV_VIRTIO_MMIO_SIZE bytes. */
 int  gv_virtio_add(struct gv_vm *vm, struct gv_virtio *vd, uint64_t base);
+/* gv_mmio_dev.save/load for VM snapshots: the transport's state and the
+ * queue's; load() checks each field against what the registers could have
+ * produced, and the configuration against the device it is loaded into. */
+#define GV_VIRTIO_STATE_SIZE 80u
+int  gv_virtio_save(void *ctx, void *buf, size_t cap);
+int  gv_virtio_load(void *ctx, const void *buf, size_t len);
 /* Inside notify: mark the device broken (DEVICE_NEEDS_RESET). */
 void gv_virtio_break(struct gv_virtio *vd, int err);
 /* Inside notify: the driver accepted feature @bit. */
