@@ -18,8 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "virtio/virtio.h"
 #include "virtio/virtio_blk.h"
+#include "vmsnap.h"
 #include "vt.h"
 
 #define VV_BASE   GV_VIRTIO_MMIO_BASE
@@ -748,4 +751,357 @@ Test(virtio, one_notify_serves_at_most_a_ring)
 	TH_EQ(bs.broken, 0);
 	cr_assert_geq(bs.reads, VV_QN + 1);
 	vv_teardown(&t);
+}
+
+/* ---- device state in VM snapshots ------------------------------------------ */
+
+/* Offsets in PATH.vm (docs/snapshot-format.md): header fields, and the
+ * first device record's header and state (virtio transport state). */
+#define VS_NDEVS      48
+#define VS_DEV_BYTES  52
+#define VS_HDR_RSVD   56
+#define VS_REC_NAME   0
+#define VS_REC_LEN    24
+#define VS_REC_RSVD   28
+#define VS_STATE      32
+#define VS_ST_DEVID   0
+#define VS_ST_STATUS  4
+#define VS_ST_ISR     20
+#define VS_ST_FEAT    24
+#define VS_ST_DESC    32
+#define VS_ST_NUM     56
+#define VS_ST_LAST    60
+#define VS_ST_READY   64
+#define VS_ST_BROKEN  68
+#define VS_ST_CFGLEN  72
+#define VS_ST_RSVD    76
+#define VS_ST_CONFIG  80
+
+struct vs_snap {
+	char mem[64], vm[80];
+	uint8_t *orig;          /* PATH.vm as saved */
+	size_t len;
+	size_t rec;             /* offset of the first device record */
+};
+
+static void vs_snap_paths(struct vs_snap *s)
+{
+	int fd;
+
+	snprintf(s->mem, sizeof(s->mem), "/tmp/gmem-virtio-snap-XXXXXX");
+	fd = mkstemp(s->mem);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	snprintf(s->vm, sizeof(s->vm), "%s%s", s->mem, GV_SNAP_VM_SUFFIX);
+}
+
+static void vs_snap_load(struct vs_snap *s)
+{
+	int fd = open(s->vm, O_RDONLY);
+	uint32_t ncpus, vcpu_size;
+	off_t n;
+
+	cr_assert_geq(fd, 0);
+	n = lseek(fd, 0, SEEK_END);
+	cr_assert_gt(n, 64);
+	s->len = (size_t)n;
+	s->orig = malloc(s->len);
+	cr_assert_not_null(s->orig);
+	TH_EQ(pread(fd, s->orig, s->len, 0), (ssize_t)s->len);
+	close(fd);
+	memcpy(&ncpus, s->orig + 16, 4);
+	memcpy(&vcpu_size, s->orig + 20, 4);
+	s->rec = 64 + (size_t)ncpus * vcpu_size;
+	cr_assert_lt(s->rec + VS_STATE, s->len);
+}
+
+/* PATH.vm as saved with @len bytes at @off replaced, its hash made right
+ * again: only the checks past the hash stand between it and the VMM. */
+static void vs_snap_edit(struct vs_snap *s, size_t off, const void *bytes, size_t len)
+{
+	uint8_t *b = malloc(s->len);
+	uint64_t h;
+	int fd;
+
+	cr_assert_not_null(b);
+	memcpy(b, s->orig, s->len);
+	cr_assert_leq(off + len, s->len - 8);
+	memcpy(b + off, bytes, len);
+	h = XXH3_64bits(b, s->len - 8);
+	memcpy(b + s->len - 8, &h, 8);
+	fd = open(s->vm, O_WRONLY | O_TRUNC);
+	cr_assert_geq(fd, 0);
+	TH_EQ(write(fd, b, s->len), (ssize_t)s->len);
+	close(fd);
+	free(b);
+}
+
+static void vs_snap_remove(struct vs_snap *s)
+{
+	unlink(s->mem);
+	unlink(s->vm);
+	free(s->orig);
+}
+
+static const struct gv_config vs_cfg = { .policy = GV_POLICY_CONVERT,
+					 .accel = GV_ACCEL_TEST };
+
+/* A session saved in the middle: 8 KiB written at sector 32 from private
+ * memory, then a read of it into another private buffer made available but
+ * not yet notified. The VM is destroyed; the image stays. */
+static void vs_save_session(struct vv *t, struct vs_snap *s, uint8_t *out, size_t len)
+{
+	struct vv_seg seg[1] = { { VV_BUF, (uint32_t)len } };
+	struct gv_vblk_req_hdr h = { .type = GV_VBLK_T_IN, .sector = 32 };
+	struct gv_vq_desc d[3] = {
+		{ VV_HDR, sizeof(h), GV_VQ_DESC_F_NEXT, 1 },
+		{ VV_BUF + 0x10000, (uint32_t)len, GV_VQ_DESC_F_NEXT | GV_VQ_DESC_F_WRITE, 2 },
+		{ VV_STATUS, 1, GV_VQ_DESC_F_WRITE, 0 },
+	};
+	uint8_t status = 0xee;
+	uint32_t n;
+
+	vv_boot(t, GMEM_IO_BOUNCE);
+	vv_start(t);
+	for (size_t i = 0; i < len; i++)
+		out[i] = (uint8_t)(i * 37 + 11);
+	vv_put(t, VV_BUF, out, len);
+	TH_EQ(vv_req(t, GV_VBLK_T_OUT, 32, seg, 1, &n), GV_VBLK_S_OK);
+	vv_put(t, VV_HDR, &h, sizeof(h));
+	vv_put(t, VV_STATUS, &status, 1);
+	vv_stage(t, d, 3);
+	vs_snap_paths(s);
+	cr_assert_eq(gv_vm_snapshot_save(t->vm, s->mem, NULL), 0, "save: %s", gv_last_error());
+	gv_vm_destroy(t->vm);
+	t->vm = NULL;
+	t->vb = NULL;
+	vs_snap_load(s);
+}
+
+static int vs_attach(struct vv *t, const char *image, struct gv_vblk **vb)
+{
+	struct gv_vblk_config bc = { .image = image, .io_path = GMEM_IO_BOUNCE };
+
+	return gv_vblk_attach(t->vm, &bc, vb);
+}
+
+Test(virtio, snapshot_in_the_middle_of_a_session_carries_on)
+{
+	uint8_t out[8192], in[8192], status;
+	struct gv_vblk_stats bs;
+	struct vs_snap s;
+	struct vv t;
+	uint32_t n;
+
+	vs_save_session(&t, &s, out, sizeof(out));
+	cr_assert_eq(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &t.vm), 0, "restore: %s",
+		     gv_last_error());
+	/* The snapshot holds the device's state: the VM does not start
+	 * without the device to take it. */
+	TH_EQ(gv_vm_start(t.vm), -ENODEV);
+	cr_assert(strstr(gv_last_error(), "virtio-blk"), "message: %s", gv_last_error());
+	cr_assert_eq(vs_attach(&t, t.image, &t.vb), 0, "attach: %s", gv_last_error());
+	cr_assert_eq(gv_vm_start(t.vm), 0, "start: %s", gv_last_error());
+	/* The device is where the driver left it: live, negotiated. */
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.features, VV_WANT);
+	TH_EQ(bs.queue_num, VV_QN);
+	TH_EQ(bs.status & GV_VIO_S_DRIVER_OK, GV_VIO_S_DRIVER_OK);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_READY), 1);
+	TH_EQ(vv_used_idx(&t), 1);
+	/* The request made available before the save is served by a notify
+	 * after it: the data written before the save comes back. */
+	vv_w(&t, GV_VIO_QUEUE_NOTIFY, 0);
+	TH_EQ(vv_used_idx(&t), 2);
+	vv_get(&t, VV_STATUS, &status, 1);
+	TH_EQ(status, GV_VBLK_S_OK);
+	vv_get(&t, VV_BUF + 0x10000, in, sizeof(in));
+	cr_assert_eq(memcmp(in, out, sizeof(in)), 0, "read back after restore differs");
+	for (uint64_t a = VV_BUF; a < VV_BUF + 0x12000; a += TH_PAGE)
+		if (a < VV_BUF + sizeof(out) || a >= VV_BUF + 0x10000)
+			TH_EQ(gmem_state(gv_vm_gmem(t.vm), a), GMEM_PRIVATE);
+	/* ... and the session goes on. */
+	{
+		struct vv_seg seg[1] = { { VV_BUF + 0x20000, 4096 } };
+
+		TH_EQ(vv_req(&t, GV_VBLK_T_IN, 33, seg, 1, &n), GV_VBLK_S_OK);
+		vv_get(&t, VV_BUF + 0x20000, in, 4096);
+		cr_assert_eq(memcmp(in, out + 512, 4096), 0);
+	}
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).shared_pages, 1);     /* the ring page */
+	vv_teardown(&t);
+	vs_snap_remove(&s);
+}
+
+/* Restore, attach the device: attach must fail with @err, naming @what. */
+static void vs_expect_attach(struct vs_snap *s, const char *image, int err, const char *what)
+{
+	struct gv_vblk *vb = NULL;
+	struct vv t = { 0 };
+	int ret;
+
+	cr_assert_eq(gv_vm_snapshot_restore(&vs_cfg, s->mem, NULL, &t.vm), 0, "%s: restore: %s",
+		     what, gv_last_error());
+	ret = vs_attach(&t, image, &vb);
+	cr_assert_eq(ret, err, "%s: attach gave %d (%s), want %d", what, ret, gv_last_error(),
+		     err);
+	cr_assert(strstr(gv_last_error(), what), "%s: message: %s", what, gv_last_error());
+	/* Refused, the record is still unclaimed: the VM does not start. */
+	TH_EQ(gv_vm_start(t.vm), -ENODEV);
+	gv_vm_destroy(t.vm);
+}
+
+struct vs_field {
+	const char *what;       /* in the error message */
+	size_t off;             /* into the virtio state */
+	uint64_t value;
+	unsigned size;
+};
+
+static int vs_dev_read(struct gv_vcpu *vcpu, uint64_t off, void *data, unsigned size,
+		       void *ctx)
+{
+	(void)vcpu, (void)off, (void)ctx;
+	memset(data, 0, size);
+	return 0;
+}
+
+static int vs_dev_write(struct gv_vcpu *vcpu, uint64_t off, const void *data, unsigned size,
+			void *ctx)
+{
+	(void)vcpu, (void)off, (void)data, (void)size, (void)ctx;
+	return 0;
+}
+
+Test(virtio, hostile_device_state_in_a_snapshot_changes_nothing)
+{
+	uint32_t status = GV_VIO_S_ACKNOWLEDGE | GV_VIO_S_DRIVER | GV_VIO_S_FEATURES_OK |
+			  GV_VIO_S_DRIVER_OK;
+	const struct vs_field f[] = {
+		{ "device_id", VS_ST_DEVID, 3, 4 },
+		{ "status", VS_ST_STATUS, status | 0x10, 4 },           /* unknown bit */
+		{ "status", VS_ST_STATUS, status & ~GV_VIO_S_FEATURES_OK, 4 },
+		{ "driver_features", VS_ST_FEAT, VV_WANT | 1ull << GV_VIO_F_INDIRECT_DESC, 8 },
+		{ "driver_features", VS_ST_FEAT, 1ull << GV_VBLK_F_FLUSH, 8 },  /* no VERSION_1 */
+		{ "broken", VS_ST_BROKEN, (uint32_t)-EIO, 4 },          /* without NEEDS_RESET */
+		{ "broken", VS_ST_STATUS, status | GV_VIO_S_NEEDS_RESET, 4 },   /* without why */
+		{ "isr", VS_ST_ISR, 2, 4 },
+		{ "ready", VS_ST_READY, 2, 4 },
+		{ "ready", VS_ST_NUM, 3, 4 },                           /* not a power of two */
+		{ "ready", VS_ST_NUM, 512, 4 },                         /* over QueueNumMax */
+		{ "ready", VS_ST_DESC, VT_MEM - 16, 8 },                /* ring outside RAM */
+		{ "ready", VS_ST_DESC, VV_DESC + 8, 8 },                /* misaligned */
+		{ "last_avail", VS_ST_LAST, 7, 2 },                     /* served, never answered */
+		{ "config_len", VS_ST_CFGLEN, 8, 4 },
+		{ "reserved", VS_ST_RSVD, 1, 4 },
+		{ "config", VS_ST_CONFIG, VV_SECTS * 4, 8 },            /* capacity */
+	};
+	struct gv_mmio_dev noload = { .name = "virtio-blk", .base = VV_BASE,
+				      .len = GV_VIRTIO_MMIO_SIZE, .read = vs_dev_read,
+				      .write = vs_dev_write };
+	uint8_t out[8192];
+	struct vs_snap s;
+	struct vv t;
+
+	vs_save_session(&t, &s, out, sizeof(out));
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		vs_snap_edit(&s, s.rec + VS_STATE + f[i].off, &f[i].value, f[i].size);
+		vs_expect_attach(&s, t.image, -EINVAL, f[i].what);
+	}
+	/* The record is another device's. */
+	vs_snap_edit(&s, s.rec + VS_REC_NAME, "virtio-net\0\0\0\0\0", 16);
+	vs_expect_attach(&s, t.image, -EINVAL, "virtio-net");
+	/* Right state, another disk: its capacity differs from the saved one. */
+	vs_snap_edit(&s, 0, s.orig, 8);
+	{
+		char other[64] = "/tmp/gmem-virtio-other-XXXXXX";
+		int fd = mkstemp(other);
+
+		cr_assert_geq(fd, 0);
+		cr_assert_eq(ftruncate(fd, 2 * VV_SECTS * 512ull), 0);
+		close(fd);
+		vs_expect_attach(&s, other, -EINVAL, "config");
+		unlink(other);
+	}
+	/* A device that cannot load state, at the record's base. */
+	{
+		struct gv_vm *vm;
+
+		cr_assert_eq(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm), 0);
+		TH_EQ(gv_vm_add_mmio(vm, &noload), -EOPNOTSUPP);
+		TH_EQ(gv_vm_start(vm), -ENODEV);
+		gv_vm_destroy(vm);
+	}
+	/* The unedited snapshot still restores: nothing above changed it. */
+	{
+		struct gv_vm *vm;
+		struct gv_vblk *vb;
+
+		cr_assert_eq(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm), 0);
+		t.vm = vm;
+		cr_assert_eq(vs_attach(&t, t.image, &vb), 0, "%s", gv_last_error());
+		cr_assert_eq(gv_vm_start(vm), 0);
+		gv_vm_destroy(vm);
+	}
+	unlink(t.image);
+	vs_snap_remove(&s);
+}
+
+struct vs_frame {
+	const char *what;
+	size_t off;             /* into PATH.vm; SIZE_MAX: into the record */
+	size_t rec_off;
+	uint32_t value;
+};
+
+/* The framing of the device records is checked before any VM is made. */
+Test(virtio, malformed_device_records_refused_at_restore)
+{
+	const struct vs_frame f[] = {
+		{ "ndevs over the bound", VS_NDEVS, 0, GV_MAX_MMIO + 1 },
+		{ "ndevs zero, bytes left", VS_NDEVS, 0, 0 },
+		{ "dev_bytes against the size", VS_DEV_BYTES, 0, 8 },
+		{ "header reserved", VS_HDR_RSVD, 0, 1 },
+		{ "state_len over GV_DEV_STATE_MAX", SIZE_MAX, VS_REC_LEN, GV_DEV_STATE_MAX + 8 },
+		{ "state_len past the records", SIZE_MAX, VS_REC_LEN, 200 },
+		{ "record reserved", SIZE_MAX, VS_REC_RSVD, 1 },
+		{ "name unterminated", SIZE_MAX, 12, 0x41414141 },
+		{ "name empty", SIZE_MAX, VS_REC_NAME, 0 },
+	};
+	uint8_t out[4096];
+	struct vs_snap s;
+	struct gv_vm *vm;
+	struct vv t;
+
+	vs_save_session(&t, &s, out, sizeof(out));
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		size_t off = f[i].off == SIZE_MAX ? s.rec + f[i].rec_off : f[i].off;
+		int ret;
+
+		vs_snap_edit(&s, off, &f[i].value, 4);
+		vm = NULL;
+		ret = gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm);
+		cr_assert_eq(ret, -EINVAL, "%s: restore gave %d (%s)", f[i].what, ret,
+			     gv_last_error());
+		cr_assert_null(vm, "%s", f[i].what);
+	}
+	/* A VM with an MMIO device that cannot save its state is not saved. */
+	{
+		struct gv_mmio_dev nosave = { .name = "nosave", .base = VV_BASE + 0x10000,
+					      .len = 0x1000, .read = vs_dev_read,
+					      .write = vs_dev_write };
+		struct gv_config cfg = vs_cfg;
+		char never[] = "/tmp/gmem-virtio-never";
+
+		cfg.mem_size = VT_MEM;
+		cfg.ncpus = 1;
+		cr_assert_eq(gv_vm_create(&cfg, &vm), 0, "%s", gv_last_error());
+		TH_EQ(gv_vm_add_mmio(vm, &nosave), 0);
+		TH_EQ(gv_vm_snapshot_save(vm, never, NULL), -EOPNOTSUPP);
+		cr_assert(strstr(gv_last_error(), "nosave"), "message: %s", gv_last_error());
+		TH_EQ(access(never, F_OK), -1);
+		gv_vm_destroy(vm);
+	}
+	unlink(t.image);
+	vs_snap_remove(&s);
 }
