@@ -20,14 +20,17 @@
 
 #include "cmd.h"
 #include "pvblk.h"
+#include "virtio/virtio_blk.h"
 #include "vm_script.h"
 #include "vmm.h"
 #include "vmsnap.h"
 
-#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE " \
-		 "[--io-path auto|inplace|bounce|kmap]] [--save-at MS FILE [--zstd|--zstd-all]] " \
+#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE] " \
+		 "[--virtio-disk FILE] [--io-path auto|inplace|bounce|kmap] " \
+		 "[--save-at MS FILE [--zstd|--zstd-all]] " \
 		 "[--verbose] [--no-harden] " \
-		 "GUEST.elf\n       vm --restore FILE [--lazy] [--policy convert|stop] [--verbose]" \
+		 "GUEST.elf\n       vm --restore FILE [--lazy] [--virtio-disk FILE] [--policy convert|stop] " \
+		 "[--verbose]" \
 		 "\n       vm --accel test --script FILE [--cpus N] [--mem SIZE] [--disk FILE ...] " \
 		 "[--restore FILE] [GUEST.elf]"
 
@@ -37,6 +40,7 @@ struct vm_opts {
 	enum gv_fault_policy policy;
 	bool verbose;
 	const char *disk;       /* paravirtual block device image, or NULL */
+	const char *vdisk;      /* virtio-blk image, or NULL                 */
 	enum gmem_io_path io_path;
 	bool io_path_set;
 	const char *path;
@@ -95,6 +99,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "policy", required_argument, NULL, 'p' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "virtio-disk", required_argument, NULL, 'V' },
 		{ "io-path", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "save-at", required_argument, NULL, 'S' },
@@ -142,6 +147,9 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			break;
 		case 'd':
 			o->disk = optarg;
+			break;
+		case 'V':
+			o->vdisk = optarg;
 			break;
 		case 'i':
 			if (!vm_parse_io_path(optarg, &o->io_path))
@@ -205,8 +213,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			return cli_usage("vm", "--script takes at most one guest program, no "
 					 "--save-at or --lazy (use its save command), and with "
 					 "--restore no program, --disk, --mem or --cpus");
-		if (o->io_path_set && !o->disk)
-			return cli_usage("vm", "--io-path needs --disk");
+		if (o->io_path_set && !o->disk && !o->vdisk)
+			return cli_usage("vm", "--io-path needs --disk or --virtio-disk");
 		o->path = optind < argc ? argv[optind] : NULL;
 		return 0;
 	}
@@ -223,8 +231,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		return cli_usage("vm", "--zstd and --zstd-all need --save-at MS FILE");
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
-	if (o->io_path_set && !o->disk)
-		return cli_usage("vm", "--io-path needs --disk");
+	if (o->io_path_set && !o->disk && !o->vdisk)
+		return cli_usage("vm", "--io-path needs --disk or --virtio-disk");
 	o->path = argv[optind];
 	return 0;
 }
@@ -272,6 +280,39 @@ static void vm_print_mirror(struct gv_vm *vm)
 	if (p.attributes)
 		fprintf(stderr, "vm: I/O-layer conversions mirrored to KVM: %llu, refused: %llu\n",
 			(unsigned long long)p.io_mirrored, (unsigned long long)p.mirror_errors);
+}
+
+/* The virtio disk: attached before the guest starts (after a restore too:
+ * the device takes the state the snapshot holds for it). */
+static int vm_attach_vdisk(struct gv_vm *vm, const struct vm_opts *o, struct gv_vblk **vb)
+{
+	struct gv_vblk_config bc = { .image = o->vdisk, .io_path = o->io_path };
+	struct gv_vblk_stats bs;
+
+	if (gv_vblk_attach(vm, &bc, vb))
+		return cli_fail("vm: virtio disk %s: %s", o->vdisk, gv_last_error());
+	if (o->verbose && !gv_vblk_stats(*vb, &bs))
+		fprintf(stderr, "vm: virtio disk %s: %llu sectors at MMIO %#llx, I/O path %s%s\n",
+			o->vdisk, (unsigned long long)bs.sectors,
+			(unsigned long long)GV_VIRTIO_MMIO_BASE, gmem_io_path_name(o->io_path),
+			bs.status ? " (state from the snapshot)" : "");
+	return 0;
+}
+
+static void vm_print_vdisk(struct gv_vblk *vb)
+{
+	struct gv_vblk_stats bs;
+
+	if (gv_vblk_stats(vb, &bs))
+		return;
+	fprintf(stderr, "vm: virtio disk: %llu reads (%llu B), %llu writes (%llu B), %llu flushes, "
+		"%llu I/O errors; status %#x%s, features %#llx, queue %u, %llu notifies "
+		"(most served by one: %llu)\n",
+		(unsigned long long)bs.reads, (unsigned long long)bs.bytes_read,
+		(unsigned long long)bs.writes, (unsigned long long)bs.bytes_written,
+		(unsigned long long)bs.flushes, (unsigned long long)bs.ioerrs, bs.status,
+		bs.broken ? " NEEDS_RESET" : "", (unsigned long long)bs.features, bs.queue_num,
+		(unsigned long long)bs.notifies, (unsigned long long)bs.max_notify);
 }
 
 /* The disk: attached before the guest loads, reported with --verbose. */
@@ -465,6 +506,7 @@ int cmd_vm(int argc, char **argv)
 	struct gv_config cfg = { 0 };
 	struct gv_result res;
 	struct gv_blk *blk = NULL;
+	struct gv_vblk *vblk = NULL;
 	struct gv_vm *vm;
 	struct vm_opts o;
 	double t0;
@@ -486,6 +528,8 @@ int cmd_vm(int argc, char **argv)
 		status = vm_restore(&o, &cfg, &vm);
 		if (status)
 			return status;
+		if (o.vdisk && (status = vm_attach_vdisk(vm, &o, &vblk)))
+			goto out;
 		goto run;
 	}
 	ret = gv_vm_create(&cfg, &vm);
@@ -495,6 +539,11 @@ int cmd_vm(int argc, char **argv)
 		vm_print_paths(vm, &o);
 	if (o.disk) {
 		status = vm_attach_disk(vm, &o, &blk);
+		if (status)
+			goto out;
+	}
+	if (o.vdisk) {
+		status = vm_attach_vdisk(vm, &o, &vblk);
 		if (status)
 			goto out;
 	}
@@ -534,6 +583,8 @@ run:
 			nl ? (int)(nl - res.report) : (int)strlen(res.report), res.report);
 		if (blk)
 			vm_print_disk(blk);
+		if (vblk)
+			vm_print_vdisk(vblk);
 		vm_print_lazy(vm);
 		vm_print_mirror(vm);
 		vm_print_limits(vm, blk);
