@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -147,7 +146,8 @@ void gm_sys_guarded_free(void *p)
  * the PLT, the caller's included) and every signal frame. Found by
  * threat::core_dump_would_hold_no_private_data: page data in a stack frame
  * of gmem_io_rw, spilled there by the trampoline during gmem_io_create
- * after a restore had returned with its last page in the registers.
+ * after a restore had returned with its last page in the registers, and
+ * on a snapshot worker's stack, spilled as the thread ended after its wipe.
  * glibc's AVX-512 string functions use zmm16-31 (no vzeroupper needed), so
  * those are cleared where the CPU has them. All of them are call-clobbered
  * in the SysV ABI: the caller keeps nothing there.
@@ -203,19 +203,6 @@ void __attribute__((noinline)) gm_sys_stack_wipe(void)
 	explicit_bzero(pad, sizeof(pad));
 	__asm__ volatile("" : : "r"(pad) : "memory");
 	gm_sys_regs_wipe();
-}
-
-void gm_sys_stack_nodump(void)
-{
-	pthread_attr_t attr;
-	void *addr;
-	size_t size;
-
-	if (pthread_getattr_np(pthread_self(), &attr))
-		return;
-	if (!pthread_attr_getstack(&attr, &addr, &size))
-		(void)madvise(addr, size, MADV_DONTDUMP);
-	pthread_attr_destroy(&attr);
 }
 
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len)

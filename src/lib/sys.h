@@ -50,10 +50,6 @@ void  gm_sys_guarded_free(void *p);
  * The vector registers are zeroed too (sys.c says why). */
 #define GM_SYS_STACK_WIPE (64u << 10)
 void gm_sys_stack_wipe(void);
-/* Exclude the calling thread's stack from core dumps (MADV_DONTDUMP): for
- * the library's worker threads, whose stacks hold page data between the
- * wipes above while they run. Best effort: a failure leaves the wipes. */
-void gm_sys_stack_nodump(void);
 int gm_sys_fallocate(int fd, int mode, off_t off, off_t len);
 int gm_sys_ioctl(int fd, unsigned long req, void *arg);
 int gm_sys_ftruncate(int fd, off_t len);

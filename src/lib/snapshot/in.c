@@ -137,7 +137,6 @@ static void *gm_in_main(void *arg)
 {
 	struct gm_in *in = arg;
 
-	gm_sys_stack_nodump();    /* page data passes through this stack */
 	pthread_mutex_lock(&in->mu);
 	while (!in->stop && !in->err && in->next < in->size) {
 		int ret;

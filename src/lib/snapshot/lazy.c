@@ -346,7 +346,6 @@ static void *gm_lz_server(void *arg)
 			       { .fd = l->stopfd, .events = POLLIN } };
 	struct uffd_msg msg[16];
 
-	gm_sys_stack_nodump();    /* page data passes through this stack */
 	for (;;) {
 		ssize_t n;
 
@@ -386,7 +385,6 @@ static void *gm_lz_loader(void *arg)
 	struct gm_lazy *l = arg;
 	bool all;
 
-	gm_sys_stack_nodump();    /* page data passes through this stack */
 	for (uint64_t i = 0; i < l->ix.n; i++) {
 		pthread_mutex_lock(&l->mu);
 		while (l->hold && !atomic_load(&l->stop))

@@ -243,7 +243,6 @@ static void *gm_ld_main(void *arg)
 	struct gm_ld *u = a->u;
 	bool writes = u->mem_fd >= 0 && a->i == 0;
 
-	gm_sys_stack_nodump();    /* page data passes through this stack */
 	pthread_mutex_lock(&u->mu);
 	for (;;) {
 		struct gm_ld_job *j = NULL;

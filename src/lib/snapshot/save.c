@@ -441,7 +441,6 @@ static void *gm_filler_main(void *arg)
 	struct gm_filler *f = arg;
 	struct gm_saver *s = f->s;
 
-	gm_sys_stack_nodump();    /* page data passes through this stack */
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		struct gm_batch *b;
