@@ -1084,3 +1084,24 @@ Test(accel, cli_script_failed_expect_is_one_line_and_status_1)
 	TH_EQ(vt_cli_script("no-such-file.gvs", out, sizeof(out), 1), 1);
 	cr_assert(strstr(out, "No such file"), "output:\n%s", out);
 }
+
+Test(accel, cli_virtio_disk_is_found_and_reported)
+{
+	char out[16384], opts[128], image[] = "/tmp/gmem-accel-cli-XXXXXX";
+	int fd = mkstemp(image);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(opts, sizeof(opts), "--verbose --virtio-disk %s --io-path bounce", image);
+	TH_EQ(vt_cli_script_opts("virtio-probe.gvs", opts, out, sizeof(out), 1), 0);
+	cr_assert(strstr(out, "2048 sectors at MMIO 0xfeb00000, I/O path bounce"), "output:\n%s",
+		  out);
+	cr_assert(strstr(out, "vm: virtio disk: 0 reads"), "output:\n%s", out);
+	cr_assert(strstr(out, "features 0x100000000"), "output:\n%s", out);
+	/* The image must exist: a one-line error and status 1. */
+	TH_EQ(vt_cli_script_opts("virtio-probe.gvs", "--virtio-disk /nonexistent/gmem.img", out,
+				 sizeof(out), 1), 1);
+	cr_assert(strstr(out, "vm: virtio disk /nonexistent/gmem.img: "), "output:\n%s", out);
+	unlink(image);
+}

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vdrv.h"
@@ -396,4 +397,31 @@ Test(vdrv, the_vblk_guest_converts_by_map_gpa_range_under_kvm)
 	cr_assert_geq(paths.map_gpa_ranges, 3, "conversions by MAP_GPA_RANGE: %llu",
 		      (unsigned long long)paths.map_gpa_ranges);
 	vd_teardown(&t);
+}
+
+/* The CLI runs the vblk guest on a virtio disk (gmem vm --virtio-disk). */
+Test(vdrv, cli_runs_the_vblk_guest_on_a_virtio_disk)
+{
+	char cmd[512], out[16384], image[] = "/tmp/gmem-vdrv-cli-XXXXXX";
+	int fd, st;
+	size_t n;
+	FILE *p;
+
+	vt_need_kvm();
+	fd = mkstemp(image);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, VD_SECTS * 512ull), 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm --verbose --virtio-disk %s %s 2>&1",
+		 GMEM_CLI, image, vt_guest_path("vblk"));
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	st = pclose(p);
+	unlink(image);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %#x\n%s", cmd, st, out);
+	cr_assert(strstr(out, "vm: virtio disk: 2 reads (13824 B), 1 writes (5632 B)"),
+		  "output:\n%s", out);
+	cr_assert_null(strstr(out, "FAIL"), "output:\n%s", out);
 }
