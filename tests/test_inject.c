@@ -15,7 +15,9 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "internal.h"
@@ -490,4 +492,229 @@ Test(inject, runs_budget_inplace_close)
 		     "memory closed, was %llu", (unsigned long long)limit1,
 		     (unsigned long long)limit0);
 	gmem_close(a);
+}
+
+/* ---- restore ----------------------------------------------------------- */
+
+/*
+ * Fail the 1st, 2nd, ... call of kind @call made by a restore of @path
+ * (with @flags: 0, or GMEM_SNAP_LAZY) until it makes no more: every failed
+ * restore returns -errno, leaves *out alone, and leaks no descriptor, no
+ * mapping and no thread; the one that succeeds has the saved contents.
+ * Returns how many calls were failed.
+ */
+static unsigned restore_fails_cleanly(const char *path, unsigned flags, enum gm_sys_call call,
+				      const char *name)
+{
+	const struct gmem_snapshot_opts o = { .flags = flags };
+	unsigned long skip;
+
+	for (skip = 0; skip < 64; skip++) {
+		struct gmem *r = (struct gmem *)&o;
+		unsigned fds = count_fds(), maps = count_maps();
+		unsigned long n0 = gm_sys_count(call), made;
+		int ret;
+
+		gm_sys_inject(call, skip, ENOMEM);
+		ret = gmem_snapshot_restore_ex(path, NULL, &o, &r);
+		gm_sys_inject_clear();
+		made = gm_sys_count(call) - n0;
+		if (ret == 0) {
+			uint8_t *w = gmem_kmap(r, 5 * PG);
+
+			cr_assert_not_null(w);
+			TH_EQ(w[7], 0xa7);
+			gmem_kunmap(r, w);
+			TH_EQ(gmem_state(r, 64 * PG), GMEM_SHARED);
+			gmem_close(r);
+			if (made <= skip)
+				break;
+			continue;       /* a call the restore may do without */
+		}
+		cr_assert_lt(ret, 0, "%s #%lu: restore = %d", name, skip + 1, ret);
+		cr_assert_gt(made, skip, "%s #%lu: restore failed (%d) before the injection", name,
+			     skip + 1, ret);
+		cr_assert_eq(r, (struct gmem *)&o, "%s #%lu: *out written on failure", name,
+			     skip + 1);
+		cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u after a failed restore, were %u",
+			     name, skip + 1, count_fds(), fds);
+#ifndef __SANITIZE_ADDRESS__
+		cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u after a failed restore, "
+			     "were %u", name, skip + 1, count_maps(), maps);
+#else
+		(void)maps;
+#endif
+	}
+	cr_assert_lt(skip, 64, "%s: restore still failing after 64 injections", name);
+	return (unsigned)skip;
+}
+
+Test(inject, restore_every_syscall_fails_cleanly)
+{
+	static const struct { enum gm_sys_call call; const char *name; } calls[] = {
+		{ GM_SYS_MMAP, "mmap" }, { GM_SYS_MADVISE, "madvise" },
+		{ GM_SYS_FALLOCATE, "fallocate" }, { GM_SYS_IOCTL, "ioctl" },
+		{ GM_SYS_FTRUNCATE, "ftruncate" }, { GM_SYS_MEMFD, "memfd_create" },
+		{ GM_SYS_OPEN, "open" },
+	};
+	char path[] = "/tmp/gmem-inject-snap-XXXXXX";
+	struct gmem *g = th_open(GMEM_BACKEND_MEMFD, SZ, 0);
+	unsigned failed[2] = { 0, 0 };
+	uint8_t *w = gmem_kmap(g, 5 * PG);
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_not_null(w);
+	w[7] = 0xa7;
+	gmem_kunmap(g, w);
+	cr_assert_eq(gmem_convert(g, 64 * PG, 8 * PG, GMEM_SHARED, NULL), 0);
+	cr_assert_eq(gmem_snapshot_save(g, path, 0), 0, "%s", gmem_last_error());
+	gmem_close(g);
+	/* Warm up: glibc keeps the stacks of ended threads (guard pages
+	 * included) for the next ones; let the restore's threads make them. */
+	for (unsigned lazy = 0; lazy < 2; lazy++) {
+		const struct gmem_snapshot_opts o = { .flags = lazy ? GMEM_SNAP_LAZY : 0 };
+		struct gmem *r;
+
+		cr_assert_eq(gmem_snapshot_restore_ex(path, NULL, &o, &r), 0);
+		gmem_close(r);
+	}
+	for (unsigned lazy = 0; lazy < 2; lazy++)
+		for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+			failed[lazy] += restore_fails_cleanly(path, lazy ? GMEM_SNAP_LAZY : 0,
+							      calls[i].call, calls[i].name);
+	cr_log_info("restore: %u calls failed one by one, lazy restore: %u", failed[0],
+		    failed[1]);
+	/* Both make mmaps, an ioctl or more (lazy: userfaultfd's) and a memfd. */
+	cr_assert_geq(failed[0], 3);
+	cr_assert_geq(failed[1], failed[0]);
+	unlink(path);
+}
+
+/* ---- save -------------------------------------------------------------- */
+
+static uint8_t *inj_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf;
+	long n;
+
+	cr_assert_not_null(f, "%s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	cr_assert_not_null(buf);
+	TH_EQ(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static void inj_write_file(const char *path, const uint8_t *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	cr_assert_not_null(f, "%s", path);
+	TH_EQ(fwrite(buf, 1, len, f), len);
+	fclose(f);
+}
+
+static unsigned dir_entries(const char *dir)
+{
+	char cmd[256];
+	unsigned n = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "ls -A %s", dir);
+	p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	while (fgets(cmd, sizeof(cmd), p))
+		n++;
+	pclose(p);
+	return n;
+}
+
+/*
+ * Fail the 1st, 2nd, ... call of kind @call made by a save of @g over the
+ * snapshot at @path: every failed save returns -errno and leaves the old
+ * file byte for byte, no temporary beside it, no descriptor, no mapping.
+ */
+static unsigned save_fails_cleanly(struct gmem *g, const char *dir, const char *path,
+				   enum gm_sys_call call, const char *name)
+{
+	size_t len0, len;
+	uint8_t *before = inj_read_file(path, &len0), *after;
+	unsigned entries = dir_entries(dir);
+	unsigned long skip;
+
+	for (skip = 0; skip < 256; skip++) {
+		unsigned fds = count_fds(), maps = count_maps();
+		unsigned long n0 = gm_sys_count(call), made;
+		int ret;
+
+		gm_sys_inject(call, skip, EIO);
+		ret = gmem_snapshot_save(g, path, GMEM_SNAP_COMPRESS);
+		gm_sys_inject_clear();
+		made = gm_sys_count(call) - n0;
+		if (ret == 0) {
+			if (made <= skip)
+				break;
+			/* It went through without that call: put the old file back. */
+			inj_write_file(path, before, len0);
+			continue;
+		}
+		cr_assert_lt(ret, 0, "%s #%lu: save = %d", name, skip + 1, ret);
+		after = inj_read_file(path, &len);
+		cr_assert(len == len0 && !memcmp(after, before, len),
+			  "%s #%lu: the old snapshot changed (%zu bytes, were %zu)", name, skip + 1,
+			  len, len0);
+		free(after);
+		TH_EQ(dir_entries(dir), entries);
+		cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u, were %u", name, skip + 1,
+			     count_fds(), fds);
+#ifndef __SANITIZE_ADDRESS__
+		cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u, were %u", name, skip + 1,
+			     count_maps(), maps);
+#else
+		(void)maps;
+#endif
+	}
+	cr_assert_lt(skip, 256, "%s: save still failing after 256 injections", name);
+	free(before);
+	return (unsigned)skip;
+}
+
+Test(inject, save_every_syscall_fails_cleanly)
+{
+	static const struct { enum gm_sys_call call; const char *name; } calls[] = {
+		{ GM_SYS_MMAP, "mmap" }, { GM_SYS_MADVISE, "madvise" },
+		{ GM_SYS_WRITE, "write" }, { GM_SYS_OPEN, "open" },
+		{ GM_SYS_FTRUNCATE, "ftruncate" }, { GM_SYS_FALLOCATE, "fallocate" },
+		{ GM_SYS_IOCTL, "ioctl" },
+	};
+	char dir[] = "/tmp/gmem-inject-save-XXXXXX", path[64];
+	struct gmem *g = th_open(GMEM_BACKEND_MEMFD, SZ, 0);
+	unsigned failed = 0;
+	uint8_t *w = gmem_kmap(g, 5 * PG);
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/snap", dir);
+	cr_assert_not_null(w);
+	w[7] = 0xa7;
+	gmem_kunmap(g, w);
+	cr_assert_eq(gmem_snapshot_save(g, path, 0), 0, "%s", gmem_last_error());
+	/* The memory changes; each failed save must leave the old file. */
+	w = gmem_kmap(g, 9 * PG);
+	w[0] = 0x5c;
+	gmem_kunmap(g, w);
+	cr_assert_eq(gmem_convert(g, 64 * PG, 8 * PG, GMEM_SHARED, NULL), 0);
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		failed += save_fails_cleanly(g, dir, path, calls[i].call, calls[i].name);
+	cr_log_info("save: %u calls failed one by one", failed);
+	cr_assert_geq(failed, 3);
+	gmem_close(g);
+	unlink(path);
+	rmdir(dir);
 }

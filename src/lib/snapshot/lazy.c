@@ -474,7 +474,7 @@ static int gm_lz_register(struct gm_lazy *l, uint8_t *addr, uint64_t len)
 	};
 	int ret;
 
-	if (!ioctl(l->uffd, UFFDIO_REGISTER, &reg))
+	if (!gm_sys_ioctl(l->uffd, UFFDIO_REGISTER, &reg))
 		return 0;
 	ret = -errno;
 	gm_set_error("snapshot: registering %llu bytes with userfaultfd: %s",
@@ -499,7 +499,7 @@ static int gm_lz_uffd(struct gm_lazy *l)
 		gm_set_error("snapshot: lazy restore: userfaultfd: %s", strerror(errno));
 		return ret == -ENOSYS ? -EOPNOTSUPP : ret;
 	}
-	if (ioctl(l->uffd, UFFDIO_API, &api)) {
+	if (gm_sys_ioctl(l->uffd, UFFDIO_API, &api)) {
 		gm_set_error("snapshot: lazy restore: the kernel's userfaultfd lacks shmem "
 			     "faults or UFFDIO_POISON: %s", strerror(errno));
 		return -EOPNOTSUPP;
