@@ -718,3 +718,59 @@ Test(inject, save_every_syscall_fails_cleanly)
 	unlink(path);
 	rmdir(dir);
 }
+
+/* ---- I/O contexts ------------------------------------------------------- */
+
+/* Every syscall of gmem_io_create (its pool and the memory's I/O state)
+ * failed one by one, and one in the middle of its calibration: -errno,
+ * *out untouched, no mapping left, the memory's counters as before. */
+Test(inject, io_create_every_syscall_fails_cleanly)
+{
+	static const enum gm_sys_call calls[] = { GM_SYS_MMAP, GM_SYS_MADVISE, GM_SYS_FALLOCATE,
+						  GM_SYS_IOCTL };
+	const struct gmem_io_config nocal = { .flags = GMEM_IO_CTX_NO_CALIBRATE };
+	struct gmem *g = th_open(GMEM_BACKEND_MEMFD, SZ, 0);
+	unsigned failed = 0;
+
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++) {
+		unsigned long skip;
+
+		for (skip = 0; skip <= 64; skip++) {
+			struct gmem_io *io = (struct gmem_io *)g;
+			unsigned maps = count_maps(), fds = count_fds();
+			struct gmem_stats before = th_stats(g), after;
+			unsigned long n0 = gm_sys_count(calls[c]), made;
+			int ret;
+
+			/* The last round fails a call of the calibration instead. */
+			gm_sys_inject(calls[c], skip == 64 ? 40 : skip, ENOMEM);
+			ret = gmem_io_create(g, skip == 64 ? NULL : &nocal, &io);
+			gm_sys_inject_clear();
+			made = gm_sys_count(calls[c]) - n0;
+			if (ret == 0) {
+				TH_EQ(gmem_io_destroy(io), 0);
+				if (skip < 64 && made <= skip)
+					skip = 63;      /* no call left: on to calibration */
+				continue;
+			}
+			failed++;
+			cr_assert_lt(ret, 0);
+			cr_assert_eq(io, (struct gmem_io *)g, "call %zu #%lu: *out written", c,
+				     skip + 1);
+			after = th_stats(g);
+			TH_EQ(after.shared_pages, before.shared_pages);
+			TH_EQ(after.pinned_pages, before.pinned_pages);
+			TH_EQ(after.kmapped_pages, before.kmapped_pages);
+			TH_EQ(count_fds(), fds);
+#ifndef __SANITIZE_ADDRESS__
+			cr_assert_eq(count_maps(), maps, "call %zu #%lu: mappings %u, were %u", c,
+				     skip + 1, count_maps(), maps);
+#else
+			(void)maps;
+#endif
+		}
+	}
+	cr_log_info("gmem_io_create: %u calls failed one by one", failed);
+	cr_assert_geq(failed, 1);
+	gmem_close(g);
+}
