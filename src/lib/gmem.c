@@ -339,12 +339,6 @@ int gm_unpin_locked(struct gmem *g, uint64_t first, uint64_t n)
 	return 0;
 }
 
-void gm_unbusy_locked(struct gmem *g, uint64_t first, uint64_t n)
-{
-	if (g->io_hooks)
-		g->io_hooks->unbusy(g->shares, first, n);
-}
-
 static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
 {
 	uint64_t busy;

@@ -126,6 +126,58 @@ bool gm_kvm_guest_memfd_usable(void)
 	       (inplace > 0 || (flags & GUEST_MEMFD_FLAG_INIT_SHARED));
 }
 
+int gm_inplace_verdict(int ioctl_ret, int err)
+{
+	if (ioctl_ret == 0)
+		return 1;
+	switch (err) {
+	case ENOTTY:            /* the file has no such ioctl (6.18: none at all) */
+	case EINVAL:            /* the number means something else, or refused  */
+	case EOPNOTSUPP:
+	case ENOSYS:
+		return 0;
+	default:
+		return -err;
+	}
+}
+
+/*
+ * Does the kernel convert guest_memfd pages in place? Asked by behaviour,
+ * never by capability number (249 belongs upstream to something else): a
+ * one-page guest_memfd is made on @vm_fd and KVM_SET_MEMORY_ATTRIBUTES2
+ * sets its page to the state it already has, which changes nothing where
+ * the ioctl exists. 1, 0, or -errno when the file could not be made.
+ * @how gets one line: what was asked and what the kernel answered.
+ */
+int gm_kvm_inplace_detect(int vm_fd, uint64_t gmem_caps, char *how, unsigned how_size)
+{
+	bool shared = gmem_caps & GUEST_MEMFD_FLAG_INIT_SHARED;
+	struct gm_kvm_create_guest_memfd req = {
+		.size = 4096,
+		.flags = GUEST_MEMFD_FLAG_MMAP | (shared ? GUEST_MEMFD_FLAG_INIT_SHARED : 0),
+	};
+	struct gm_kvm_memory_attributes2 attr = {
+		.offset = 0, .size = 4096,
+		.attributes = shared ? 0 : KVM_MEMORY_ATTRIBUTE_PRIVATE,
+	};
+	int fd, r, err, verdict;
+
+	fd = gm_sys_ioctl(vm_fd, GM_KVM_CREATE_GUEST_MEMFD, &req);
+	if (fd < 0) {
+		err = errno;
+		snprintf(how, how_size, "not asked: a 4 KiB guest_memfd could not be made (%s)",
+			 strerror(err));
+		return -err;
+	}
+	r = gm_sys_ioctl(fd, GM_KVM_SET_MEMORY_ATTRIBUTES2, &attr);
+	err = r ? errno : 0;
+	close(fd);
+	verdict = gm_inplace_verdict(r, err);
+	snprintf(how, how_size, "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd: %s",
+		 r == 0 ? "accepted" : strerror(err));
+	return verdict;
+}
+
 /* In-place conversion by behaviour, on a VM made for the question. */
 static void gm_probe_inplace(struct gmem_probe *p, int kvm)
 {

@@ -116,14 +116,22 @@ int  gm_view_runs_charge(struct gmem *g, uint64_t now, uint64_t after);
 void gm_view_runs_settle(struct gmem *g, uint64_t runs);
 uint64_t gm_view_runs_limit(const struct gmem *g);
 
+/* Pages lost a pin or a window: the I/O layer may owe them a return to
+ * private now. Caller holds g->lock. Inline, so that kmap.c below gmem.c
+ * need not call up into it. */
+static inline void gm_unbusy_locked(struct gmem *g, uint64_t first, uint64_t n)
+{
+	if (g->io_hooks)
+		g->io_hooks->unbusy(g->shares, first, n);
+}
+
 /* gmem.c: the workers behind gmem_convert/pin/unpin (caller holds g->lock;
  * the I/O layer's sharing table uses them to note, share and pin in one
- * step). gm_unbusy_locked: pages lost a pin or window. gm_notify_locked:
+ * step). gm_notify_locked:
  * report a conversion the library made on its own. */
 int  gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to, uint64_t *busy_gpa);
 int  gm_pin_locked(struct gmem *g, uint64_t first, uint64_t n);
 int  gm_unpin_locked(struct gmem *g, uint64_t first, uint64_t n);
-void gm_unbusy_locked(struct gmem *g, uint64_t first, uint64_t n);
 void gm_notify_locked(struct gmem *g, uint64_t first, uint64_t n, int to);
 
 /* kmap.c */

@@ -6,8 +6,9 @@
  * pool and a calibration; the sharing references are per memory
  * (shares.c). gmem_io_rw() is synchronous and may be called from any number
  * of threads at once, which is how a VMM device thread (or several) uses it:
- * validate the request, pick the path (auto: calib.c), run it (path_*.c),
- * report bytes moved. Every path puts states, pins and temporary mappings
+ * validate the request, pick the path (auto: calib.c), run it (serve.c,
+ * path_*.c), report bytes moved. The layers, bottom up: xfer, copy, pool,
+ * shares; the paths; serve.c; calib.c; this file. Every path puts states, pins and temporary mappings
  * back before returning, on success and on failure alike.
  *
  * Short transfers: the return value is the bytes moved when no error
@@ -27,47 +28,6 @@
 
 #define GM_IO_CTX_FLAGS GMEM_IO_CTX_NO_CALIBRATE
 #define GM_IO_REQ_FLAGS GMEM_IO_NOWAIT
-
-/* ---- memory ------------------------------------------------------------ */
-
-int gm_io_mem_init(struct gm_io_mem *m, struct gmem *g, struct gmem_io *io)
-{
-	struct gmem_info info;
-	int ret = gmem_info(g, &info);
-
-	if (ret)
-		return ret;
-	memset(m, 0, sizeof(*m));
-	m->g = g;
-	m->kvm = gmem_kvm_view(g);
-	m->size = info.size;
-	m->granule = info.granule;
-	m->kernel_inplace = info.inplace;
-	m->no_pin = info.flags & GMEM_F_NO_PIN;
-	return gm_io_shares_get(g, io, &m->shares);
-}
-
-int gm_io_mem_fini(struct gm_io_mem *m, struct gmem_io *io)
-{
-	int ret = gm_io_shares_flush(m->shares);
-
-	gm_io_shares_put(m->shares, io);
-	return ret;
-}
-
-int gm_io_path_ok(const struct gm_io_mem *m, enum gmem_io_path path)
-{
-	switch (path) {
-	case GMEM_IO_INPLACE:
-		return m->no_pin ? -EPERM : 0;
-	case GMEM_IO_BOUNCE:
-	case GMEM_IO_KMAP:
-		/* The kernel refuses the host any access to private pages. */
-		return m->kernel_inplace ? -EOPNOTSUPP : 0;
-	default:
-		return -EINVAL;
-	}
-}
 
 /* ---- context ----------------------------------------------------------- */
 
@@ -210,32 +170,6 @@ static void gm_io_count(struct gmem_io *io, unsigned cpu, enum gmem_io_path p, i
 		__atomic_add_fetch(&c->errors, 1, __ATOMIC_RELAXED);
 	else if (done < total)
 		__atomic_add_fetch(&c->short_transfers, 1, __ATOMIC_RELAXED);
-}
-
-int64_t gm_io_serve(struct gmem_io *io, struct gm_io_mem *m, struct gmem_io_req *req,
-		    enum gmem_io_path path, unsigned cpu)
-{
-	struct gm_io_run r;
-	int ret = gm_io_path_ok(m, path);
-
-	req->done = 0;
-	req->used = path;
-	if (ret)
-		return ret;
-	gm_io_run_init(&r, io, m, req, cpu);
-	switch (path) {
-	case GMEM_IO_INPLACE:
-		ret = gm_io_inplace(&r);
-		break;
-	case GMEM_IO_BOUNCE:
-		ret = gm_io_bounce(&r);
-		break;
-	default:
-		ret = gm_io_kmap(&r);
-		break;
-	}
-	req->done = r.done;
-	return ret ? ret : (int64_t)r.done;
 }
 
 int64_t gmem_io_rw(struct gmem_io *io, struct gmem_io_req *req)
