@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * vcpu.c - vCPU threads: the run loop over an accelerator (accel/accel.h),
- * exit handling, stop, pause and resume, and vCPU state.
+ * the exit dispatch (to the buses, hypercalls and memory faults), pause and
+ * resume, and vCPU state. Layer: above the buses and devices (it calls
+ * them), below vm.c; stopping the guest is stop.c's, below the devices.
  *
  * Model: one thread per vCPU, as in kvmtool. A thread leaves the
  * accelerator's run() with an exit it handles here, or because another
@@ -34,93 +36,6 @@ void gv_vcpu_destroy(struct gv_vcpu *vcpu)
 {
 	if (vcpu->vm)
 		vcpu->vm->accel->vcpu_fini(vcpu);
-}
-
-struct gv_vcpu *gv_vm_vcpu(struct gv_vm *vm, unsigned id)
-{
-	return id < vm->ncpus ? &vm->cpu[id] : NULL;
-}
-
-struct gv_vm *gv_vcpu_vm(const struct gv_vcpu *vcpu)
-{
-	return vcpu->vm;
-}
-
-unsigned gv_vcpu_id(const struct gv_vcpu *vcpu)
-{
-	return vcpu->id;
-}
-
-int gv_vcpu_get_regs(struct gv_vcpu *vcpu, struct kvm_regs *regs)
-{
-	return vcpu->vm->accel->get_regs(vcpu, regs);
-}
-
-/* Make every running vCPU leave KVM_RUN soon. Caller holds vm->lock. */
-static void gv_kick_all_locked(struct gv_vm *vm)
-{
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		struct gv_vcpu *c = &vm->cpu[i];
-
-		if (c->phase == GV_VCPU_RUNNING)
-			vm->accel->kick(c);
-	}
-}
-
-/* The registers of @vcpu (if any) after the one-line reason in the report. */
-static void gv_report_regs(struct gv_result *res, struct gv_vcpu *vcpu)
-{
-	struct gv_vcpu_state st;
-	bool have;
-	size_t used = strlen(res->report);
-
-	if (!vcpu || used + 2 >= sizeof(res->report))
-		return;
-	have = !vcpu->vm->accel->get_state(vcpu, &st);
-	snprintf(res->report + used, sizeof(res->report) - used, "\nvCPU %u registers:\n",
-		 vcpu->id);
-	gv_format_regs(res->report, sizeof(res->report), have ? &st.regs : NULL,
-		       have ? &st.sregs : NULL);
-}
-
-void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why, int err,
-		     int status, const char *fmt, ...)
-{
-	struct gv_result *res = &vm->result;
-	va_list ap;
-
-	pthread_mutex_lock(&vm->lock);
-	if (res->why == GV_STOP_NONE) {
-		res->why = why;
-		res->err = err;
-		res->status = status;
-		res->cpu = vcpu ? (int)vcpu->id : -1;
-		res->exit_reason = vcpu ? vcpu->run->exit_reason : 0;
-		va_start(ap, fmt);
-		vsnprintf(res->report, sizeof(res->report), fmt, ap);
-		va_end(ap);
-		if (why == GV_STOP_FAULT)
-			gv_report_regs(res, vcpu);
-	}
-	vm->stop_req = true;
-	gv_kick_all_locked(vm);
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-}
-
-void gv_vm_stop(struct gv_vm *vm)
-{
-	gv_vm_stop_with(vm, NULL, GV_STOP_REQUESTED, 0, 0, "stop requested by the VMM");
-}
-
-bool gv_vm_stopped(struct gv_vm *vm)
-{
-	bool stopped;
-
-	pthread_mutex_lock(&vm->lock);
-	stopped = vm->stop_req;
-	pthread_mutex_unlock(&vm->lock);
-	return stopped;
 }
 
 static int gv_exit_memory_fault(struct gv_vcpu *vcpu)

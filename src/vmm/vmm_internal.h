@@ -109,12 +109,29 @@ struct gv_vm {
 	struct gv_vcpu cpu[];
 };
 
-/* vm.c: tests stand in for KVM features this host lacks (memory
+/*
+ * Layers, bottom up (tests/test_layers.c holds the files to it: no file
+ * calls one that calls it back):
+ *   report.c, accel/                  errors, the accelerators
+ *   guestmem.c, stop.c                RAM and its access; stopping the guest
+ *   dma.c, disk.c, hcall.c            guest DMA pins, disk images, hypercalls
+ *   pio.c, mmio.c                     the buses (pio.c adds the built-in ports)
+ *   pvblk.c, virtio/                  devices: they add themselves to a bus,
+ *                                     which calls them through pointers only
+ *   vcpu.c, boot.c, elf.c, testdrv.c  exit dispatch and run loop, boot, loader
+ *   vm.c, vmsnap.c                    the VM
+ */
+
+/* guestmem.c: tests stand in for KVM features this host lacks (memory
  * attributes, cap 233) by answering the VM ioctls of the attribute mirror
  * first: return true with *ret set (errno too when -1) to answer, false to
  * let the kernel answer. NULL (the default) removes the hook. */
 typedef bool (*gv_ioctl_hook_fn)(int fd, unsigned long req, void *arg, int *ret);
 void gv_set_ioctl_hook(gv_ioctl_hook_fn hook);
+/* Open the VM's RAM and bind it to memslot 0 (gv_vm_create). */
+int  gv_mem_open(struct gv_vm *vm);
+/* Zero guest memory as the hypervisor (the ELF loader's bss). */
+int  gv_hv_zero(struct gv_vm *vm, uint64_t gpa, uint64_t len);
 
 /* report.c */
 void gv_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -126,18 +143,23 @@ int  gv_boot_vcpu(struct gv_vcpu *vcpu, uint64_t entry);
 /* Just the CPUID part of it (a restored vCPU: its registers come saved). */
 int  gv_boot_cpuid(struct gv_vcpu *vcpu);
 
-/* vcpu.c */
-int  gv_vcpu_create(struct gv_vm *vm, unsigned id);
-void gv_vcpu_destroy(struct gv_vcpu *vcpu);
+/* stop.c */
 struct gv_vcpu *gv_vm_vcpu(struct gv_vm *vm, unsigned id);
-/* Handle the exit in vcpu->run: 0 resume, 1 this vCPU halted, < 0 stop
- * (the result is already recorded). Exposed for tests that feed it exits
- * the kernel here never raises (memory faults, MMIO). */
-int  gv_vcpu_handle_exit(struct gv_vcpu *vcpu);
+/* Make every running vCPU leave the accelerator's run() soon. Caller holds
+ * vm->lock. */
+void gv_kick_all_locked(struct gv_vm *vm);
 /* Record why the guest stops (first caller wins) and kick every vCPU. */
 void gv_vm_stop_with(struct gv_vm *vm, struct gv_vcpu *vcpu, enum gv_stop why,
                      int err, int status, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+
+/* vcpu.c */
+int  gv_vcpu_create(struct gv_vm *vm, unsigned id);
+void gv_vcpu_destroy(struct gv_vcpu *vcpu);
+/* Handle the exit in vcpu->run: 0 resume, 1 this vCPU halted, < 0 stop
+ * (the result is already recorded). Exposed for tests that feed it exits
+ * the kernel here never raises (memory faults, MMIO). */
+int  gv_vcpu_handle_exit(struct gv_vcpu *vcpu);
 
 /* pio.c */
 int  gv_pio_builtin(struct gv_vm *vm);
