@@ -286,7 +286,7 @@ Test(vm, load_errors_are_clear_and_leave_the_vm_usable)
 {
 	char path[] = "/tmp/gmem-vt-XXXXXX";
 	struct gv_result res;
-	struct gv_vm *vm = vt_vm(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
 	size_t len;
 	uint8_t *good = vt_read(vt_guest_path("hello"), &len);
 	int fd, ret;
@@ -309,13 +309,15 @@ Test(vm, load_errors_are_clear_and_leave_the_vm_usable)
 	close(fd);
 	unlink(path);
 
-	/* Nothing started: the good program still loads and runs. */
-	TH_EQ(gv_vm_start(vm), -EINVAL);
+	/* Nothing started: the good program still loads and runs. (Under KVM a
+	 * VM with no program does not start; a test-accelerator VM may, its
+	 * driver being the guest.) */
+	if (!strcmp(gv_accel_name(vm), "kvm"))
+		TH_EQ(gv_vm_start(vm), -EINVAL);
 	ret = gv_vm_load_elf(vm, good, len);
 	cr_assert_eq(ret, 0, "%s", gv_last_error());
 	TH_EQ(gv_vm_load_elf(vm, good, len), -EBUSY);
-	cr_assert_eq(gv_vm_run(vm, &res), 0);
-	vt_expect_exit(vm, &res, 0);
+	vt_finish(vm, &res);
 	free(good);
 	gv_vm_destroy(vm);
 }

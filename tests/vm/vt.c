@@ -65,6 +65,21 @@ struct gv_vm *vt_vm_any(const char *name, unsigned ncpus, enum gv_fault_policy p
 	return vt_vm_on(name, ncpus, policy, a);
 }
 
+void vt_finish(struct gv_vm *vm, struct gv_result *res)
+{
+	if (!strcmp(gv_accel_name(vm), "kvm")) {
+		cr_assert_eq(gv_vm_run(vm, res), 0, "%s", gv_last_error());
+		vt_expect_exit(vm, res, 0);
+		return;
+	}
+	/* Nothing executes: start the vCPU threads, stop them, and see the
+	 * VM report the stop it was asked for. */
+	cr_assert_eq(gv_vm_start(vm), 0, "%s", gv_last_error());
+	gv_vm_stop(vm);
+	cr_assert_eq(gv_vm_wait(vm, res), 0);
+	TH_EQ(res->why, GV_STOP_REQUESTED);
+}
+
 struct gv_vm *vt_run(const char *name, unsigned ncpus, struct gv_result *res)
 {
 	struct gv_vm *vm = vt_vm(name, ncpus, GV_POLICY_CONVERT);

@@ -31,6 +31,11 @@ struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy polic
  * test accelerator, so they run on every host. */
 struct gv_vm *vt_vm_any(const char *name, unsigned ncpus, enum gv_fault_policy policy);
 
+/* Under KVM, run the loaded guest and expect exit 0; on the test
+ * accelerator (nothing executes), start the VM and stop it. For tests whose
+ * checks need no instruction and which end by showing the VM still works. */
+void vt_finish(struct gv_vm *vm, struct gv_result *res);
+
 /* Create, load and run @name to the end. */
 struct gv_vm *vt_run(const char *name, unsigned ncpus, struct gv_result *res);
 
