@@ -14,7 +14,7 @@ void vt_need_kvm(void)
 	const char *why = th_kvm_device_unavailable();
 
 	if (why)
-		cr_skip_test("kvm: %s", why);
+		cr_skip_test("kvm: the guest's instructions must execute: %s", why);
 }
 
 void vt_need_guest_memfd(void)
