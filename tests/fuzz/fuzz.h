@@ -89,5 +89,6 @@ void gm_fuzz_api(const uint8_t *data, size_t size);
 void gm_fuzz_elf(const uint8_t *data, size_t size);
 void gm_fuzz_snapshot(const uint8_t *data, size_t size);
 void gm_fuzz_guest(const uint8_t *data, size_t size);
+void gm_fuzz_vdev(const uint8_t *data, size_t size);
 
 #endif /* GM_FUZZ_H */

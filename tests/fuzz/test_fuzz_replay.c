@@ -30,7 +30,7 @@ static void replay(const char *name, long at_least)
 /* A target added to the table without a test below would never be replayed. */
 Test(fuzz, every_target_is_replayed_here)
 {
-	static const char *const here[] = { "api", "elf", "snapshot", "guest" };
+	static const char *const here[] = { "api", "elf", "snapshot", "guest", "vdev" };
 	unsigned n = 0;
 
 	for (const struct gm_fuzz_target *t = gm_fuzz_targets; t->name; t++, n++)
@@ -57,4 +57,9 @@ Test(fuzz, snapshot_corpus, .timeout = 300)
 Test(fuzz, guest_corpus, .timeout = 300)
 {
 	replay("guest", 10);
+}
+
+Test(fuzz, vdev_corpus, .timeout = 300)
+{
+	replay("vdev", 5);
 }
