@@ -722,3 +722,24 @@ Test(api, open_auto)
 	gmem_close(g);
 	gmem_close(NULL); /* allowed */
 }
+
+/* The names the man pages give, and "unknown" outside the enums. */
+Test(api, backend_huge_and_path_names)
+{
+	cr_assert_str_eq(gmem_backend_name(GMEM_BACKEND_AUTO), "auto");
+	cr_assert_str_eq(gmem_backend_name(GMEM_BACKEND_KVM), "kvm");
+	cr_assert_str_eq(gmem_backend_name(GMEM_BACKEND_MEMFD), "memfd");
+	cr_assert_str_eq(gmem_backend_name((enum gmem_backend)99), "unknown");
+	cr_assert_str_eq(gmem_huge_name(GMEM_HUGE_NONE), "4k");
+	cr_assert_str_eq(gmem_huge_name(GMEM_HUGE_THP), "thp");
+	cr_assert_str_eq(gmem_huge_name(GMEM_HUGE_HUGETLB), "hugetlb");
+	cr_assert_str_eq(gmem_huge_name((enum gmem_huge)-1), "unknown");
+	for (unsigned p = 0; p < GMEM_IO_NPATHS; p++) {
+		const char *n = gmem_io_path_name((enum gmem_io_path)p);
+
+		cr_assert(n && n[0] && strcmp(n, "unknown"), "path %u has no name", p);
+		for (unsigned q = 0; q < p; q++)
+			cr_assert_str_neq(n, gmem_io_path_name((enum gmem_io_path)q));
+	}
+	cr_assert_str_eq(gmem_io_path_name((enum gmem_io_path)GMEM_IO_NPATHS), "unknown");
+}
