@@ -303,6 +303,23 @@ static unsigned count_maps(void)
 	return n;
 }
 
+/* A failed call (@what, the @nth injection) left no descriptor and no
+ * mapping behind: as many as @fds and @maps before it. Under ASan the
+ * allocator itself carves new PROT_NONE regions as it grows; the plain
+ * build checks the mappings. */
+static void expect_nothing_left(const char *what, unsigned long nth, unsigned fds,
+				unsigned maps)
+{
+	cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u after the failure, were %u", what, nth,
+		     count_fds(), fds);
+#ifndef __SANITIZE_ADDRESS__
+	cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u after the failure, were %u",
+		     what, nth, count_maps(), maps);
+#else
+	(void)maps;
+#endif
+}
+
 /*
  * Fail the 1st, 2nd, ... call of kind @call made by gmem_open until open
  * makes no more of them: every failed open returns -errno, writes nothing to
@@ -337,16 +354,7 @@ static unsigned open_fails_cleanly(enum gmem_backend backend, unsigned flags,
 			     skip + 1, ret);
 		cr_assert_eq(g, (struct gmem *)&cfg, "%s #%lu: *out written on failure", name,
 			     skip + 1);
-		cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u after a failed open, were %u",
-			     name, skip + 1, count_fds(), fds);
-#ifndef __SANITIZE_ADDRESS__
-		/* Under ASan the allocator itself carves new PROT_NONE regions as
-		 * it grows; the plain build checks the mappings. */
-		cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u after a failed open, were %u",
-			     name, skip + 1, count_maps(), maps);
-#else
-		(void)maps;
-#endif
+		expect_nothing_left(name, skip + 1, fds, maps);
 	}
 	cr_assert_lt(skip, 64, "%s: gmem_open still failing after 64 injections", name);
 	return (unsigned)skip;
@@ -536,14 +544,7 @@ static unsigned restore_fails_cleanly(const char *path, unsigned flags, enum gm_
 			     skip + 1, ret);
 		cr_assert_eq(r, (struct gmem *)&o, "%s #%lu: *out written on failure", name,
 			     skip + 1);
-		cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u after a failed restore, were %u",
-			     name, skip + 1, count_fds(), fds);
-#ifndef __SANITIZE_ADDRESS__
-		cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u after a failed restore, "
-			     "were %u", name, skip + 1, count_maps(), maps);
-#else
-		(void)maps;
-#endif
+		expect_nothing_left(name, skip + 1, fds, maps);
 	}
 	cr_assert_lt(skip, 64, "%s: restore still failing after 64 injections", name);
 	return (unsigned)skip;
@@ -672,14 +673,7 @@ static unsigned save_fails_cleanly(struct gmem *g, const char *dir, const char *
 			  len, len0);
 		free(after);
 		TH_EQ(dir_entries(dir), entries);
-		cr_assert_eq(count_fds(), fds, "%s #%lu: fds %u, were %u", name, skip + 1,
-			     count_fds(), fds);
-#ifndef __SANITIZE_ADDRESS__
-		cr_assert_eq(count_maps(), maps, "%s #%lu: mappings %u, were %u", name, skip + 1,
-			     count_maps(), maps);
-#else
-		(void)maps;
-#endif
+		expect_nothing_left(name, skip + 1, fds, maps);
 	}
 	cr_assert_lt(skip, 256, "%s: save still failing after 256 injections", name);
 	free(before);
@@ -761,13 +755,7 @@ Test(inject, io_create_every_syscall_fails_cleanly)
 			TH_EQ(after.shared_pages, before.shared_pages);
 			TH_EQ(after.pinned_pages, before.pinned_pages);
 			TH_EQ(after.kmapped_pages, before.kmapped_pages);
-			TH_EQ(count_fds(), fds);
-#ifndef __SANITIZE_ADDRESS__
-			cr_assert_eq(count_maps(), maps, "call %zu #%lu: mappings %u, were %u", c,
-				     skip + 1, count_maps(), maps);
-#else
-			(void)maps;
-#endif
+			expect_nothing_left("gmem_io_create", skip + 1, fds, maps);
 		}
 	}
 	cr_log_info("gmem_io_create: %u calls failed one by one", failed);

@@ -153,6 +153,9 @@ void gm_sys_guarded_free(void *p)
  * in the SysV ABI: the caller keeps nothing there.
  */
 #if defined(__x86_64__)
+#define GM_SYS_VEC_CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", \
+			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+
 static void gm_sys_regs_wipe(void)
 {
 	/* 0: SSE2, 1: AVX, 2: AVX-512F; a load of libgcc's CPU model each. */
@@ -173,12 +176,10 @@ static void gm_sys_regs_wipe(void)
 			"vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
 			"vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
 			"vzeroall"
-			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+			::: GM_SYS_VEC_CLOBBERS);
 	else if (level == 1)
 		__asm__ volatile("vzeroall"
-			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+			::: GM_SYS_VEC_CLOBBERS);
 	else
 		__asm__ volatile(
 			"pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
@@ -187,8 +188,7 @@ static void gm_sys_regs_wipe(void)
 			"pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
 			"pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
 			"pxor %%xmm15, %%xmm15"
-			::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-			    "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+			::: GM_SYS_VEC_CLOBBERS);
 }
 #else
 static void gm_sys_regs_wipe(void)
