@@ -433,3 +433,44 @@ Test(vm, device_and_hypervisor_reads_of_private_memory)
 	cr_log_info("conversion path: %s", p.conversion);
 	gv_vm_destroy(vm);
 }
+
+/* Every fatal exit stops the guest with a report naming it, and the
+ * registers after it; the exit and stop names are what the report uses. */
+Test(vm, fatal_exits_name_themselves_and_show_the_registers)
+{
+	static const struct { uint32_t reason; const char *says, *name; } ex[] = {
+		{ KVM_EXIT_SHUTDOWN, "triple fault", "SHUTDOWN (triple fault)" },
+		{ KVM_EXIT_FAIL_ENTRY, "VM entry failed, hardware reason 0x7", "FAIL_ENTRY" },
+		{ KVM_EXIT_DEBUG, "unexpected KVM exit 4 (DEBUG)", "DEBUG" },
+		{ KVM_EXIT_EXCEPTION, "unexpected KVM exit 1 (EXCEPTION)", "EXCEPTION" },
+		{ KVM_EXIT_SYSTEM_EVENT, "(SYSTEM_EVENT)", "SYSTEM_EVENT" },
+		{ 4242, "unexpected KVM exit 4242 (other)", "other" },
+	};
+	static const struct { enum gv_stop why; const char *name; } stops[] = {
+		{ GV_STOP_NONE, "none" }, { GV_STOP_EXIT, "exit" }, { GV_STOP_HALT, "halt" },
+		{ GV_STOP_FAULT, "fault" }, { GV_STOP_ERROR, "error" },
+		{ GV_STOP_REQUESTED, "stopped" }, { (enum gv_stop)77, "?" },
+	};
+
+	for (size_t i = 0; i < sizeof(ex) / sizeof(ex[0]); i++) {
+		struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
+		struct gv_vcpu *v = &vm->cpu[0];
+
+		v->run->exit_reason = ex[i].reason;
+		v->run->fail_entry.hardware_entry_failure_reason = 7;
+		cr_assert_lt(gv_vcpu_handle_exit(v), 0);
+		TH_EQ(vm->result.why, GV_STOP_FAULT);
+		TH_EQ(vm->result.exit_reason, ex[i].reason);
+		cr_assert(strstr(vm->result.report, ex[i].says), "exit %u: %s", ex[i].reason,
+			  vm->result.report);
+		cr_assert(strstr(vm->result.report, "vCPU 0 registers:") &&
+			  strstr(vm->result.report, "rip "), "exit %u: no registers: %s",
+			  ex[i].reason, vm->result.report);
+		cr_assert_str_eq(gv_exit_name(ex[i].reason), ex[i].name);
+		gv_vm_destroy(vm);
+	}
+	for (uint32_t r = 0; r <= KVM_EXIT_MEMORY_FAULT; r++)
+		cr_assert(gv_exit_name(r)[0], "exit %u has no name", r);
+	for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++)
+		cr_assert_str_eq(gv_stop_name(stops[i].why), stops[i].name);
+}
