@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -1102,6 +1103,70 @@ Test(virtio, malformed_device_records_refused_at_restore)
 		TH_EQ(access(never, F_OK), -1);
 		gv_vm_destroy(vm);
 	}
+	unlink(t.image);
+	vs_snap_remove(&s);
+}
+
+/* The VM side torn from its memory, damaged, missing or not writable, on
+ * the test accelerator: refused before any VM is made, or the save fails
+ * and the guest goes on. */
+Test(virtio, vm_side_damaged_mismatched_missing_or_unwritable)
+{
+	uint8_t out[4096], byte;
+	char other[96];
+	struct vs_snap s;
+	struct gv_vm *vm = NULL;
+	struct vv t;
+
+	vs_save_session(&t, &s, out, sizeof(out));
+	/* One byte flipped, the hash left as it was. */
+	memcpy(&byte, s.orig + 64 + 128, 1);
+	byte ^= 0x40;
+	{
+		uint8_t *b = malloc(s.len);
+		int fd = open(s.vm, O_WRONLY | O_TRUNC);
+
+		cr_assert(b && fd >= 0);
+		memcpy(b, s.orig, s.len);
+		b[64 + 128] = byte;
+		TH_EQ(write(fd, b, s.len), (ssize_t)s.len);
+		close(fd);
+		free(b);
+	}
+	TH_EQ(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "checksum mismatch"), "%s", gv_last_error());
+	cr_assert_null(vm);
+	/* A PATH.vm of another save of PATH. */
+	vs_snap_edit(&s, 0, s.orig, 8);                 /* the one saved, whole */
+	snprintf(other, sizeof(other), "%s.keep", s.vm);
+	cr_assert_eq(rename(s.vm, other), 0);
+	cr_assert_eq(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm), -ENOENT);
+	cr_assert_null(vm);
+	{
+		struct gv_config cfg = vs_cfg;
+
+		cfg.mem_size = VT_MEM;
+		cfg.ncpus = 1;
+		cr_assert_eq(gv_vm_create(&cfg, &vm), 0);
+		cr_assert_eq(gv_vm_start(vm), 0);
+		TH_EQ(gv_test_mem_write(vm, 0x300000, "another", 7), 0);
+		cr_assert_eq(gv_vm_snapshot_save(vm, s.mem, NULL), 0, "%s", gv_last_error());
+		/* PATH.vm cannot be written (a directory is in the way): the save
+		 * fails naming it, and the guest runs on. */
+		unlink(s.vm);
+		cr_assert_eq(mkdir(s.vm, 0700), 0);
+		cr_assert_lt(gv_vm_snapshot_save(vm, s.mem, NULL), 0);
+		cr_assert(strstr(gv_last_error(), s.vm), "%s", gv_last_error());
+		cr_assert(!gv_vm_stopped(vm), "the guest did not go on");
+		TH_EQ(gv_test_mem_write(vm, 0x300000, "runs on", 7), 0);
+		rmdir(s.vm);
+		gv_vm_destroy(vm);
+		vm = NULL;
+	}
+	cr_assert_eq(rename(other, s.vm), 0);
+	TH_EQ(gv_vm_snapshot_restore(&vs_cfg, s.mem, NULL, &vm), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "does not belong"), "%s", gv_last_error());
+	cr_assert_null(vm);
 	unlink(t.image);
 	vs_snap_remove(&s);
 }
