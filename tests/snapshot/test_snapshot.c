@@ -414,3 +414,41 @@ Test(snapshot, progress)
 	gmem_close(g);
 	snap_rmdir(dir);
 }
+
+static uint64_t snap_file_size(const char *path)
+{
+	struct stat sb;
+
+	cr_assert_eq(stat(path, &sb), 0, "%s", path);
+	return (uint64_t)sb.st_size;
+}
+
+/* A verifying inspect reports progress the same way, forward to its total;
+ * options it cannot take are refused as save and restore refuse them. */
+Test(snapshot, inspect_verify_progress)
+{
+	const char *dir = snap_tmpdir(), *path = snap_file(dir, "a.snap", 0);
+	struct gmem *g = open_cfg(GMEM_BACKEND_MEMFD, 64 * TH_MIB, 0);
+	struct progress_seen pv = { 0 };
+	struct gmem_snapshot_opts o = { .progress = on_progress, .progress_ctx = &pv };
+	struct gmem_snapshot_opts bad = { .level = 1000 };
+	struct gmem_snapshot_info info;
+	uint64_t filled = snap_randomize(g, 12, 40);
+
+	cr_assert_eq(gmem_snapshot_save(g, path, 0), 0, "save: %s", gmem_last_error());
+	cr_assert_eq(gmem_snapshot_inspect(path, GMEM_SNAP_VERIFY, &o, &info), 0, "%s",
+		     gmem_last_error());
+	TH_EQ(info.verified, 1);
+	cr_assert(!pv.backwards && pv.calls >= 2, "verify progress: %llu calls, backwards %d",
+		  (unsigned long long)pv.calls, pv.backwards);
+	/* Verify counts the file's bytes it reads: at least the data saved raw,
+	 * at most the file. */
+	cr_assert(pv.total >= filled * TH_PAGE && pv.total <= snap_file_size(path),
+		  "verify total %llu, data %llu, file %llu", (unsigned long long)pv.total,
+		  (unsigned long long)(filled * TH_PAGE), (unsigned long long)snap_file_size(path));
+	TH_EQ(pv.last_done, pv.total);
+	TH_EQ(gmem_snapshot_inspect(path, GMEM_SNAP_VERIFY, &bad, &info), -EINVAL);
+	cr_assert(strstr(gmem_last_error(), "zstd level 1000"), "%s", gmem_last_error());
+	gmem_close(g);
+	snap_rmdir(dir);
+}

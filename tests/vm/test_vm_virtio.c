@@ -23,6 +23,7 @@
 
 #include "virtio/virtio.h"
 #include "virtio/virtio_blk.h"
+#include "pvblk.h"
 #include "vmsnap.h"
 #include "vt.h"
 
@@ -1169,4 +1170,35 @@ Test(virtio, vm_side_damaged_mismatched_missing_or_unwritable)
 	cr_assert_null(vm);
 	unlink(t.image);
 	vs_snap_remove(&s);
+}
+
+/* The VM's devices share one I/O context: made uncalibrated for the first
+ * device with a fixed path, calibrated once when a device on `auto` joins. */
+Test(virtio, devices_share_one_io_context_calibrated_once_for_auto, .timeout = 60)
+{
+	struct gmem_io_target mem = { .kind = GMEM_IO_MEMORY, .mem = calloc(1, 64 * 512),
+				      .mem_len = 64 * 512 };
+	struct gv_vblk_config vc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_BOUNCE };
+	struct gv_blk_config pc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_AUTO };
+	struct gv_config cfg = vs_cfg;
+	struct gv_vblk_stats vs;
+	struct gv_blk_stats ps;
+	struct gv_vblk *vb;
+	struct gv_blk *pb;
+	struct gv_vm *vm;
+
+	cr_assert_not_null(mem.mem);
+	cfg.mem_size = VT_MEM;
+	cfg.ncpus = 1;
+	cr_assert_eq(gv_vm_create(&cfg, &vm), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_attach(vm, &vc, &vb), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
+	TH_EQ(vs.io.calibrations, 0);
+	cr_assert_eq(gv_blk_attach(vm, &pc, &pb), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
+	cr_assert_eq(gv_blk_stats(pb, &ps), 0);
+	TH_EQ(vs.io.calibrations, 1);           /* the same context, seen by both */
+	TH_EQ(ps.io.calibrations, 1);
+	gv_vm_destroy(vm);
+	free((void *)mem.mem);
 }
