@@ -8,7 +8,8 @@
  * elements of `size` bytes at run + data_offset (a REP string instruction
  * gives count > 1): each element is one callback, in order, as on hardware.
  * The console collects text for the caller and hands whole lines to the
- * sink, so two vCPUs printing at once interleave by line, not by byte.
+ * sink; it takes a REP OUTS (the runtime's whole printf line) in one
+ * piece, so two vCPUs printing at once interleave by line, not by byte.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -55,6 +56,16 @@ static const struct gv_pio_dev *gv_pio_find(const struct gv_vm *vm, uint16_t por
 	return NULL;
 }
 
+/* A device callback's result: a failure stops the guest naming the device. */
+static int gv_pio_result(struct gv_vcpu *vcpu, const struct gv_pio_dev *dev, int ret)
+{
+	if (ret)
+		gv_vm_stop_with(vcpu->vm, vcpu, GV_STOP_ERROR, ret, 0,
+				"vCPU %u: device %s failed on port %#x: %s", vcpu->id,
+				dev->name ? dev->name : "?", vcpu->run->io.port, strerror(-ret));
+	return ret;
+}
+
 int gv_pio_dispatch(struct gv_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
@@ -78,17 +89,15 @@ int gv_pio_dispatch(struct gv_vcpu *vcpu)
 				"vCPU %u: I/O exit data outside kvm_run", vcpu->id);
 		return -EIO;
 	}
+	if (out && dev->outs && run->io.count > 1)
+		return gv_pio_result(vcpu, dev, dev->outs(vcpu, run->io.port, data, size,
+							  run->io.count, dev->ctx));
 	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
 		int ret = out ? dev->out(vcpu, run->io.port, data, size, dev->ctx)
 			      : dev->in(vcpu, run->io.port, data, size, dev->ctx);
 
-		if (ret) {
-			gv_vm_stop_with(vm, vcpu, GV_STOP_ERROR, ret, 0,
-					"vCPU %u: device %s failed on port %#x: %s", vcpu->id,
-					dev->name ? dev->name : "?", run->io.port,
-					strerror(-ret));
-			return ret;
-		}
+		if (ret)
+			return gv_pio_result(vcpu, dev, ret);
 	}
 	return 0;
 }
@@ -110,38 +119,65 @@ static void gv_console_emit_locked(struct gv_vm *vm, bool all)
 	vm->con_line = end;
 }
 
+/* Append @n bytes and hand on the lines they finish. Caller holds con_lock. */
+static int gv_console_put_locked(struct gv_vm *vm, const char *text, size_t n)
+{
+	bool newline = false;
+
+	if (vm->con_len + n + 1 > vm->con_cap) {
+		size_t cap = vm->con_cap ? vm->con_cap : 4096;
+		char *p;
+
+		while (cap < vm->con_len + n + 1)
+			cap *= 2;
+		if (cap > GV_CONSOLE_MAX)
+			return 0;       /* a runaway guest: keep what we have */
+		p = realloc(vm->con, cap);
+		if (!p)
+			return -ENOMEM;
+		vm->con = p;
+		vm->con_cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		vm->con[vm->con_len++] = text[i];
+		newline |= text[i] == '\n';
+	}
+	vm->con[vm->con_len] = '\0';
+	if (newline)
+		gv_console_emit_locked(vm, false);
+	return 0;
+}
+
+/* One byte per element, whatever the access size (an OUTB is what the
+ * runtime issues; a wider one carries its low byte). */
+static int gv_console_outs(struct gv_vcpu *vcpu, uint16_t port, const void *data,
+			   unsigned size, uint32_t count, void *ctx)
+{
+	struct gv_vm *vm = vcpu->vm;
+	const char *p = data;
+	char line[256];
+	int ret = 0;
+
+	(void)port, (void)ctx;
+	/* Under the lock for the whole string: another vCPU's text goes
+	 * before or after it, not inside. */
+	pthread_mutex_lock(&vm->con_lock);
+	while (count && !ret) {
+		uint32_t n = count < sizeof(line) ? count : (uint32_t)sizeof(line);
+
+		for (uint32_t i = 0; i < n; i++, p += size)
+			line[i] = *p;
+		ret = gv_console_put_locked(vm, line, n);
+		count -= n;
+	}
+	pthread_mutex_unlock(&vm->con_lock);
+	return ret;
+}
+
 static int gv_console_out(struct gv_vcpu *vcpu, uint16_t port, const void *data,
 			  unsigned size, void *ctx)
 {
-	struct gv_vm *vm = vcpu->vm;
-	char c = *(const char *)data;
-	int ret = 0;
-
-	(void)port, (void)size, (void)ctx;
-	pthread_mutex_lock(&vm->con_lock);
-	if (vm->con_len + 2 > vm->con_cap) {
-		size_t cap = vm->con_cap ? vm->con_cap * 2 : 4096;
-		char *n;
-
-		if (cap > GV_CONSOLE_MAX) {
-			/* A runaway guest: keep what we have, drop the rest. */
-			goto out;
-		}
-		n = realloc(vm->con, cap);
-		if (!n) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		vm->con = n;
-		vm->con_cap = cap;
-	}
-	vm->con[vm->con_len++] = c;
-	vm->con[vm->con_len] = '\0';
-	if (c == '\n')
-		gv_console_emit_locked(vm, false);
-out:
-	pthread_mutex_unlock(&vm->con_lock);
-	return ret;
+	return gv_console_outs(vcpu, port, data, size, 1, ctx);
 }
 
 void gv_console_flush(struct gv_vm *vm)
@@ -181,7 +217,8 @@ static int gv_exit_out(struct gv_vcpu *vcpu, uint16_t port, const void *data,
 int gv_pio_builtin(struct gv_vm *vm)
 {
 	static const struct gv_pio_dev devs[] = {
-		{ .name = "console", .base = GV_PORT_CONSOLE, .len = 1, .out = gv_console_out },
+		{ .name = "console", .base = GV_PORT_CONSOLE, .len = 1, .out = gv_console_out,
+		  .outs = gv_console_outs },
 		{ .name = "exit", .base = GV_PORT_EXIT, .len = 1, .out = gv_exit_out },
 		{ .name = "hypercall", .base = GV_PORT_HCALL, .len = 1, .in = gv_hcall_in },
 	};

@@ -205,6 +205,12 @@ struct gv_pio_dev {
 	int (*in)(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size, void *ctx);
 	int (*out)(struct gv_vcpu *vcpu, uint16_t port, const void *data, unsigned size,
 		   void *ctx);
+	/* Optional, beside out(): a REP OUTS whole, @count elements of @size
+	 * bytes in one call, for a device whose elements belong together (the
+	 * console keeps each line a guest prints in one piece while other
+	 * vCPUs print). Without it each element is one out() call. */
+	int (*outs)(struct gv_vcpu *vcpu, uint16_t port, const void *data, unsigned size,
+		    uint32_t count, void *ctx);
 	/* Optional: gv_vm_destroy calls it once the vCPUs are joined, before
 	 * the VM's I/O context and memory go, in reverse order of adding. */
 	void (*release)(void *ctx);
