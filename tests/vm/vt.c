@@ -17,6 +17,14 @@ void vt_need_kvm(void)
 		cr_skip_test("kvm: the guest's instructions must execute: %s", why);
 }
 
+void vt_need_kvm_for(const char *behaviour)
+{
+	const char *why = th_kvm_device_unavailable();
+
+	if (why)
+		cr_skip_test("kvm: needs %s: %s", behaviour, why);
+}
+
 void vt_need_guest_memfd(void)
 {
 	const char *why = th_kvm_unavailable();

@@ -16,6 +16,10 @@
  * plain slot. */
 void vt_need_kvm(void);
 
+/* The same, naming the instruction-level behaviour the test proves (what
+ * no driver on the test accelerator can stand in for), for the skip line. */
+void vt_need_kvm_for(const char *behaviour);
+
 /* Skip the test, with the reason, unless the RAM is a guest_memfd: KVM
  * then knows the private pages (memory attributes, memory fault exits). */
 void vt_need_guest_memfd(void);
