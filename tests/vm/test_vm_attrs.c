@@ -133,7 +133,7 @@ Test(vm, plain_slot_keeps_no_attributes)
 	struct gv_vm *vm;
 	int ret;
 
-	vt_need_kvm();
+	vt_need_kvm_for("a KVM memslot on memfd RAM, run without attribute ioctls");
 	gv_set_ioctl_hook(at_hook);
 	ret = gv_vm_create(&cfg, &vm);
 	cr_assert_eq(ret, 0, "gv_vm_create: %d: %s", ret, gv_last_error());
