@@ -43,7 +43,8 @@ static int gv_check_config(const struct gv_config *cfg)
 		gv_set_error("unknown memory-fault policy %d", (int)cfg->policy);
 		return -EINVAL;
 	}
-	if (cfg->accel != GV_ACCEL_KVM && cfg->accel != GV_ACCEL_TEST) {
+	if (cfg->accel != GV_ACCEL_KVM && cfg->accel != GV_ACCEL_TEST &&
+	    cfg->accel != GV_ACCEL_USER) {
 		gv_set_error("unknown accelerator %d", (int)cfg->accel);
 		return -EINVAL;
 	}
@@ -69,7 +70,8 @@ int gv_vm_create(const struct gv_config *cfg, struct gv_vm **out)
 		return -ENOMEM;
 	}
 	vm->cfg = *cfg;
-	vm->accel = cfg->accel == GV_ACCEL_TEST ? &gv_accel_test : &gv_accel_kvm;
+	vm->accel = cfg->accel == GV_ACCEL_TEST ? &gv_accel_test
+		    : cfg->accel == GV_ACCEL_USER ? &gv_accel_user : &gv_accel_kvm;
 	vm->ncpus = cfg->ncpus;
 	vm->kvm_fd = vm->vm_fd = -1;
 	for (i = 0; i < vm->ncpus; i++)

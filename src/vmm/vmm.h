@@ -58,6 +58,11 @@ enum gv_accel {
 	GV_ACCEL_TEST,          /* nothing executes: a driver posts the exits a   */
 	                        /* guest would cause (gv_test_*, below), on any   */
 	                        /* host; RAM is a memfd memory                    */
+	GV_ACCEL_USER,          /* the guest program's instructions execute in    */
+	                        /* user mode in this process, privileged ones     */
+	                        /* trapped into exits (accel/user.c): NO          */
+	                        /* isolation, for trusted test programs on hosts  */
+	                        /* without KVM; one VM per process; RAM a memfd   */
 };
 
 struct gv_config {

@@ -545,6 +545,13 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 		gv_set_error("snapshot: no config, path or output");
 		return -EINVAL;
 	}
+	/* userfaultfd serves the KVM view only: the user accelerator's second
+	 * mapping of RAM would touch pages not loaded yet and fault. */
+	if (cfg->accel == GV_ACCEL_USER && opts && (opts->flags & GMEM_SNAP_LAZY)) {
+		gv_set_error("snapshot: a lazy restore cannot run on the user accelerator "
+			     "(its guest mapping is outside userfaultfd's reach): restore eagerly");
+		return -EOPNOTSUPP;
+	}
 	ret = gv_read_vm_side(path, &h, &buf);
 	if (ret)
 		return ret;

@@ -14,6 +14,11 @@
  *                       or `gmem vm --accel=test --script`) posts each exit
  *                       a guest would have caused and waits for its result,
  *                       as QEMU's qtest does. vCPU state is kept in memory.
+ *   user (accel/user.c) the guest's instructions execute in user mode on a
+ *                       vCPU thread; what user mode may not execute traps
+ *                       and becomes the exit KVM would give. No isolation:
+ *                       for the project's own guest programs, on hosts
+ *                       without KVM.
  *
  * The run loop (vcpu.c):  checkpoint (rearm) -> run() -> handle exit -> exit_done()
  * run() returns 0 with an exit in vcpu->run, -EINTR when kicked, or another
@@ -55,5 +60,6 @@ struct gv_accel_ops {
 
 extern const struct gv_accel_ops gv_accel_kvm;
 extern const struct gv_accel_ops gv_accel_test;
+extern const struct gv_accel_ops gv_accel_user;
 
 #endif /* GV_ACCEL_H */
