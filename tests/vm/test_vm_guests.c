@@ -43,7 +43,6 @@ Test(vm, hello_prints_and_exits_zero)
 	struct gmem_stats st;
 	double t0 = vt_now();
 
-	vt_need_kvm_for("a guest booting into long mode and printing from its own code");
 	vm = vt_run("hello", 1, &res);
 	cr_log_info("hello ran in %.3f s", vt_now() - t0);
 	vt_expect_exit(vm, &res, 0);
@@ -205,8 +204,6 @@ Test(vm, convert_guest_shares_and_unshares)
 	struct gmem_stats st;
 	double t0 = vt_now();
 
-	vt_need_kvm_for("the guest's own loads and stores seeing contents kept across "
-			"conversions (the hypercalls run on every host in accel/*)");
 	vm = vt_run("convert", 1, &res);
 	cr_log_info("convert ran in %.3f s", vt_now() - t0);
 	vt_expect_exit(vm, &res, 0);
@@ -236,8 +233,6 @@ Test(vm, hostio_host_converts_and_transforms)
 	char buf[16];
 	double t0 = vt_now();
 
-	vt_need_kvm_for("the guest reading the device's result at the same address "
-			"(the device runs on every host in accel/*)");
 	vm = vt_run("hostio", 1, &res);
 	cr_log_info("hostio ran in %.3f s", vt_now() - t0);
 	vt_expect_exit(vm, &res, 0);
@@ -273,8 +268,6 @@ static void vt_smp(unsigned ncpus)
 	unsigned busy = ncpus < 8 ? ncpus : 8;
 	double t0 = vt_now();
 
-	vt_need_kvm_for("vCPU threads in KVM_RUN converting at the same time "
-			"(the dispatch runs on every host in accel/vcpus_convert_concurrently)");
 	vm = vt_run("smp", ncpus, &res);
 	cr_log_info("smp on %u vCPUs ran in %.3f s", ncpus, vt_now() - t0);
 	vt_expect_exit(vm, &res, 0);
@@ -304,7 +297,6 @@ Test(vm, faulting_guest_is_reported_with_registers)
 	struct gv_result res;
 	struct gv_vm *vm;
 
-	vt_need_kvm_for("a real triple fault and the registers KVM reports after it");
 	vm = vt_run("fault", 1, &res);
 	cr_assert_eq(res.why, GV_STOP_FAULT, "stopped by %s, want fault\n%s",
 		     gv_stop_name(res.why), res.report);

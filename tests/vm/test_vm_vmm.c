@@ -99,12 +99,11 @@ static struct gv_vm *vt_spin_on(struct vt_stopper *s, enum gv_accel accel)
 	return vm;
 }
 
-/* The spin guest with the stopper device, under KVM (skips without it,
- * naming @behaviour). */
-static struct gv_vm *vt_spin(struct vt_stopper *s, const char *behaviour)
+/* The spin guest with the stopper device, executing: under KVM, or on the
+ * user accelerator where KVM is missing. */
+static struct gv_vm *vt_spin(struct vt_stopper *s)
 {
-	vt_need_kvm_for(behaviour);
-	return vt_spin_on(s, GV_ACCEL_KVM);
+	return vt_spin_on(s, vt_exec_accel());
 }
 
 /* ... or on the test accelerator where KVM is missing (nothing runs). */
@@ -226,9 +225,7 @@ Test(vm, pause_freezes_the_guest_and_state_round_trips)
 	struct vt_stopper s = { .stop = 0 };
 	struct gv_vcpu_state st0, st1, again;
 	struct gv_result res;
-	struct gv_vm *vm = vt_spin(&s, "a vCPU in KVM_RUN frozen by a pause and its "
-				   "registers read back from KVM (the test accelerator's pause: "
-				   "accel/pause_holds_exits_and_state_survives)");
+	struct gv_vm *vm = vt_spin(&s);
 	uint64_t gpa, c0, c1, c2;
 	unsigned long polls;
 
@@ -293,7 +290,7 @@ Test(vm, stop_request_ends_a_running_guest)
 {
 	struct vt_stopper s = { .stop = 0 };
 	struct gv_result res;
-	struct gv_vm *vm = vt_spin(&s, "a spinning vCPU kicked out of KVM_RUN by a stop request");
+	struct gv_vm *vm = vt_spin(&s);
 
 	cr_assert_eq(gv_vm_start(vm), 0);
 	vt_counter_gpa(vm);
@@ -307,7 +304,7 @@ Test(vm, stop_request_ends_a_running_guest)
 Test(vm, destroy_stops_a_running_guest)
 {
 	struct vt_stopper s = { .stop = 0 };
-	struct gv_vm *vm = vt_spin(&s, "a spinning vCPU kicked out of KVM_RUN by destroy");
+	struct gv_vm *vm = vt_spin(&s);
 
 	cr_assert_eq(gv_vm_start(vm), 0);
 	vt_counter_gpa(vm);

@@ -60,10 +60,14 @@ static struct gv_vm *vt_vm_on(const char *name, unsigned ncpus, enum gv_fault_po
 	return vm;
 }
 
+enum gv_accel vt_exec_accel(void)
+{
+	return th_kvm_device_unavailable() ? GV_ACCEL_USER : GV_ACCEL_KVM;
+}
+
 struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy)
 {
-	vt_need_kvm();
-	return vt_vm_on(name, ncpus, policy, GV_ACCEL_KVM);
+	return vt_vm_on(name, ncpus, policy, vt_exec_accel());
 }
 
 struct gv_vm *vt_vm_any(const char *name, unsigned ncpus, enum gv_fault_policy policy)

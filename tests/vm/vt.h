@@ -27,7 +27,12 @@ void vt_need_guest_memfd(void);
 /* GMEM_GUEST_DIR/<name>.elf */
 const char *vt_guest_path(const char *name);
 
-/* A VM with @ncpus vCPUs and VT_MEM of RAM, @name loaded (skips without KVM). */
+/* What executes a guest program's instructions here: KVM where it is,
+ * else the user accelerator (accel/user.c: in this process, privileged
+ * instructions trapped into exits). */
+enum gv_accel vt_exec_accel(void);
+
+/* A VM with @ncpus vCPUs and VT_MEM of RAM, @name loaded, on vt_exec_accel(). */
 struct gv_vm *vt_vm(const char *name, unsigned ncpus, enum gv_fault_policy policy);
 
 /* For tests that execute no guest instruction (they feed exits to the
