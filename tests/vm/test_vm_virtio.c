@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -84,26 +85,24 @@ static void vv_get(struct vv *t, uint64_t gpa, void *buf, size_t len)
 	TH_EQ(gv_test_mem_read(t->vm, gpa, buf, len), 0);
 }
 
-/* A VM with the device, started; the ring page shared the way a Linux
- * guest shares its virtqueues (MAP_GPA_RANGE) and zeroed. The disk is a
- * fresh image file, or @target (VV_SECTS sectors) when given. */
-static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_io_target *target)
+/* A VM of @ncpus with the device on @in, started; the ring page shared the
+ * way a Linux guest shares its virtqueues (MAP_GPA_RANGE) and zeroed. With
+ * no target in @in the disk is a fresh image file of @image_bytes. */
+static void vv_boot_ex(struct vv *t, const struct gv_vblk_config *in, uint64_t image_bytes,
+		       unsigned ncpus)
 {
-	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
-				 .accel = GV_ACCEL_TEST };
-	struct gv_vblk_config bc = { .io_path = path };
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = ncpus,
+				 .policy = GV_POLICY_CONVERT, .accel = GV_ACCEL_TEST };
+	struct gv_vblk_config bc = *in;
 	static uint8_t zero[4096];
 	int fd;
 
 	memset(t, 0, sizeof(*t));
-	if (target) {
-		bc.target = target;
-		bc.sectors = VV_SECTS;
-	} else {
+	if (!bc.target) {
 		snprintf(t->image, sizeof(t->image), "/tmp/gmem-virtio-XXXXXX");
 		fd = mkstemp(t->image);
 		cr_assert_geq(fd, 0);
-		cr_assert_eq(ftruncate(fd, VV_SECTS * 512ull), 0);
+		cr_assert_eq(ftruncate(fd, (off_t)image_bytes), 0);
 		close(fd);
 		bc.image = t->image;
 	}
@@ -112,6 +111,15 @@ static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_i
 	cr_assert_eq(gv_vm_start(t->vm), 0);
 	TH_EQ(vv_map(t, VV_RING, 1, 0), 0);
 	vv_put(t, VV_RING, zero, sizeof(zero));
+}
+
+/* One vCPU; the disk a fresh 1 MiB image, or @target (VV_SECTS sectors). */
+static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_io_target *target)
+{
+	struct gv_vblk_config bc = { .io_path = path, .target = target,
+				     .sectors = target ? VV_SECTS : 0 };
+
+	vv_boot_ex(t, &bc, VV_SECTS * 512ull, 1);
 }
 
 static void vv_boot(struct vv *t, enum gmem_io_path path)
@@ -335,7 +343,19 @@ static void vv_session(enum gmem_io_path path)
 	TH_EQ(bs.features, VV_WANT);
 	TH_EQ(bs.queue_num, VV_QN);
 	TH_EQ(bs.io.shared_now, 0);
+	/* Three requests moved data: on the path asked for, or on auto on
+	 * the paths its calibration chose. */
+	TH_EQ(bs.io.requests[GMEM_IO_AUTO], 0);
+	if (path == GMEM_IO_AUTO) {
+		TH_EQ(bs.io.requests[GMEM_IO_INPLACE] + bs.io.requests[GMEM_IO_BOUNCE] +
+		      bs.io.requests[GMEM_IO_KMAP], 3);
+		cr_assert_gt(bs.io.calibrations, 0, "auto ran uncalibrated");
+	} else {
+		TH_EQ(bs.io.requests[path], 3);
+		TH_EQ(bs.io.calibrations, 0);
+	}
 	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	TH_EQ(th_stats(g).shared_pages, 1);     /* the ring page, nothing else */
 	cr_log_info("%s: %llu B written, %llu B read", gmem_io_path_name(path),
 		    (unsigned long long)bs.bytes_written, (unsigned long long)bs.bytes_read);
@@ -355,6 +375,11 @@ Test(virtio, blk_session_bounce)
 Test(virtio, blk_session_kmap)
 {
 	vv_session(GMEM_IO_KMAP);
+}
+
+Test(virtio, blk_session_auto, .timeout = 60)
+{
+	vv_session(GMEM_IO_AUTO);
 }
 
 /* ---- negotiation and set-up rules ---------------------------------------- */
@@ -753,6 +778,184 @@ Test(virtio, one_notify_serves_at_most_a_ring)
 	TH_EQ(bs.broken, 0);
 	cr_assert_geq(bs.reads, VV_QN + 1);
 	vv_teardown(&t);
+}
+
+/* ---- a disk that fails, a disk shorter than it says ----------------------- */
+
+static const enum gmem_io_path vv_paths[] = {
+	GMEM_IO_INPLACE, GMEM_IO_BOUNCE, GMEM_IO_KMAP, GMEM_IO_AUTO,
+};
+#define VV_NPATHS (sizeof(vv_paths) / sizeof(vv_paths[0]))
+
+/* A memory disk whose I/O fails with EIO at offsets in [fail_at, fail_end):
+ * a write running into that range moves the bytes before it, then fails. */
+struct vv_faulty_disk {
+	uint8_t *mem;
+	uint64_t len;
+	uint64_t fail_at, fail_end;
+	unsigned eios;
+};
+
+static int64_t vv_faulty_io(void *opaque, enum gmem_io_dir dir, const struct iovec *iov,
+			    int iovcnt, uint64_t off)
+{
+	struct vv_faulty_disk *d = opaque;
+	uint64_t moved = 0, end = d->len;
+
+	if (off >= d->fail_at && off < d->fail_end) {
+		d->eios++;
+		return -EIO;
+	}
+	if (off < d->fail_at)
+		end = d->fail_at;
+	for (int i = 0; i < iovcnt && off < end; i++) {
+		uint64_t n = iov[i].iov_len < end - off ? iov[i].iov_len : end - off;
+
+		if (dir == GMEM_IO_READ)
+			memcpy(iov[i].iov_base, d->mem + off, n);
+		else
+			memcpy(d->mem + off, iov[i].iov_base, n);
+		off += n;
+		moved += n;
+	}
+	return (int64_t)moved;
+}
+
+/* A 4 KiB request of @type at @sector on the buffer at @gpa. */
+static uint8_t vv_req1(struct vv *t, uint32_t type, uint64_t sector, uint64_t gpa,
+		       uint32_t *len)
+{
+	struct vv_seg s[1] = { { gpa, 4096 } };
+
+	return vv_req(t, type, sector, s, 1, len);
+}
+
+static void vv_expect_bytes(const uint8_t *p, uint8_t want, size_t len, const char *what)
+{
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(p[i], want, "%s: byte %zu is %#x, want %#x", what, i, p[i], want);
+}
+
+/* The disk fails with EIO under sectors [32, 40): a request there completes
+ * with IOERR and moves nothing (the disk and the guest buffer as they were,
+ * used length 1: the status byte), one running into it moves what lies
+ * before, and every page keeps the state the guest gave it, on every path.
+ * The device is not broken: the next request is served. */
+static void vv_injected_eio(enum gmem_io_path path)
+{
+	struct vv_faulty_disk d = { .len = VV_SECTS * 512ull, .fail_at = 32 * 512,
+				    .fail_end = 40 * 512 };
+	struct gmem_io_target disk = { .kind = GMEM_IO_CALLBACK, .fn = vv_faulty_io,
+				       .opaque = &d };
+	const char *name = gmem_io_path_name(path);
+	uint8_t buf[4096], fill[4096];
+	struct gv_vblk_stats bs;
+	struct gmem *g;
+	uint32_t len;
+	struct vv t;
+
+	d.mem = malloc(d.len);
+	cr_assert_not_null(d.mem);
+	memset(d.mem, 0xee, d.len);
+	memset(fill, 0x5a, sizeof(fill));
+	vv_boot_on(&t, path, &disk);
+	g = gv_vm_gmem(t.vm);
+	vv_start(&t);
+	vv_put(&t, VV_BUF, fill, sizeof(fill));
+	vv_put(&t, VV_BUF + 0x10000, fill, sizeof(fill));
+	TH_EQ(vv_map(&t, VV_BUF + 0x20000, 1, 0), 0);   /* one buffer shared */
+	vv_put(&t, VV_BUF + 0x20000, fill, sizeof(fill));
+
+	/* A write inside the failing range, from private and shared memory. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 32, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: private write into EIO", name);
+	TH_EQ(len, 1);
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 32, VV_BUF + 0x20000, &len), GV_VBLK_S_IOERR,
+		     "%s: shared write into EIO", name);
+	vv_expect_bytes(d.mem + 32 * 512, 0xee, 8 * 512, "disk under the failed writes");
+	/* A read from it: the buffer keeps its bytes. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 32, VV_BUF + 0x10000, &len), GV_VBLK_S_IOERR,
+		     "%s: read from EIO", name);
+	cr_assert_eq(len, 1, "%s: used length %u of a failed read", name, len);
+	vv_get(&t, VV_BUF + 0x10000, buf, sizeof(buf));
+	vv_expect_bytes(buf, 0x5a, sizeof(buf), "buffer of the failed read");
+	/* A write running into the range: the 2 KiB before it land. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 28, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: write running into EIO", name);
+	vv_expect_bytes(d.mem + 28 * 512, 0x5a, 2048, "disk before the failure");
+	vv_expect_bytes(d.mem + 32 * 512, 0xee, 8 * 512, "disk from the failure on");
+	TH_EQ(d.eios, 4);
+	for (uint64_t a = VV_BUF; a < VV_BUF + 0x11000; a += TH_PAGE)
+		cr_assert_eq(gmem_state(g, a), GMEM_PRIVATE, "%s: page %#llx not private", name,
+			     (unsigned long long)a);
+	TH_EQ(gmem_state(g, VV_BUF + 0x20000), GMEM_SHARED);
+	/* Not broken: a request elsewhere is served. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 64, VV_BUF, &len), GV_VBLK_S_OK, "%s", name);
+	vv_expect_bytes(d.mem + 64 * 512, 0x5a, 4096, "disk after the honest write");
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.ioerrs, 4);
+	TH_EQ(bs.io.errors, 4);
+	TH_EQ(bs.writes, 1);
+	TH_EQ(bs.reads, 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(bs.io.deferred, 0);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).shared_pages, 2);     /* the ring page and the shared buffer */
+	vv_teardown(&t);
+	free(d.mem);
+}
+
+Test(virtio, injected_eio_is_ioerr_moves_nothing_and_keeps_page_states, .timeout = 60)
+{
+	for (unsigned i = 0; i < VV_NPATHS; i++)
+		vv_injected_eio(vv_paths[i]);
+}
+
+/* The device says the disk has 128 sectors; the image holds 56. A read
+ * inside the image is served; one past its end comes back short: IOERR,
+ * nothing in the buffer, which stays private. */
+static void vv_short_image(enum gmem_io_path path)
+{
+	struct gv_vblk_config bc = { .io_path = path, .sectors = 128 };
+	const char *name = gmem_io_path_name(path);
+	uint8_t buf[4096], fill[4096];
+	struct gv_vblk_stats bs;
+	uint64_t cap = 0;
+	uint32_t len;
+	struct vv t;
+
+	memset(fill, 0x5a, sizeof(fill));
+	vv_boot_ex(&t, &bc, 56 * 512, 1);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, false, &cap, 8), 0);
+	TH_EQ(cap, 128);
+	vv_start(&t);
+	vv_put(&t, VV_BUF, fill, sizeof(fill));
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 40, VV_BUF + 0x10000, &len), GV_VBLK_S_OK,
+		     "%s: read inside the image", name);
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 120, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: read past the image's end", name);
+	cr_assert_eq(len, 1, "%s: used length %u of a read past the end", name, len);
+	vv_get(&t, VV_BUF, buf, sizeof(buf));
+	vv_expect_bytes(buf, 0x5a, sizeof(buf), "buffer of the read past the end");
+	TH_EQ(gmem_state(gv_vm_gmem(t.vm), VV_BUF), GMEM_PRIVATE);
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.sectors, 128);
+	TH_EQ(bs.reads, 1);
+	TH_EQ(bs.ioerrs, 1);
+	TH_EQ(bs.io.short_transfers, 1);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).shared_pages, 1);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).pinned_pages, 0);
+	vv_teardown(&t);
+}
+
+Test(virtio, image_shorter_than_the_disk_is_ioerr_past_its_end, .timeout = 60)
+{
+	for (unsigned i = 0; i < VV_NPATHS; i++)
+		vv_short_image(vv_paths[i]);
 }
 
 /* ---- device state in VM snapshots ------------------------------------------ */
