@@ -958,6 +958,45 @@ Test(virtio, image_shorter_than_the_disk_is_ioerr_past_its_end, .timeout = 60)
 		vv_short_image(vv_paths[i]);
 }
 
+/* Configurations refused before anything is opened or claimed, and an
+ * attach after the start. */
+Test(virtio, attach_refusals)
+{
+	struct gmem_io_target t = { .kind = GMEM_IO_MEMORY };
+	struct gv_vblk_config both = { .image = "/dev/null", .target = &t, .sectors = 8 };
+	struct gv_vblk_config none = { .sectors = 8 };
+	struct gv_vblk_config nosize = { .target = &t };
+	struct gv_vblk_config badpath = { .target = &t, .sectors = 8, .io_path = 9 };
+	struct gv_vblk_config missing = { .image = "/nonexistent/gmem-disk.img" };
+	struct gv_vblk_config mem = { .target = &t, .sectors = 8 };
+	struct gv_vblk *vb = NULL;
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_result res;
+
+	t.mem = calloc(8, 512);
+	t.mem_len = 8 * 512;
+	cr_assert_not_null(t.mem);
+	TH_EQ(gv_vblk_attach(NULL, &mem, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, NULL, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &both, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &none, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &nosize, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &badpath, &vb), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "I/O path"), "%s", gv_last_error());
+	TH_EQ(gv_vblk_attach(vm, &missing, &vb), -ENOENT);
+	cr_assert(strstr(gv_last_error(), "/nonexistent/gmem-disk.img"), "%s", gv_last_error());
+	cr_assert_null(vb, "a refused attach set *out");
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), 0);
+	cr_assert_not_null(vb);
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), -EEXIST);          /* the window is taken */
+	cr_assert_eq(gv_vm_load_file(vm, vt_guest_path("hello")), 0, "%s", gv_last_error());
+	vt_finish(vm, &res);
+	mem.base = GV_VIRTIO_MMIO_BASE + GV_VIRTIO_MMIO_SIZE;
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), -EBUSY);           /* after the start */
+	gv_vm_destroy(vm);
+	free((void *)t.mem);
+}
+
 /* ---- device state in VM snapshots ------------------------------------------ */
 
 /* Offsets in PATH.vm (docs/snapshot-format.md): header fields, and the
