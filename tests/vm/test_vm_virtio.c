@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <linux/kvm_para.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -995,6 +996,155 @@ Test(virtio, attach_refusals)
 	TH_EQ(gv_vblk_attach(vm, &mem, &vb), -EBUSY);           /* after the start */
 	gv_vm_destroy(vm);
 	free((void *)t.mem);
+}
+
+/* ---- a guest converting a buffer while the device does I/O on it ---------- */
+
+/* vCPU 1 flips a data buffer's state as fast as it can while vCPU 0 does
+ * block I/O on it. Every request completes, the device is not broken, and
+ * once the I/O is over the page is in the state of the guest's last
+ * successful conversion (gmem_convert(3)): no interleaving leaves it in a
+ * state nobody asked for. The flipper is stopped from inside the last
+ * request's I/O, so its last conversion came before that request ended
+ * and the device's clean-up, not the flipper, had the last word. */
+struct vv_flipper {
+	struct gv_vm *vm;
+	atomic_bool stop;       /* set from the disk; the flipper reads it   */
+	atomic_bool exited;     /* the flipper made its last call            */
+	bool steal;             /* first try to drop the request's pin       */
+	int last;               /* state of the last successful conversion  */
+	unsigned ok, busy, other, stolen;
+};
+
+static void *vv_flip_run(void *arg)
+{
+	struct vv_flipper *f = arg;
+
+	for (unsigned i = 0; !atomic_load(&f->stop); i++) {
+		int to = i & 1 ? GMEM_PRIVATE : GMEM_SHARED;
+		int64_t res = 0;
+
+		if (f->steal && to == GMEM_PRIVATE) {
+			if (gv_test_hypercall(f->vm, 1, GV_HC_IO_UNPIN, VV_BUF, TH_PAGE, 0, &res)) {
+				f->other++;
+				break;
+			}
+			f->stolen += res == 0;
+		}
+		if (gv_test_hypercall(f->vm, 1, to == GMEM_SHARED ? GV_HC_SHARE : GV_HC_UNSHARE,
+				      VV_BUF, TH_PAGE, 0, &res)) {
+			f->other++;
+			break;
+		}
+		if (res == 0) {
+			f->last = to;
+			f->ok++;
+		} else if (res == -EAGAIN) {
+			f->busy++;      /* a request had it pinned: refused whole */
+		} else {
+			f->other++;
+		}
+	}
+	atomic_store(&f->exited, true);
+	return NULL;
+}
+
+/* The racing disk: memory, and on the last request, from inside its I/O,
+ * the flipper stopped and waited for. */
+struct vv_race_disk {
+	uint8_t mem[64 * 4096];
+	struct vv_flipper *f;
+	atomic_bool last;
+};
+
+static int64_t vv_race_io(void *opaque, enum gmem_io_dir dir, const struct iovec *iov,
+			  int iovcnt, uint64_t off)
+{
+	struct vv_race_disk *d = opaque;
+	int64_t n = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		if (off + iov[i].iov_len > sizeof(d->mem))
+			return -EIO;
+		if (dir == GMEM_IO_READ)
+			memcpy(iov[i].iov_base, d->mem + off, iov[i].iov_len);
+		else
+			memcpy(d->mem + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+		n += (int64_t)iov[i].iov_len;
+	}
+	if (atomic_load(&d->last)) {
+		atomic_store(&d->f->stop, true);
+		while (!atomic_load(&d->f->exited))
+			sched_yield();
+	}
+	return n;
+}
+
+static void vv_race(enum gmem_io_path path, bool steal)
+{
+	struct vv_flipper f = { .last = GMEM_PRIVATE, .steal = steal };
+	struct vv_race_disk *d = calloc(1, sizeof(*d));
+	struct gmem_io_target disk = { .kind = GMEM_IO_CALLBACK, .fn = vv_race_io, .opaque = d };
+	struct gv_vblk_config bc = { .io_path = path, .target = &disk,
+				     .sectors = sizeof(d->mem) / 512 };
+	unsigned good = 0;
+	struct gv_vblk_stats bs;
+	pthread_t th;
+	struct vv t;
+
+	cr_assert_not_null(d);
+	d->f = &f;
+	vv_boot_ex(&t, &bc, 0, 2);
+	vv_start(&t);
+	f.vm = t.vm;
+	cr_assert_eq(pthread_create(&th, NULL, vv_flip_run, &f), 0);
+	for (unsigned i = 0; i < 400; i++) {
+		uint32_t type = i & 1 ? GV_VBLK_T_IN : GV_VBLK_T_OUT, len;
+		uint8_t st;
+
+		atomic_store(&d->last, i == 399);
+		st = vv_req1(&t, type, i % 64 * 8, VV_BUF, &len);
+		good += st == GV_VBLK_S_OK;
+		cr_assert(st == GV_VBLK_S_OK || st == GV_VBLK_S_IOERR, "request %u: status %u",
+			  i, st);
+	}
+	pthread_join(th, NULL);
+	cr_assert(atomic_load(&f.stop), "the last request never reached the disk");
+	TH_EQ(f.other, 0);
+	cr_assert_eq(f.stolen, 0, "the guest dropped the device's pin %u times", f.stolen);
+	cr_assert_gt(f.ok, 0, "the guest never converted");
+	cr_assert_eq(gmem_state(gv_vm_gmem(t.vm), VV_BUF), f.last,
+		     "the buffer is %d after the I/O, the guest last asked for %d",
+		     gmem_state(gv_vm_gmem(t.vm), VV_BUF), f.last);
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.reads + bs.writes + bs.ioerrs, 400);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(bs.io.deferred, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).pinned_pages, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).kmapped_pages, 0);
+	cr_log_info("%s: %u of 400 requests OK; guest conversions: %u done, %u refused busy",
+		    gmem_io_path_name(path), good, f.ok, f.busy);
+	vv_teardown(&t);
+	free(d);
+}
+
+Test(virtio, inplace_io_racing_guest_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_INPLACE, false);
+}
+
+/* The same guest also tries to drop the pin an in-place request holds
+ * before each unshare, to take the page back under the device's copy. */
+Test(virtio, inplace_io_racing_guest_unpin_and_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_INPLACE, true);
+}
+
+Test(virtio, bounce_io_racing_guest_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_BOUNCE, false);
 }
 
 /* ---- device state in VM snapshots ------------------------------------------ */
