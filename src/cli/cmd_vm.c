@@ -355,8 +355,9 @@ static void vm_print_disk(struct gv_blk *blk)
 
 /* What the guest may hold of the VMM, and what it held (issue 13's
  * per-VM limits; the reasons are in gv_abi.h). */
-static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk)
+static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk, struct gv_vblk *vblk)
 {
+	struct gv_vblk_stats vs;
 	struct gv_blk_stats bs;
 	struct gv_limits l;
 
@@ -374,6 +375,11 @@ static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk)
 			"at most %u KiB, one ring per kick (most posted to one kick: %llu)\n",
 			bs.ring_entries, bs.ring_max, bs.max_request_bytes >> 10,
 			(unsigned long long)bs.max_kick);
+	if (vblk && !gv_vblk_stats(vblk, &vs))
+		fprintf(stderr, "vm: limits: virtio queue %u of at most %u entries, requests of "
+			"at most %u KiB in at most %u segments, one ring per notify (most served "
+			"by one notify: %llu)\n", vs.queue_num, vs.queue_max, vs.size_max >> 10,
+			vs.seg_max, (unsigned long long)vs.max_notify);
 }
 
 static double vm_now(void)
@@ -587,7 +593,7 @@ run:
 			vm_print_vdisk(vblk);
 		vm_print_lazy(vm);
 		vm_print_mirror(vm);
-		vm_print_limits(vm, blk);
+		vm_print_limits(vm, blk, vblk);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

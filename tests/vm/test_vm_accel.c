@@ -1047,6 +1047,7 @@ Test(accel, cli_report_shows_the_guest_limits)
 	cr_assert(strstr(out, "vm: limits: host-view mappings "), "output:\n%s", out);
 	cr_assert(strstr(out, "HOSTIO at most 1024 KiB, HOST_READ 4096 B"), "output:\n%s", out);
 	cr_assert_null(strstr(out, "block ring"), "no disk, yet:\n%s", out);
+	cr_assert_null(strstr(out, "virtio queue"), "no disk, yet:\n%s", out);
 }
 
 Test(accel, cli_report_shows_the_block_limits)
@@ -1062,6 +1063,24 @@ Test(accel, cli_report_shows_the_block_limits)
 	unlink(image);
 	cr_assert(strstr(out, "vm: limits: block ring 8 of at most 256 entries, requests of at "
 			      "most 1024 KiB, one ring per kick"), "output:\n%s", out);
+}
+
+/* The virtio disk's limits: the queue the guest set up and its most, the
+ * longest request (GV_VBLK_SIZE_MAX) and its segments, one ring a notify. */
+Test(accel, cli_report_shows_the_virtio_limits)
+{
+	char out[16384], opts[128], image[] = "/tmp/gmem-accel-cli-XXXXXX";
+	int fd = mkstemp(image);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(opts, sizeof(opts), "--verbose --virtio-disk %s", image);
+	TH_EQ(vt_cli_script_opts("virtio-limits.gvs", opts, out, sizeof(out), 1), 0);
+	unlink(image);
+	cr_assert(strstr(out, "vm: limits: virtio queue 8 of at most 256 entries, requests of "
+			      "at most 1024 KiB in at most 8 segments, one ring per notify (most "
+			      "served by one notify: 0)"), "output:\n%s", out);
 }
 
 Test(accel, cli_script_runs_a_session_to_the_guest_exit)

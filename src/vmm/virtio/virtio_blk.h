@@ -86,6 +86,10 @@ struct gv_vblk_stats {
 	int broken;             /* why DEVICE_NEEDS_RESET is set, or 0           */
 	uint64_t features;      /* negotiated                                     */
 	uint32_t queue_num;     /* the queue's size, 0 before set-up              */
+	/* Limits (the guest cannot raise them): the queue's most entries, the
+	 * longest request and its most data buffers; one notify serves at most
+	 * a ring, max_notify the most it served. */
+	uint32_t queue_max, size_max, seg_max;
 	uint64_t notifies, resets, max_notify;
 	uint64_t reads, writes, flushes, get_ids;
 	uint64_t bytes_read, bytes_written;
