@@ -25,7 +25,6 @@
 
 #include "virtio/virtio.h"
 #include "virtio/virtio_blk.h"
-#include "pvblk.h"
 #include "vmsnap.h"
 #include "vt.h"
 
@@ -1565,32 +1564,37 @@ Test(virtio, vm_side_damaged_mismatched_missing_or_unwritable)
 }
 
 /* The VM's devices share one I/O context: made uncalibrated for the first
- * device with a fixed path, calibrated once when a device on `auto` joins. */
+ * device with a fixed path, calibrated once when a device on `auto` joins
+ * (a second virtio disk, in the next window). */
 Test(virtio, devices_share_one_io_context_calibrated_once_for_auto, .timeout = 60)
 {
 	struct gmem_io_target mem = { .kind = GMEM_IO_MEMORY, .mem = calloc(1, 64 * 512),
 				      .mem_len = 64 * 512 };
-	struct gv_vblk_config vc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_BOUNCE };
-	struct gv_blk_config pc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_AUTO };
+	struct gv_vblk_config fixed = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_BOUNCE };
+	struct gv_vblk_config autop = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_AUTO,
+					.base = GV_VIRTIO_MMIO_BASE + GV_VIRTIO_MMIO_SIZE };
 	struct gv_config cfg = vs_cfg;
-	struct gv_vblk_stats vs;
-	struct gv_blk_stats ps;
-	struct gv_vblk *vb;
-	struct gv_blk *pb;
+	struct gv_vblk_stats fs, as;
+	struct gv_vblk *fb, *ab;
 	struct gv_vm *vm;
 
 	cr_assert_not_null(mem.mem);
 	cfg.mem_size = VT_MEM;
 	cfg.ncpus = 1;
 	cr_assert_eq(gv_vm_create(&cfg, &vm), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_attach(vm, &vc, &vb), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
-	TH_EQ(vs.io.calibrations, 0);
-	cr_assert_eq(gv_blk_attach(vm, &pc, &pb), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
-	cr_assert_eq(gv_blk_stats(pb, &ps), 0);
-	TH_EQ(vs.io.calibrations, 1);           /* the same context, seen by both */
-	TH_EQ(ps.io.calibrations, 1);
+	cr_assert_eq(gv_vblk_attach(vm, &fixed, &fb), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(fb, &fs), 0);
+	TH_EQ(fs.io.calibrations, 0);
+	cr_assert_eq(gv_vblk_attach(vm, &autop, &ab), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(fb, &fs), 0);
+	cr_assert_eq(gv_vblk_stats(ab, &as), 0);
+	TH_EQ(fs.io.calibrations, 1);           /* the same context, seen by both */
+	TH_EQ(as.io.calibrations, 1);
+	/* A third on auto finds it calibrated. */
+	autop.base += GV_VIRTIO_MMIO_SIZE;
+	cr_assert_eq(gv_vblk_attach(vm, &autop, &ab), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(ab, &as), 0);
+	TH_EQ(as.io.calibrations, 1);
 	gv_vm_destroy(vm);
 	free((void *)mem.mem);
 }
