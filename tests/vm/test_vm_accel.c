@@ -701,3 +701,14 @@ Test(accel, cli_virtio_disk_is_found_and_reported)
 	cr_assert(strstr(out, "vm: virtio disk /nonexistent/gmem.img: "), "output:\n%s", out);
 	unlink(image);
 }
+
+/* The paravirtual --disk is gone; --io-path is the virtio disk's. */
+Test(accel, cli_io_path_needs_a_virtio_disk_and_disk_is_unknown)
+{
+	char out[4096];
+
+	TH_EQ(vt_cli_script_opts("virtio-probe.gvs", "--io-path bounce", out, sizeof(out), 1), 2);
+	cr_assert(strstr(out, "--io-path needs --virtio-disk"), "output:\n%s", out);
+	TH_EQ(vt_cli_script_opts("virtio-probe.gvs", "--disk /dev/null", out, sizeof(out), 1), 2);
+	cr_assert(strstr(out, "unknown option '--disk'"), "output:\n%s", out);
+}
