@@ -541,6 +541,35 @@ Test(accel, snapshot_in_the_middle_restores_memory_states_and_vcpus)
 
 /* Loading needs no execution: the image, the boot structures and each
  * vCPU's start state are the VMM's work, checked here on every host. */
+static int vt_quiet_in(struct gv_vcpu *vcpu, uint16_t port, void *data, unsigned size,
+		       void *ctx)
+{
+	(void)vcpu, (void)port, (void)ctx;
+	memset(data, 0, size);
+	return 0;
+}
+
+/* Port devices have no saved state: a VM with one beyond the built-in
+ * ports is not saved (naming the device, nothing written), and runs on. */
+Test(accel, a_port_device_without_saved_state_refuses_the_save)
+{
+	struct gv_pio_dev dev = { .name = "stateless", .base = 0x520, .len = 8,
+				  .in = vt_quiet_in };
+	struct gv_vm *vm = vt_tvm_policy(1, GV_POLICY_CONVERT, false);
+	char never[] = "/tmp/gmem-accel-never";
+	uint32_t v = 1;
+
+	TH_EQ(gv_vm_add_pio(vm, &dev), 0);
+	cr_assert_eq(gv_vm_start(vm), 0);
+	TH_EQ(gv_vm_snapshot_save(vm, never, NULL), -EOPNOTSUPP);
+	cr_assert(strstr(gv_last_error(), "stateless"), "message: %s", gv_last_error());
+	TH_EQ(access(never, F_OK), -1);
+	cr_assert(!gv_vm_stopped(vm), "the guest did not go on");
+	TH_EQ(gv_test_in(vm, 0, 0x520, 4, &v), 0);
+	TH_EQ(v, 0);
+	gv_vm_destroy(vm);
+}
+
 Test(accel, loads_a_guest_program_and_boots_its_vcpus)
 {
 	struct gv_vm *vm = vt_tvm_policy(2, GV_POLICY_CONVERT, false);
