@@ -556,9 +556,11 @@ Test(accel, a_port_device_without_saved_state_refuses_the_save)
 	struct gv_pio_dev dev = { .name = "stateless", .base = 0x520, .len = 8,
 				  .in = vt_quiet_in };
 	struct gv_vm *vm = vt_tvm_policy(1, GV_POLICY_CONVERT, false);
-	char never[] = "/tmp/gmem-accel-never";
+	char dir[] = "/tmp/gmem-accel-nosave-XXXXXX", never[64];
 	uint32_t v = 1;
 
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(never, sizeof(never), "%s/snap", dir);
 	TH_EQ(gv_vm_add_pio(vm, &dev), 0);
 	cr_assert_eq(gv_vm_start(vm), 0);
 	TH_EQ(gv_vm_snapshot_save(vm, never, NULL), -EOPNOTSUPP);
@@ -568,6 +570,7 @@ Test(accel, a_port_device_without_saved_state_refuses_the_save)
 	TH_EQ(gv_test_in(vm, 0, 0x520, 4, &v), 0);
 	TH_EQ(v, 0);
 	gv_vm_destroy(vm);
+	TH_EQ(rmdir(dir), 0);                   /* empty: nothing was written */
 }
 
 Test(accel, loads_a_guest_program_and_boots_its_vcpus)
