@@ -285,9 +285,10 @@ static int vm_attach_vdisk(struct gv_vm *vm, const struct vm_opts *o, struct gv_
 	if (gv_vblk_attach(vm, &bc, vb))
 		return cli_fail("vm: virtio disk %s: %s", o->vdisk, gv_last_error());
 	if (o->verbose && !gv_vblk_stats(*vb, &bs))
-		fprintf(stderr, "vm: virtio disk %s: %llu sectors at MMIO %#llx, I/O path %s%s\n",
+		fprintf(stderr, "vm: virtio disk %s: %llu sectors at MMIO %#llx, I/O path %s%s%s\n",
 			o->vdisk, (unsigned long long)bs.sectors,
 			(unsigned long long)GV_VIRTIO_MMIO_BASE, gmem_io_path_name(o->io_path),
+			bs.direct ? ", O_DIRECT where aligned" : ", buffered",
 			bs.status ? " (state from the snapshot)" : "");
 	return 0;
 }
