@@ -490,6 +490,70 @@ Test(virtio, attach_refuses_a_window_over_ram_or_a_device)
 	unlink(image);
 }
 
+/* The registers a driver reads that the session does not: vendor, config
+ * generation (never changes), a third feature word and write-only
+ * registers (zeros); the configuration is read-only; a control register
+ * read of the wrong width stops the guest as a write does. */
+Test(virtio, registers_read_as_the_spec_says_and_the_config_is_read_only)
+{
+	uint64_t cap = 0, big = VV_SECTS * 4;
+	struct gv_result res;
+	uint16_t half = 0;
+	struct vv t;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	TH_EQ(vv_r(&t, GV_VIO_VENDOR_ID), GV_VIO_VENDOR);
+	TH_EQ(vv_r(&t, GV_VIO_CONFIG_GENERATION), 0);
+	vv_w(&t, GV_VIO_DEVICE_FEATURES_SEL, 2);
+	TH_EQ(vv_r(&t, GV_VIO_DEVICE_FEATURES), 0);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_NOTIFY), 0);
+	TH_EQ(vv_r(&t, GV_VIO_DRIVER_FEATURES), 0);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, true, &big, 8), 0);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, false, &cap, 8), 0);
+	TH_EQ(cap, VV_SECTS);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_STATUS, false, &half, 2), -EINVAL);
+	cr_assert_eq(gv_vm_wait(t.vm, &res), 0);
+	TH_EQ(res.why, GV_STOP_ERROR);
+	cr_assert(strstr(res.report, "virtio-blk"), "report: %s", res.report);
+	vv_teardown(&t);
+}
+
+/* A header the device may write, or shorter than 16 bytes: IOERR, not
+ * served, the device not broken. */
+Test(virtio, a_header_writable_or_short_is_ioerr)
+{
+	struct gv_vblk_req_hdr h = { .type = GV_VBLK_T_IN };
+	const uint16_t flags[2] = { GV_VQ_DESC_F_NEXT | GV_VQ_DESC_F_WRITE, GV_VQ_DESC_F_NEXT };
+	const uint32_t lens[2] = { sizeof(h), sizeof(h) - 1 };
+	struct gv_vblk_stats bs;
+	struct vv t;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	vv_start(&t);
+	for (unsigned i = 0; i < 2; i++) {
+		struct gv_vq_desc d[3] = {
+			{ VV_HDR, lens[i], flags[i], 1 },
+			{ VV_BUF, 512, GV_VQ_DESC_F_NEXT | GV_VQ_DESC_F_WRITE, 2 },
+			{ VV_STATUS, 1, GV_VQ_DESC_F_WRITE, 0 },
+		};
+		uint8_t status = 0xee;
+
+		vv_put(&t, VV_HDR, &h, sizeof(h));
+		vv_put(&t, VV_STATUS, &status, 1);
+		vv_post(&t, d, 3);
+		TH_EQ(vv_used_idx(&t), i + 1);
+		vv_get(&t, VV_STATUS, &status, 1);
+		cr_assert_eq(status, GV_VBLK_S_IOERR, "case %u: status %u", i, status);
+	}
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.ioerrs, 2);
+	TH_EQ(bs.reads, 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(gv_vblk_stats(NULL, &bs), -EINVAL);
+	TH_EQ(gv_vblk_stats(t.vb, NULL), -EINVAL);
+	vv_teardown(&t);
+}
+
 /* ---- a hostile driver ------------------------------------------------------ */
 
 /* Chains that break the ring: the device sets DEVICE_NEEDS_RESET with the
@@ -968,6 +1032,7 @@ Test(virtio, attach_refusals)
 	struct gv_vblk_config nosize = { .target = &t };
 	struct gv_vblk_config badpath = { .target = &t, .sectors = 8, .io_path = 9 };
 	struct gv_vblk_config missing = { .image = "/nonexistent/gmem-disk.img" };
+	struct gv_vblk_config chardev = { .image = "/dev/null" };
 	struct gv_vblk_config mem = { .target = &t, .sectors = 8 };
 	struct gv_vblk *vb = NULL;
 	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
@@ -985,6 +1050,10 @@ Test(virtio, attach_refusals)
 	cr_assert(strstr(gv_last_error(), "I/O path"), "%s", gv_last_error());
 	TH_EQ(gv_vblk_attach(vm, &missing, &vb), -ENOENT);
 	cr_assert(strstr(gv_last_error(), "/nonexistent/gmem-disk.img"), "%s", gv_last_error());
+	/* A character device is neither a file nor a disk. */
+	TH_EQ(gv_vblk_attach(vm, &chardev, &vb), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "not a regular file or block device"), "%s",
+		  gv_last_error());
 	cr_assert_null(vb, "a refused attach set *out");
 	TH_EQ(gv_vblk_attach(vm, &mem, &vb), 0);
 	cr_assert_not_null(vb);
