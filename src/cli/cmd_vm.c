@@ -19,19 +19,18 @@
 #include <time.h>
 
 #include "cmd.h"
-#include "pvblk.h"
 #include "virtio/virtio_blk.h"
 #include "vm_script.h"
 #include "vmm.h"
 #include "vmsnap.h"
 
-#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] [--disk FILE] " \
+#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] " \
 		 "[--virtio-disk FILE] [--io-path auto|inplace|bounce|kmap] " \
 		 "[--save-at MS FILE [--zstd|--zstd-all]] " \
 		 "[--verbose] [--no-harden] " \
 		 "GUEST.elf\n       vm --restore FILE [--lazy] [--virtio-disk FILE] [--policy convert|stop] " \
 		 "[--verbose]" \
-		 "\n       vm --accel test --script FILE [--cpus N] [--mem SIZE] [--disk FILE ...] " \
+		 "\n       vm --accel test --script FILE [--cpus N] [--mem SIZE] [--virtio-disk FILE ...] " \
 		 "[--restore FILE] [GUEST.elf]"
 
 struct vm_opts {
@@ -39,7 +38,6 @@ struct vm_opts {
 	uint64_t mem;
 	enum gv_fault_policy policy;
 	bool verbose;
-	const char *disk;       /* paravirtual block device image, or NULL */
 	const char *vdisk;      /* virtio-blk image, or NULL                 */
 	enum gmem_io_path io_path;
 	bool io_path_set;
@@ -98,7 +96,6 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "mem", required_argument, NULL, 'm' },
 		{ "policy", required_argument, NULL, 'p' },
-		{ "disk", required_argument, NULL, 'd' },
 		{ "virtio-disk", required_argument, NULL, 'V' },
 		{ "io-path", required_argument, NULL, 'i' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -120,7 +117,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 			       .io_path = GMEM_IO_AUTO, .save_at_ms = -1 };
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+c:m:p:d:i:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:m:p:i:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			errno = 0;
@@ -144,9 +141,6 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 				o->policy = GV_POLICY_STOP;
 			else
 				return cli_usage("vm", "--policy %s: want convert or stop", optarg);
-			break;
-		case 'd':
-			o->disk = optarg;
 			break;
 		case 'V':
 			o->vdisk = optarg;
@@ -209,20 +203,19 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 						 : "--accel test needs --script FILE");
 	if (o->script) {
 		if (o->save || o->lazy || optind + 1 < argc ||
-		    (o->restore && (optind != argc || o->disk || o->mem_set || o->cpus_set)))
+		    (o->restore && (optind != argc || o->mem_set || o->cpus_set)))
 			return cli_usage("vm", "--script takes at most one guest program, no "
 					 "--save-at or --lazy (use its save command), and with "
-					 "--restore no program, --disk, --mem or --cpus");
-		if (o->io_path_set && !o->disk && !o->vdisk)
-			return cli_usage("vm", "--io-path needs --disk or --virtio-disk");
+					 "--restore no program, --mem or --cpus");
+		if (o->io_path_set && !o->vdisk)
+			return cli_usage("vm", "--io-path needs --virtio-disk");
 		o->path = optind < argc ? argv[optind] : NULL;
 		return 0;
 	}
 	if (o->restore) {
-		if (optind != argc || o->save || o->save_flags || o->disk || o->mem_set ||
-		    o->cpus_set)
+		if (optind != argc || o->save || o->save_flags || o->mem_set || o->cpus_set)
 			return cli_usage("vm", "--restore FILE takes no guest program, --save-at, "
-					 "--disk, --mem or --cpus (they come from the snapshot)");
+					 "--mem or --cpus (they come from the snapshot)");
 		return 0;
 	}
 	if (o->lazy)
@@ -231,8 +224,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		return cli_usage("vm", "--zstd and --zstd-all need --save-at MS FILE");
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
-	if (o->io_path_set && !o->disk && !o->vdisk)
-		return cli_usage("vm", "--io-path needs --disk or --virtio-disk");
+	if (o->io_path_set && !o->vdisk)
+		return cli_usage("vm", "--io-path needs --virtio-disk");
 	o->path = argv[optind];
 	return 0;
 }
@@ -292,9 +285,10 @@ static int vm_attach_vdisk(struct gv_vm *vm, const struct vm_opts *o, struct gv_
 	if (gv_vblk_attach(vm, &bc, vb))
 		return cli_fail("vm: virtio disk %s: %s", o->vdisk, gv_last_error());
 	if (o->verbose && !gv_vblk_stats(*vb, &bs))
-		fprintf(stderr, "vm: virtio disk %s: %llu sectors at MMIO %#llx, I/O path %s%s\n",
+		fprintf(stderr, "vm: virtio disk %s: %llu sectors at MMIO %#llx, I/O path %s%s%s\n",
 			o->vdisk, (unsigned long long)bs.sectors,
 			(unsigned long long)GV_VIRTIO_MMIO_BASE, gmem_io_path_name(o->io_path),
+			bs.direct ? ", O_DIRECT where aligned" : ", buffered",
 			bs.status ? " (state from the snapshot)" : "");
 	return 0;
 }
@@ -313,39 +307,7 @@ static void vm_print_vdisk(struct gv_vblk *vb)
 		(unsigned long long)bs.flushes, (unsigned long long)bs.ioerrs, bs.status,
 		bs.broken ? " NEEDS_RESET" : "", (unsigned long long)bs.features, bs.queue_num,
 		(unsigned long long)bs.notifies, (unsigned long long)bs.max_notify);
-}
-
-/* The disk: attached before the guest loads, reported with --verbose. */
-static int vm_attach_disk(struct gv_vm *vm, const struct vm_opts *o, struct gv_blk **blk)
-{
-	struct gv_blk_config bc = { .image = o->disk, .io_path = o->io_path };
-	struct gv_blk_stats bs;
-	int ret;
-
-	ret = gv_blk_attach(vm, &bc, blk);
-	if (ret)
-		return cli_fail("vm: %s", gv_last_error());
-	if (o->verbose && !gv_blk_stats(*blk, &bs))
-		fprintf(stderr, "vm: disk %s: %llu sectors on ports %#x-%#x, I/O path %s%s%s\n",
-			o->disk, (unsigned long long)bs.sectors, GV_PORT_BLK,
-			GV_PORT_BLK + GV_BLK_NPORTS - 1, gmem_io_path_name(o->io_path),
-			o->io_path == GMEM_IO_AUTO ? " (calibrated)" : "",
-			bs.direct ? ", O_DIRECT where aligned" : ", buffered");
-	return 0;
-}
-
-static void vm_print_disk(struct gv_blk *blk)
-{
-	struct gv_blk_stats bs;
-
-	if (gv_blk_stats(blk, &bs))
-		return;
-	fprintf(stderr, "vm: disk: %llu reads (%llu B), %llu writes (%llu B), %llu I/O errors, "
-		"%llu refused, device status %d\n",
-		(unsigned long long)bs.reads, (unsigned long long)bs.bytes_read,
-		(unsigned long long)bs.writes, (unsigned long long)bs.bytes_written,
-		(unsigned long long)bs.ioerrs, (unsigned long long)bs.badreqs, bs.status);
-	fprintf(stderr, "vm: disk I/O by path: inplace %llu, bounce %llu, kmap %llu; "
+	fprintf(stderr, "vm: virtio disk I/O by path: inplace %llu, bounce %llu, kmap %llu; "
 		"%llu conversions by I/O\n",
 		(unsigned long long)bs.io.requests[GMEM_IO_INPLACE],
 		(unsigned long long)bs.io.requests[GMEM_IO_BOUNCE],
@@ -355,9 +317,9 @@ static void vm_print_disk(struct gv_blk *blk)
 
 /* What the guest may hold of the VMM, and what it held (issue 13's
  * per-VM limits; the reasons are in gv_abi.h). */
-static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk)
+static void vm_print_limits(struct gv_vm *vm, struct gv_vblk *vblk)
 {
-	struct gv_blk_stats bs;
+	struct gv_vblk_stats vs;
 	struct gv_limits l;
 
 	gv_vm_limits(vm, &l);
@@ -369,11 +331,11 @@ static void vm_print_limits(struct gv_vm *vm, struct gv_blk *blk)
 		"HOSTIO at most %llu KiB, HOST_READ %llu B\n",
 		(unsigned long long)l.view_mappings, (unsigned long long)l.view_mapping_budget,
 		(unsigned long long)(l.hostio_max >> 10), (unsigned long long)l.host_read_max);
-	if (blk && !gv_blk_stats(blk, &bs))
-		fprintf(stderr, "vm: limits: block ring %u of at most %u entries, requests of "
-			"at most %u KiB, one ring per kick (most posted to one kick: %llu)\n",
-			bs.ring_entries, bs.ring_max, bs.max_request_bytes >> 10,
-			(unsigned long long)bs.max_kick);
+	if (vblk && !gv_vblk_stats(vblk, &vs))
+		fprintf(stderr, "vm: limits: virtio queue %u of at most %u entries, requests of "
+			"at most %u KiB in at most %u segments, one ring per notify (most served "
+			"by one notify: %llu)\n", vs.queue_num, vs.queue_max, vs.size_max >> 10,
+			vs.seg_max, (unsigned long long)vs.max_notify);
 }
 
 static double vm_now(void)
@@ -505,7 +467,6 @@ int cmd_vm(int argc, char **argv)
 {
 	struct gv_config cfg = { 0 };
 	struct gv_result res;
-	struct gv_blk *blk = NULL;
 	struct gv_vblk *vblk = NULL;
 	struct gv_vm *vm;
 	struct vm_opts o;
@@ -537,11 +498,6 @@ int cmd_vm(int argc, char **argv)
 		return cli_fail("vm: %s", gv_last_error());
 	if (o.verbose)
 		vm_print_paths(vm, &o);
-	if (o.disk) {
-		status = vm_attach_disk(vm, &o, &blk);
-		if (status)
-			goto out;
-	}
 	if (o.vdisk) {
 		status = vm_attach_vdisk(vm, &o, &vblk);
 		if (status)
@@ -581,13 +537,11 @@ run:
 		fprintf(stderr, "vm: guest ran %.3f s, stopped by %s: %.*s\n", vm_now() - t0,
 			gv_stop_name(res.why),
 			nl ? (int)(nl - res.report) : (int)strlen(res.report), res.report);
-		if (blk)
-			vm_print_disk(blk);
 		if (vblk)
 			vm_print_vdisk(vblk);
 		vm_print_lazy(vm);
 		vm_print_mirror(vm);
-		vm_print_limits(vm, blk);
+		vm_print_limits(vm, vblk);
 		if (!gmem_stats(gv_vm_gmem(vm), &st)) {
 			fflush(stdout);
 			printf("gmem stats after the run:\n");

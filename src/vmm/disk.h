@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * disk.h - a disk image for the block devices (pvblk.c, virtio/blk.c): its
+ * disk.h - a disk image for the block device (virtio/blk.c): its
  * descriptors, its gmem_io target and its capacity, and the one call that
  * moves a request's bytes between guest buffers and the image.
  */

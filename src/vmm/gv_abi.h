@@ -84,31 +84,6 @@
 #define GV_DMA_PINS_MAX  4096u
 
 /*
- * Paravirtual block device (src/vmm/pvblk.c), when the VMM has a disk:
- * GV_BLK_NPORTS dword registers from GV_PORT_BLK.
- *
- * The guest places a ring in memory it has SHARED (GV_HC_SHARE): a
- * struct gv_blk_ring followed by `entries` struct gv_blk_req slots. It
- * writes the ring's gpa to GV_BLK_REG_RING, then the entry count (a power
- * of two, 1..GV_BLK_RING_MAX) to GV_BLK_REG_ENTRIES, which checks the ring
- * and starts the device (0 stops it); GV_BLK_REG_STATUS then reads 0, or
- * the negative errno that stopped the device (bad ring, ring not reachable
- * through the host view, more requests posted than entries).
- *
- * Posting: fill slot[avail % entries] (status = GV_BLK_S_PENDING), then
- * avail++, then any write to GV_BLK_REG_KICK. The device serves the slots
- * from its last position to the avail it reads when the kick begins, in
- * order (requests posted during a kick wait for the next kick, which their
- * poster makes), writes each one's completion
- * (error, bytes, status) and then `used`. The guest waits for used to reach
- * avail. Data buffers are plain guest-physical ranges, private or not: the
- * device moves the bytes with the gmem_io API and leaves every page in the
- * state it found it. Only the ring is read and written through the host
- * view, so it must stay shared while the device runs.
- */
-#define GV_PORT_BLK        0x0520
-
-/*
  * virtio-blk over virtio-mmio (virtio 1.2, src/vmm/virtio/): one window of
  * GV_VIRTIO_MMIO_SIZE bytes at GV_VIRTIO_MMIO_BASE, outside RAM (a VM with
  * the device has at most that much RAM) and inside the guest's identity
@@ -117,51 +92,5 @@
  */
 #define GV_VIRTIO_MMIO_BASE 0xfeb00000ull
 #define GV_VIRTIO_MMIO_SIZE 0x200ull
-#define GV_BLK_NPORTS      8
-#define GV_BLK_REG_RING    0    /* out/in: ring gpa (64-byte aligned)          */
-#define GV_BLK_REG_ENTRIES 1    /* out: start with N entries (0: stop); in: N  */
-#define GV_BLK_REG_KICK    2    /* out: serve posted requests                  */
-#define GV_BLK_REG_STATUS  3    /* in: 0, or the errno that stopped the device */
-#define GV_BLK_REG_SECT_LO 4    /* in: capacity in 512-byte sectors, low dword */
-#define GV_BLK_REG_SECT_HI 5    /* in: high dword                              */
-
-#define GV_BLK_SECTOR      512u
-#define GV_BLK_SEGS        8u           /* scatter-gather entries per request   */
-#define GV_BLK_RING_MAX    256u
-#define GV_BLK_MAX_BYTES   (1u << 20)   /* longest request                      */
-
-#define GV_BLK_OP_READ     0            /* disk -> guest memory                 */
-#define GV_BLK_OP_WRITE    1            /* guest memory -> disk                 */
-
-#define GV_BLK_S_OK        0            /* every byte moved                     */
-#define GV_BLK_S_IOERR     1            /* the I/O failed or ended early        */
-#define GV_BLK_S_BADREQ    2            /* refused before any I/O (error says)  */
-#define GV_BLK_S_PENDING   0xff         /* written by the guest when posting    */
-
-struct gv_blk_seg {
-	uint64_t gpa;
-	uint32_t len;                   /* bytes, non-zero                      */
-	uint32_t reserved;
-};
-
-struct gv_blk_req {
-	uint64_t sector;                /* first sector on the disk             */
-	uint32_t op;                    /* GV_BLK_OP_*                          */
-	uint32_t nsegs;                 /* 1..GV_BLK_SEGS; lengths sum to a     */
-	                                /* multiple of GV_BLK_SECTOR            */
-	/* Completion, written by the device. */
-	int32_t error;                  /* 0 or a negative errno                */
-	uint32_t bytes;                 /* bytes moved (a prefix, in order)     */
-	uint8_t status;                 /* GV_BLK_S_*                           */
-	uint8_t reserved[7];
-	struct gv_blk_seg seg[GV_BLK_SEGS];
-};
-
-struct gv_blk_ring {
-	uint32_t avail;                 /* guest: requests posted (free-running) */
-	uint32_t used;                  /* device: requests completed            */
-	uint8_t reserved[56];
-	struct gv_blk_req slot[];
-};
 
 #endif /* GV_ABI_H */

@@ -148,7 +148,7 @@ struct gv_paths {
 void gv_vm_paths(const struct gv_vm *vm, struct gv_paths *p);
 
 /* What a guest may hold of the VMM, and how much of it it holds (for the
- * VM report). Block-device limits are in struct gv_blk_stats. */
+ * VM report). The virtio disk's limits are in struct gv_vblk_stats. */
 struct gv_limits {
 	unsigned dma_ranges;        /* GV_DMA_RANGES: pinned ranges at once       */
 	uint64_t dma_max_bytes;     /* GV_DMA_MAX_BYTES: longest pinned range     */

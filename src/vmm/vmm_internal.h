@@ -116,7 +116,7 @@ struct gv_vm {
  *   guestmem.c, stop.c                RAM and its access; stopping the guest
  *   dma.c, disk.c, hcall.c            guest DMA pins, disk images, hypercalls
  *   pio.c, mmio.c                     the buses (pio.c adds the built-in ports)
- *   pvblk.c, virtio/                  devices: they add themselves to a bus,
+ *   virtio/                           devices: they add themselves to a bus,
  *                                     which calls them through pointers only
  *   vcpu.c, boot.c, elf.c, testdrv.c  exit dispatch and run loop, boot, loader
  *   vm.c, vmsnap.c                    the VM

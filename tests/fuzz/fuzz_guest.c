@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * fuzz_guest.c - a hostile guest against the hypercall dispatcher, the
- * memory-fault handler and the block device, driven as a guest would on
- * the test accelerator (no KVM needed), through the VMM's exit dispatch.
+ * fuzz_guest.c - a hostile guest against the hypercall dispatcher and the
+ * memory-fault handler, driven as a guest would on the test accelerator (no
+ * KVM needed), through the VMM's exit dispatch. The virtio-blk device has
+ * its own target (fuzz_vdev.c).
  *
  * Input: a sequence of operations, one opcode byte each and its arguments
- * (fuzz.h's reader: past the end everything is 0). The VM has 2 MiB of RAM,
- * one vCPU and a block device on a 64 KiB memfd; before the input runs, the
- * guest has shared a ring page at RING and started the device with 8
- * entries, so requests reach the descriptor parser from the first input.
+ * (fuzz.h's reader: past the end everything is 0). The VM has 2 MiB of RAM
+ * and one vCPU; before the input runs, the guest has shared one page at
+ * SHARED, so unshares and conversions across a state boundary are
+ * reachable from the first input.
  *
  * Oracles, after every operation:
  *   - the VMM survives: a driver call returns 0, 1 or a negative errno, and
@@ -17,29 +18,22 @@
  *   - conversions are all or nothing: a SHARE, UNSHARE or MAP_GPA_RANGE
  *     that succeeded left its first and last page in the asked state, one
  *     that failed changed neither;
- *   - every page is private or shared, and the counts add up to RAM;
- *   - no block request leaves I/O sharing or temporary mappings behind.
+ *   - every page is private or shared, the counts add up to RAM, and no
+ *     temporary mapping is left behind.
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "fuzz.h"
-#include "pvblk.h"
 #include "vmm.h"
 
 #define FG_MEM    (2ull << 20)
-#define FG_RING   0x100000ull
-#define FG_DISK   (64u << 10)
+#define FG_SHARED 0x100000ull
 #define FG_ENC    (1ull << 4)
 
 struct fg {
 	struct gv_vm *vm;
-	struct gv_blk *blk;
 	struct gmem *g;
-	int disk;
-	uint32_t avail;
 };
 
 /* An address the fuzzer can aim: mostly inside RAM, sometimes anywhere. */
@@ -133,52 +127,13 @@ static int fg_map(struct fg *f, struct gm_fuzz_in *in)
 	return 0;
 }
 
-static int fg_blk_reg(struct fg *f, struct gm_fuzz_in *in, bool out)
-{
-	uint16_t port = (uint16_t)(GV_PORT_BLK + gm_fuzz_take(in, 1) % GV_BLK_NPORTS);
-	unsigned size = gm_fuzz_take(in, 1) % 16 ? 4 : 1;
-	uint32_t v = (uint32_t)gm_fuzz_take(in, 4);
-
-	return out ? gv_test_out(f->vm, 0, port, size, v) : gv_test_in(f->vm, 0, port, size, &v);
-}
-
-/* A request the fuzzer wrote, posted in the next slot. */
-static int fg_request(struct fg *f, struct gm_fuzz_in *in)
-{
-	uint64_t slot = FG_RING + offsetof(struct gv_blk_ring, slot) +
-			(uint64_t)(f->avail % 8) * sizeof(struct gv_blk_req);
-	struct gv_blk_req q = { 0 };
-	struct gv_blk_stats bs;
-	int ret;
-
-	q.sector = gm_fuzz_take(in, 1) & 0x80 ? gm_fuzz_take(in, 8) : gm_fuzz_take(in, 1);
-	q.op = (uint32_t)gm_fuzz_take(in, 1) % 3;
-	q.nsegs = (uint32_t)gm_fuzz_take(in, 1) % (GV_BLK_SEGS + 2);
-	for (unsigned i = 0; i < GV_BLK_SEGS && i < q.nsegs; i++) {
-		q.seg[i].gpa = fg_gpa(in);
-		q.seg[i].len = (uint32_t)(gm_fuzz_take(in, 1) & 0x80 ? gm_fuzz_take(in, 4)
-								     : gm_fuzz_take(in, 1) * 512);
-	}
-	gv_test_mem_write(f->vm, slot, &q, sizeof(q));
-	f->avail += gm_fuzz_take(in, 1) % 32 ? 1 : (uint32_t)gm_fuzz_take(in, 1);
-	gv_test_mem_write(f->vm, FG_RING, &f->avail, sizeof(f->avail));
-	ret = gv_test_out(f->vm, 0, GV_PORT_BLK + GV_BLK_REG_KICK, 4, 1);
-	if (ret)
-		return ret;
-	GM_FUZZ_CHECK(gv_blk_stats(f->blk, &bs) == 0, "gv_blk_stats");
-	GM_FUZZ_CHECK(bs.io.shared_now == 0 && bs.io.deferred == 0,
-		      "after a request: %llu pages still shared by I/O, %llu deferred",
-		      (unsigned long long)bs.io.shared_now, (unsigned long long)bs.io.deferred);
-	return 0;
-}
-
 static int fg_op(struct fg *f, struct gm_fuzz_in *in)
 {
 	uint8_t op = (uint8_t)gm_fuzz_take(in, 1);
 	uint8_t buf[64];
 	uint64_t gpa;
 
-	switch (op % 8) {
+	switch (op % 5) {
 	case 0:
 	case 1:
 		return fg_hypercall(f, in);
@@ -187,16 +142,12 @@ static int fg_op(struct fg *f, struct gm_fuzz_in *in)
 	case 3:
 		gpa = fg_gpa(in);
 		return gv_test_memory_fault(f->vm, 0, gpa, fg_len(in), op & 0x80);
-	case 4:
-		return fg_blk_reg(f, in, !(op & 0x80));
-	case 5:
+	default:
 		gpa = fg_gpa(in);
 		for (size_t i = 0; i < sizeof(buf); i++)
 			buf[i] = (uint8_t)gm_fuzz_take(in, 1);
 		gv_test_mem_write(f->vm, gpa, buf, (gm_fuzz_take(in, 1) % sizeof(buf)) + 1);
 		return 0;
-	default:
-		return fg_request(f, in);
 	}
 }
 
@@ -217,24 +168,11 @@ static int fg_setup(struct fg *f)
 {
 	struct gv_config cfg = { .mem_size = FG_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
 				 .accel = GV_ACCEL_TEST };
-	struct gmem_io_target t;
-	struct gv_blk_config bc = { .target = &t, .sectors = FG_DISK / 512,
-				    .io_path = GMEM_IO_INPLACE };
-	static const uint8_t zero[4096];
 
-	f->disk = memfd_create("fuzz-guest-disk", MFD_CLOEXEC);
-	GM_FUZZ_CHECK(f->disk >= 0 && ftruncate(f->disk, FG_DISK) == 0, "disk memfd");
-	GM_FUZZ_CHECK(gmem_io_target_file(&t, f->disk, -1) == 0, "gmem_io_target_file");
 	GM_FUZZ_CHECK(gv_vm_create(&cfg, &f->vm) == 0, "gv_vm_create: %s", gv_last_error());
-	GM_FUZZ_CHECK(gv_blk_attach(f->vm, &bc, &f->blk) == 0, "attach: %s", gv_last_error());
 	GM_FUZZ_CHECK(gv_vm_start(f->vm) == 0, "start: %s", gv_last_error());
 	f->g = gv_vm_gmem(f->vm);
-	if (gv_test_hypercall(f->vm, 0, GV_HC_SHARE, FG_RING, 4096, 0, NULL) ||
-	    gv_test_mem_write(f->vm, FG_RING, zero, sizeof(zero)) ||
-	    gv_test_out(f->vm, 0, GV_PORT_BLK + GV_BLK_REG_RING, 4, (uint32_t)FG_RING) ||
-	    gv_test_out(f->vm, 0, GV_PORT_BLK + GV_BLK_REG_ENTRIES, 4, 8))
-		return -1;
-	return 0;
+	return gv_test_hypercall(f->vm, 0, GV_HC_SHARE, FG_SHARED, 4096, 0, NULL) ? -1 : 0;
 }
 
 void gm_fuzz_guest(const uint8_t *data, size_t size)
@@ -243,7 +181,7 @@ void gm_fuzz_guest(const uint8_t *data, size_t size)
 	struct fg f = { 0 };
 	struct gv_result res;
 
-	GM_FUZZ_CHECK(fg_setup(&f) == 0, "setting up the ring: %s", gv_last_error());
+	GM_FUZZ_CHECK(fg_setup(&f) == 0, "sharing the first page: %s", gv_last_error());
 	for (unsigned n = 0; n < 256 && !gm_fuzz_done(&in); n++) {
 		int ret = fg_op(&f, &in);
 
@@ -258,5 +196,4 @@ void gm_fuzz_guest(const uint8_t *data, size_t size)
 	GM_FUZZ_CHECK(gv_vm_wait(f.vm, &res) == 0, "gv_vm_wait");
 	GM_FUZZ_CHECK(res.why != GV_STOP_NONE && res.report[0], "stopped without a reason");
 	gv_vm_destroy(f.vm);
-	close(f.disk);
 }

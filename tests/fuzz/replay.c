@@ -21,7 +21,7 @@ const struct gm_fuzz_target gm_fuzz_targets[] = {
 	{ "snapshot", gm_fuzz_snapshot,
 	  "snapshot inspect, verify and restore (eager, lazy) of hostile files" },
 	{ "guest", gm_fuzz_guest,
-	  "a hostile guest: hypercalls, MAP_GPA_RANGE, faults, the block device" },
+	  "a hostile guest: hypercalls, MAP_GPA_RANGE, memory faults" },
 	{ "vdev", gm_fuzz_vdev,
 	  "hostile virtio device state from a VM snapshot, against the loader" },
 	{ NULL, NULL, NULL },

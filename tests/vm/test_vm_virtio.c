@@ -11,19 +11,20 @@
 #include <fcntl.h>
 #include <linux/kvm_para.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
 #include "virtio/virtio.h"
 #include "virtio/virtio_blk.h"
-#include "pvblk.h"
 #include "vmsnap.h"
 #include "vt.h"
 
@@ -84,26 +85,24 @@ static void vv_get(struct vv *t, uint64_t gpa, void *buf, size_t len)
 	TH_EQ(gv_test_mem_read(t->vm, gpa, buf, len), 0);
 }
 
-/* A VM with the device, started; the ring page shared the way a Linux
- * guest shares its virtqueues (MAP_GPA_RANGE) and zeroed. The disk is a
- * fresh image file, or @target (VV_SECTS sectors) when given. */
-static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_io_target *target)
+/* A VM of @ncpus with the device on @in, started; the ring page shared the
+ * way a Linux guest shares its virtqueues (MAP_GPA_RANGE) and zeroed. With
+ * no target in @in the disk is a fresh image file of @image_bytes. */
+static void vv_boot_ex(struct vv *t, const struct gv_vblk_config *in, uint64_t image_bytes,
+		       unsigned ncpus)
 {
-	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
-				 .accel = GV_ACCEL_TEST };
-	struct gv_vblk_config bc = { .io_path = path };
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = ncpus,
+				 .policy = GV_POLICY_CONVERT, .accel = GV_ACCEL_TEST };
+	struct gv_vblk_config bc = *in;
 	static uint8_t zero[4096];
 	int fd;
 
 	memset(t, 0, sizeof(*t));
-	if (target) {
-		bc.target = target;
-		bc.sectors = VV_SECTS;
-	} else {
+	if (!bc.target) {
 		snprintf(t->image, sizeof(t->image), "/tmp/gmem-virtio-XXXXXX");
 		fd = mkstemp(t->image);
 		cr_assert_geq(fd, 0);
-		cr_assert_eq(ftruncate(fd, VV_SECTS * 512ull), 0);
+		cr_assert_eq(ftruncate(fd, (off_t)image_bytes), 0);
 		close(fd);
 		bc.image = t->image;
 	}
@@ -112,6 +111,15 @@ static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_i
 	cr_assert_eq(gv_vm_start(t->vm), 0);
 	TH_EQ(vv_map(t, VV_RING, 1, 0), 0);
 	vv_put(t, VV_RING, zero, sizeof(zero));
+}
+
+/* One vCPU; the disk a fresh 1 MiB image, or @target (VV_SECTS sectors). */
+static void vv_boot_on(struct vv *t, enum gmem_io_path path, const struct gmem_io_target *target)
+{
+	struct gv_vblk_config bc = { .io_path = path, .target = target,
+				     .sectors = target ? VV_SECTS : 0 };
+
+	vv_boot_ex(t, &bc, VV_SECTS * 512ull, 1);
 }
 
 static void vv_boot(struct vv *t, enum gmem_io_path path)
@@ -335,7 +343,19 @@ static void vv_session(enum gmem_io_path path)
 	TH_EQ(bs.features, VV_WANT);
 	TH_EQ(bs.queue_num, VV_QN);
 	TH_EQ(bs.io.shared_now, 0);
+	/* Three requests moved data: on the path asked for, or on auto on
+	 * the paths its calibration chose. */
+	TH_EQ(bs.io.requests[GMEM_IO_AUTO], 0);
+	if (path == GMEM_IO_AUTO) {
+		TH_EQ(bs.io.requests[GMEM_IO_INPLACE] + bs.io.requests[GMEM_IO_BOUNCE] +
+		      bs.io.requests[GMEM_IO_KMAP], 3);
+		cr_assert_gt(bs.io.calibrations, 0, "auto ran uncalibrated");
+	} else {
+		TH_EQ(bs.io.requests[path], 3);
+		TH_EQ(bs.io.calibrations, 0);
+	}
 	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
 	TH_EQ(th_stats(g).shared_pages, 1);     /* the ring page, nothing else */
 	cr_log_info("%s: %llu B written, %llu B read", gmem_io_path_name(path),
 		    (unsigned long long)bs.bytes_written, (unsigned long long)bs.bytes_read);
@@ -355,6 +375,11 @@ Test(virtio, blk_session_bounce)
 Test(virtio, blk_session_kmap)
 {
 	vv_session(GMEM_IO_KMAP);
+}
+
+Test(virtio, blk_session_auto, .timeout = 60)
+{
+	vv_session(GMEM_IO_AUTO);
 }
 
 /* ---- negotiation and set-up rules ---------------------------------------- */
@@ -463,6 +488,70 @@ Test(virtio, attach_refuses_a_window_over_ram_or_a_device)
 	}
 	gv_vm_destroy(vm);
 	unlink(image);
+}
+
+/* The registers a driver reads that the session does not: vendor, config
+ * generation (never changes), a third feature word and write-only
+ * registers (zeros); the configuration is read-only; a control register
+ * read of the wrong width stops the guest as a write does. */
+Test(virtio, registers_read_as_the_spec_says_and_the_config_is_read_only)
+{
+	uint64_t cap = 0, big = VV_SECTS * 4;
+	struct gv_result res;
+	uint16_t half = 0;
+	struct vv t;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	TH_EQ(vv_r(&t, GV_VIO_VENDOR_ID), GV_VIO_VENDOR);
+	TH_EQ(vv_r(&t, GV_VIO_CONFIG_GENERATION), 0);
+	vv_w(&t, GV_VIO_DEVICE_FEATURES_SEL, 2);
+	TH_EQ(vv_r(&t, GV_VIO_DEVICE_FEATURES), 0);
+	TH_EQ(vv_r(&t, GV_VIO_QUEUE_NOTIFY), 0);
+	TH_EQ(vv_r(&t, GV_VIO_DRIVER_FEATURES), 0);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, true, &big, 8), 0);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, false, &cap, 8), 0);
+	TH_EQ(cap, VV_SECTS);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_STATUS, false, &half, 2), -EINVAL);
+	cr_assert_eq(gv_vm_wait(t.vm, &res), 0);
+	TH_EQ(res.why, GV_STOP_ERROR);
+	cr_assert(strstr(res.report, "virtio-blk"), "report: %s", res.report);
+	vv_teardown(&t);
+}
+
+/* A header the device may write, or shorter than 16 bytes: IOERR, not
+ * served, the device not broken. */
+Test(virtio, a_header_writable_or_short_is_ioerr)
+{
+	struct gv_vblk_req_hdr h = { .type = GV_VBLK_T_IN };
+	const uint16_t flags[2] = { GV_VQ_DESC_F_NEXT | GV_VQ_DESC_F_WRITE, GV_VQ_DESC_F_NEXT };
+	const uint32_t lens[2] = { sizeof(h), sizeof(h) - 1 };
+	struct gv_vblk_stats bs;
+	struct vv t;
+
+	vv_boot(&t, GMEM_IO_BOUNCE);
+	vv_start(&t);
+	for (unsigned i = 0; i < 2; i++) {
+		struct gv_vq_desc d[3] = {
+			{ VV_HDR, lens[i], flags[i], 1 },
+			{ VV_BUF, 512, GV_VQ_DESC_F_NEXT | GV_VQ_DESC_F_WRITE, 2 },
+			{ VV_STATUS, 1, GV_VQ_DESC_F_WRITE, 0 },
+		};
+		uint8_t status = 0xee;
+
+		vv_put(&t, VV_HDR, &h, sizeof(h));
+		vv_put(&t, VV_STATUS, &status, 1);
+		vv_post(&t, d, 3);
+		TH_EQ(vv_used_idx(&t), i + 1);
+		vv_get(&t, VV_STATUS, &status, 1);
+		cr_assert_eq(status, GV_VBLK_S_IOERR, "case %u: status %u", i, status);
+	}
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.ioerrs, 2);
+	TH_EQ(bs.reads, 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(gv_vblk_stats(NULL, &bs), -EINVAL);
+	TH_EQ(gv_vblk_stats(t.vb, NULL), -EINVAL);
+	vv_teardown(&t);
 }
 
 /* ---- a hostile driver ------------------------------------------------------ */
@@ -753,6 +842,377 @@ Test(virtio, one_notify_serves_at_most_a_ring)
 	TH_EQ(bs.broken, 0);
 	cr_assert_geq(bs.reads, VV_QN + 1);
 	vv_teardown(&t);
+}
+
+/* ---- a disk that fails, a disk shorter than it says ----------------------- */
+
+static const enum gmem_io_path vv_paths[] = {
+	GMEM_IO_INPLACE, GMEM_IO_BOUNCE, GMEM_IO_KMAP, GMEM_IO_AUTO,
+};
+#define VV_NPATHS (sizeof(vv_paths) / sizeof(vv_paths[0]))
+
+/* A memory disk whose I/O fails with EIO at offsets in [fail_at, fail_end):
+ * a write running into that range moves the bytes before it, then fails. */
+struct vv_faulty_disk {
+	uint8_t *mem;
+	uint64_t len;
+	uint64_t fail_at, fail_end;
+	unsigned eios;
+};
+
+static int64_t vv_faulty_io(void *opaque, enum gmem_io_dir dir, const struct iovec *iov,
+			    int iovcnt, uint64_t off)
+{
+	struct vv_faulty_disk *d = opaque;
+	uint64_t moved = 0, end = d->len;
+
+	if (off >= d->fail_at && off < d->fail_end) {
+		d->eios++;
+		return -EIO;
+	}
+	if (off < d->fail_at)
+		end = d->fail_at;
+	for (int i = 0; i < iovcnt && off < end; i++) {
+		uint64_t n = iov[i].iov_len < end - off ? iov[i].iov_len : end - off;
+
+		if (dir == GMEM_IO_READ)
+			memcpy(iov[i].iov_base, d->mem + off, n);
+		else
+			memcpy(d->mem + off, iov[i].iov_base, n);
+		off += n;
+		moved += n;
+	}
+	return (int64_t)moved;
+}
+
+/* A 4 KiB request of @type at @sector on the buffer at @gpa. */
+static uint8_t vv_req1(struct vv *t, uint32_t type, uint64_t sector, uint64_t gpa,
+		       uint32_t *len)
+{
+	struct vv_seg s[1] = { { gpa, 4096 } };
+
+	return vv_req(t, type, sector, s, 1, len);
+}
+
+static void vv_expect_bytes(const uint8_t *p, uint8_t want, size_t len, const char *what)
+{
+	for (size_t i = 0; i < len; i++)
+		cr_assert_eq(p[i], want, "%s: byte %zu is %#x, want %#x", what, i, p[i], want);
+}
+
+/* The disk fails with EIO under sectors [32, 40): a request there completes
+ * with IOERR and moves nothing (the disk and the guest buffer as they were,
+ * used length 1: the status byte), one running into it moves what lies
+ * before, and every page keeps the state the guest gave it, on every path.
+ * The device is not broken: the next request is served. */
+static void vv_injected_eio(enum gmem_io_path path)
+{
+	struct vv_faulty_disk d = { .len = VV_SECTS * 512ull, .fail_at = 32 * 512,
+				    .fail_end = 40 * 512 };
+	struct gmem_io_target disk = { .kind = GMEM_IO_CALLBACK, .fn = vv_faulty_io,
+				       .opaque = &d };
+	const char *name = gmem_io_path_name(path);
+	uint8_t buf[4096], fill[4096];
+	struct gv_vblk_stats bs;
+	struct gmem *g;
+	uint32_t len;
+	struct vv t;
+
+	d.mem = malloc(d.len);
+	cr_assert_not_null(d.mem);
+	memset(d.mem, 0xee, d.len);
+	memset(fill, 0x5a, sizeof(fill));
+	vv_boot_on(&t, path, &disk);
+	g = gv_vm_gmem(t.vm);
+	vv_start(&t);
+	vv_put(&t, VV_BUF, fill, sizeof(fill));
+	vv_put(&t, VV_BUF + 0x10000, fill, sizeof(fill));
+	TH_EQ(vv_map(&t, VV_BUF + 0x20000, 1, 0), 0);   /* one buffer shared */
+	vv_put(&t, VV_BUF + 0x20000, fill, sizeof(fill));
+
+	/* A write inside the failing range, from private and shared memory. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 32, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: private write into EIO", name);
+	TH_EQ(len, 1);
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 32, VV_BUF + 0x20000, &len), GV_VBLK_S_IOERR,
+		     "%s: shared write into EIO", name);
+	vv_expect_bytes(d.mem + 32 * 512, 0xee, 8 * 512, "disk under the failed writes");
+	/* A read from it: the buffer keeps its bytes. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 32, VV_BUF + 0x10000, &len), GV_VBLK_S_IOERR,
+		     "%s: read from EIO", name);
+	cr_assert_eq(len, 1, "%s: used length %u of a failed read", name, len);
+	vv_get(&t, VV_BUF + 0x10000, buf, sizeof(buf));
+	vv_expect_bytes(buf, 0x5a, sizeof(buf), "buffer of the failed read");
+	/* A write running into the range: the 2 KiB before it land. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 28, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: write running into EIO", name);
+	vv_expect_bytes(d.mem + 28 * 512, 0x5a, 2048, "disk before the failure");
+	vv_expect_bytes(d.mem + 32 * 512, 0xee, 8 * 512, "disk from the failure on");
+	TH_EQ(d.eios, 4);
+	for (uint64_t a = VV_BUF; a < VV_BUF + 0x11000; a += TH_PAGE)
+		cr_assert_eq(gmem_state(g, a), GMEM_PRIVATE, "%s: page %#llx not private", name,
+			     (unsigned long long)a);
+	TH_EQ(gmem_state(g, VV_BUF + 0x20000), GMEM_SHARED);
+	/* Not broken: a request elsewhere is served. */
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_OUT, 64, VV_BUF, &len), GV_VBLK_S_OK, "%s", name);
+	vv_expect_bytes(d.mem + 64 * 512, 0x5a, 4096, "disk after the honest write");
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.ioerrs, 4);
+	TH_EQ(bs.io.errors, 4);
+	TH_EQ(bs.writes, 1);
+	TH_EQ(bs.reads, 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(bs.io.deferred, 0);
+	TH_EQ(th_stats(g).pinned_pages, 0);
+	TH_EQ(th_stats(g).kmapped_pages, 0);
+	TH_EQ(th_stats(g).shared_pages, 2);     /* the ring page and the shared buffer */
+	vv_teardown(&t);
+	free(d.mem);
+}
+
+Test(virtio, injected_eio_is_ioerr_moves_nothing_and_keeps_page_states, .timeout = 60)
+{
+	for (unsigned i = 0; i < VV_NPATHS; i++)
+		vv_injected_eio(vv_paths[i]);
+}
+
+/* The device says the disk has 128 sectors; the image holds 56. A read
+ * inside the image is served; one past its end comes back short: IOERR,
+ * nothing in the buffer, which stays private. */
+static void vv_short_image(enum gmem_io_path path)
+{
+	struct gv_vblk_config bc = { .io_path = path, .sectors = 128 };
+	const char *name = gmem_io_path_name(path);
+	uint8_t buf[4096], fill[4096];
+	struct gv_vblk_stats bs;
+	uint64_t cap = 0;
+	uint32_t len;
+	struct vv t;
+
+	memset(fill, 0x5a, sizeof(fill));
+	vv_boot_ex(&t, &bc, 56 * 512, 1);
+	TH_EQ(gv_test_mmio(t.vm, 0, VV_BASE + GV_VIO_CONFIG, false, &cap, 8), 0);
+	TH_EQ(cap, 128);
+	vv_start(&t);
+	vv_put(&t, VV_BUF, fill, sizeof(fill));
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 40, VV_BUF + 0x10000, &len), GV_VBLK_S_OK,
+		     "%s: read inside the image", name);
+	cr_assert_eq(vv_req1(&t, GV_VBLK_T_IN, 120, VV_BUF, &len), GV_VBLK_S_IOERR,
+		     "%s: read past the image's end", name);
+	cr_assert_eq(len, 1, "%s: used length %u of a read past the end", name, len);
+	vv_get(&t, VV_BUF, buf, sizeof(buf));
+	vv_expect_bytes(buf, 0x5a, sizeof(buf), "buffer of the read past the end");
+	TH_EQ(gmem_state(gv_vm_gmem(t.vm), VV_BUF), GMEM_PRIVATE);
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.sectors, 128);
+	TH_EQ(bs.reads, 1);
+	TH_EQ(bs.ioerrs, 1);
+	TH_EQ(bs.io.short_transfers, 1);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).shared_pages, 1);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).pinned_pages, 0);
+	vv_teardown(&t);
+}
+
+Test(virtio, image_shorter_than_the_disk_is_ioerr_past_its_end, .timeout = 60)
+{
+	for (unsigned i = 0; i < VV_NPATHS; i++)
+		vv_short_image(vv_paths[i]);
+}
+
+/* Configurations refused before anything is opened or claimed, and an
+ * attach after the start. */
+Test(virtio, attach_refusals)
+{
+	struct gmem_io_target t = { .kind = GMEM_IO_MEMORY };
+	struct gv_vblk_config both = { .image = "/dev/null", .target = &t, .sectors = 8 };
+	struct gv_vblk_config none = { .sectors = 8 };
+	struct gv_vblk_config nosize = { .target = &t };
+	struct gv_vblk_config badpath = { .target = &t, .sectors = 8, .io_path = 9 };
+	struct gv_vblk_config missing = { .image = "/nonexistent/gmem-disk.img" };
+	struct gv_vblk_config chardev = { .image = "/dev/null" };
+	struct gv_vblk_config mem = { .target = &t, .sectors = 8 };
+	struct gv_vblk *vb = NULL;
+	struct gv_vm *vm = vt_vm_any(NULL, 1, GV_POLICY_CONVERT);
+	struct gv_result res;
+
+	t.mem = calloc(8, 512);
+	t.mem_len = 8 * 512;
+	cr_assert_not_null(t.mem);
+	TH_EQ(gv_vblk_attach(NULL, &mem, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, NULL, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &both, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &none, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &nosize, &vb), -EINVAL);
+	TH_EQ(gv_vblk_attach(vm, &badpath, &vb), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "I/O path"), "%s", gv_last_error());
+	TH_EQ(gv_vblk_attach(vm, &missing, &vb), -ENOENT);
+	cr_assert(strstr(gv_last_error(), "/nonexistent/gmem-disk.img"), "%s", gv_last_error());
+	/* A character device is neither a file nor a disk. */
+	TH_EQ(gv_vblk_attach(vm, &chardev, &vb), -EINVAL);
+	cr_assert(strstr(gv_last_error(), "not a regular file or block device"), "%s",
+		  gv_last_error());
+	cr_assert_null(vb, "a refused attach set *out");
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), 0);
+	cr_assert_not_null(vb);
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), -EEXIST);          /* the window is taken */
+	cr_assert_eq(gv_vm_load_file(vm, vt_guest_path("hello")), 0, "%s", gv_last_error());
+	vt_finish(vm, &res);
+	mem.base = GV_VIRTIO_MMIO_BASE + GV_VIRTIO_MMIO_SIZE;
+	TH_EQ(gv_vblk_attach(vm, &mem, &vb), -EBUSY);           /* after the start */
+	gv_vm_destroy(vm);
+	free((void *)t.mem);
+}
+
+/* ---- a guest converting a buffer while the device does I/O on it ---------- */
+
+/* vCPU 1 flips a data buffer's state as fast as it can while vCPU 0 does
+ * block I/O on it. Every request completes, the device is not broken, and
+ * once the I/O is over the page is in the state of the guest's last
+ * successful conversion (gmem_convert(3)): no interleaving leaves it in a
+ * state nobody asked for. The flipper is stopped from inside the last
+ * request's I/O, so its last conversion came before that request ended
+ * and the device's clean-up, not the flipper, had the last word. */
+struct vv_flipper {
+	struct gv_vm *vm;
+	atomic_bool stop;       /* set from the disk; the flipper reads it   */
+	atomic_bool exited;     /* the flipper made its last call            */
+	bool steal;             /* first try to drop the request's pin       */
+	int last;               /* state of the last successful conversion  */
+	unsigned ok, busy, other, stolen;
+};
+
+static void *vv_flip_run(void *arg)
+{
+	struct vv_flipper *f = arg;
+
+	for (unsigned i = 0; !atomic_load(&f->stop); i++) {
+		int to = i & 1 ? GMEM_PRIVATE : GMEM_SHARED;
+		int64_t res = 0;
+
+		if (f->steal && to == GMEM_PRIVATE) {
+			if (gv_test_hypercall(f->vm, 1, GV_HC_IO_UNPIN, VV_BUF, TH_PAGE, 0, &res)) {
+				f->other++;
+				break;
+			}
+			f->stolen += res == 0;
+		}
+		if (gv_test_hypercall(f->vm, 1, to == GMEM_SHARED ? GV_HC_SHARE : GV_HC_UNSHARE,
+				      VV_BUF, TH_PAGE, 0, &res)) {
+			f->other++;
+			break;
+		}
+		if (res == 0) {
+			f->last = to;
+			f->ok++;
+		} else if (res == -EAGAIN) {
+			f->busy++;      /* a request had it pinned: refused whole */
+		} else {
+			f->other++;
+		}
+	}
+	atomic_store(&f->exited, true);
+	return NULL;
+}
+
+/* The racing disk: memory, and on the last request, from inside its I/O,
+ * the flipper stopped and waited for. */
+struct vv_race_disk {
+	uint8_t mem[64 * 4096];
+	struct vv_flipper *f;
+	atomic_bool last;
+};
+
+static int64_t vv_race_io(void *opaque, enum gmem_io_dir dir, const struct iovec *iov,
+			  int iovcnt, uint64_t off)
+{
+	struct vv_race_disk *d = opaque;
+	int64_t n = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		if (off + iov[i].iov_len > sizeof(d->mem))
+			return -EIO;
+		if (dir == GMEM_IO_READ)
+			memcpy(iov[i].iov_base, d->mem + off, iov[i].iov_len);
+		else
+			memcpy(d->mem + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+		n += (int64_t)iov[i].iov_len;
+	}
+	if (atomic_load(&d->last)) {
+		atomic_store(&d->f->stop, true);
+		while (!atomic_load(&d->f->exited))
+			sched_yield();
+	}
+	return n;
+}
+
+static void vv_race(enum gmem_io_path path, bool steal)
+{
+	struct vv_flipper f = { .last = GMEM_PRIVATE, .steal = steal };
+	struct vv_race_disk *d = calloc(1, sizeof(*d));
+	struct gmem_io_target disk = { .kind = GMEM_IO_CALLBACK, .fn = vv_race_io, .opaque = d };
+	struct gv_vblk_config bc = { .io_path = path, .target = &disk,
+				     .sectors = sizeof(d->mem) / 512 };
+	unsigned good = 0;
+	struct gv_vblk_stats bs;
+	pthread_t th;
+	struct vv t;
+
+	cr_assert_not_null(d);
+	d->f = &f;
+	vv_boot_ex(&t, &bc, 0, 2);
+	vv_start(&t);
+	f.vm = t.vm;
+	cr_assert_eq(pthread_create(&th, NULL, vv_flip_run, &f), 0);
+	for (unsigned i = 0; i < 400; i++) {
+		uint32_t type = i & 1 ? GV_VBLK_T_IN : GV_VBLK_T_OUT, len;
+		uint8_t st;
+
+		atomic_store(&d->last, i == 399);
+		st = vv_req1(&t, type, i % 64 * 8, VV_BUF, &len);
+		good += st == GV_VBLK_S_OK;
+		cr_assert(st == GV_VBLK_S_OK || st == GV_VBLK_S_IOERR, "request %u: status %u",
+			  i, st);
+	}
+	pthread_join(th, NULL);
+	cr_assert(atomic_load(&f.stop), "the last request never reached the disk");
+	TH_EQ(f.other, 0);
+	cr_assert_eq(f.stolen, 0, "the guest dropped the device's pin %u times", f.stolen);
+	cr_assert_gt(f.ok, 0, "the guest never converted");
+	cr_assert_eq(gmem_state(gv_vm_gmem(t.vm), VV_BUF), f.last,
+		     "the buffer is %d after the I/O, the guest last asked for %d",
+		     gmem_state(gv_vm_gmem(t.vm), VV_BUF), f.last);
+	cr_assert_eq(gv_vblk_stats(t.vb, &bs), 0);
+	TH_EQ(bs.broken, 0);
+	TH_EQ(bs.reads + bs.writes + bs.ioerrs, 400);
+	TH_EQ(bs.io.shared_now, 0);
+	TH_EQ(bs.io.deferred, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).pinned_pages, 0);
+	TH_EQ(th_stats(gv_vm_gmem(t.vm)).kmapped_pages, 0);
+	cr_log_info("%s: %u of 400 requests OK; guest conversions: %u done, %u refused busy",
+		    gmem_io_path_name(path), good, f.ok, f.busy);
+	vv_teardown(&t);
+	free(d);
+}
+
+Test(virtio, inplace_io_racing_guest_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_INPLACE, false);
+}
+
+/* The same guest also tries to drop the pin an in-place request holds
+ * before each unshare, to take the page back under the device's copy. */
+Test(virtio, inplace_io_racing_guest_unpin_and_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_INPLACE, true);
+}
+
+Test(virtio, bounce_io_racing_guest_unshare, .timeout = 60)
+{
+	vv_race(GMEM_IO_BOUNCE, false);
 }
 
 /* ---- device state in VM snapshots ------------------------------------------ */
@@ -1173,32 +1633,37 @@ Test(virtio, vm_side_damaged_mismatched_missing_or_unwritable)
 }
 
 /* The VM's devices share one I/O context: made uncalibrated for the first
- * device with a fixed path, calibrated once when a device on `auto` joins. */
+ * device with a fixed path, calibrated once when a device on `auto` joins
+ * (a second virtio disk, in the next window). */
 Test(virtio, devices_share_one_io_context_calibrated_once_for_auto, .timeout = 60)
 {
 	struct gmem_io_target mem = { .kind = GMEM_IO_MEMORY, .mem = calloc(1, 64 * 512),
 				      .mem_len = 64 * 512 };
-	struct gv_vblk_config vc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_BOUNCE };
-	struct gv_blk_config pc = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_AUTO };
+	struct gv_vblk_config fixed = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_BOUNCE };
+	struct gv_vblk_config autop = { .target = &mem, .sectors = 64, .io_path = GMEM_IO_AUTO,
+					.base = GV_VIRTIO_MMIO_BASE + GV_VIRTIO_MMIO_SIZE };
 	struct gv_config cfg = vs_cfg;
-	struct gv_vblk_stats vs;
-	struct gv_blk_stats ps;
-	struct gv_vblk *vb;
-	struct gv_blk *pb;
+	struct gv_vblk_stats fs, as;
+	struct gv_vblk *fb, *ab;
 	struct gv_vm *vm;
 
 	cr_assert_not_null(mem.mem);
 	cfg.mem_size = VT_MEM;
 	cfg.ncpus = 1;
 	cr_assert_eq(gv_vm_create(&cfg, &vm), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_attach(vm, &vc, &vb), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
-	TH_EQ(vs.io.calibrations, 0);
-	cr_assert_eq(gv_blk_attach(vm, &pc, &pb), 0, "%s", gv_last_error());
-	cr_assert_eq(gv_vblk_stats(vb, &vs), 0);
-	cr_assert_eq(gv_blk_stats(pb, &ps), 0);
-	TH_EQ(vs.io.calibrations, 1);           /* the same context, seen by both */
-	TH_EQ(ps.io.calibrations, 1);
+	cr_assert_eq(gv_vblk_attach(vm, &fixed, &fb), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(fb, &fs), 0);
+	TH_EQ(fs.io.calibrations, 0);
+	cr_assert_eq(gv_vblk_attach(vm, &autop, &ab), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(fb, &fs), 0);
+	cr_assert_eq(gv_vblk_stats(ab, &as), 0);
+	TH_EQ(fs.io.calibrations, 1);           /* the same context, seen by both */
+	TH_EQ(as.io.calibrations, 1);
+	/* A third on auto finds it calibrated. */
+	autop.base += GV_VIRTIO_MMIO_SIZE;
+	cr_assert_eq(gv_vblk_attach(vm, &autop, &ab), 0, "%s", gv_last_error());
+	cr_assert_eq(gv_vblk_stats(ab, &as), 0);
+	TH_EQ(as.io.calibrations, 1);
 	gv_vm_destroy(vm);
 	free((void *)mem.mem);
 }

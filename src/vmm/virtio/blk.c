@@ -275,6 +275,9 @@ int gv_vblk_stats(struct gv_vblk *vb, struct gv_vblk_stats *st)
 	st->broken = vb->vd.broken;
 	st->features = vb->vd.status & GV_VIO_S_FEATURES_OK ? vb->vd.driver_features : 0;
 	st->queue_num = vb->vd.vq.ready ? vb->vd.vq.num : 0;
+	st->queue_max = GV_VQ_MAX;
+	st->size_max = vb->cfg.size_max;
+	st->seg_max = vb->cfg.seg_max;
 	st->notifies = vb->vd.notifies;
 	st->resets = vb->vd.resets;
 	st->max_notify = vb->vd.max_notify;

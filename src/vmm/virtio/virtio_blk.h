@@ -16,7 +16,7 @@
  *     guest shared (with its rings, as a confidential guest's driver puts
  *     them); the data buffers may be private or shared: their bytes move
  *     with one gmem_io_rw() on the device's path, and every page keeps its
- *     state, as with the paravirtual device (pvblk.h).
+ *     state.
  *   - Checked before anything moves: directions (IN data device-writable,
  *     OUT device-readable), at most 8 data buffers of whole sectors summing
  *     to at most 1 MiB, the sector range inside the capacity, no data
@@ -72,10 +72,13 @@ struct gv_vblk_req_hdr {
 struct gv_vblk;
 
 struct gv_vblk_config {
-	const char *image;      /* as gv_blk_config (pvblk.h)                     */
-	const struct gmem_io_target *target;
-	uint64_t sectors;
-	enum gmem_io_path io_path;
+	const char *image;      /* disk image (file or block device), opened      */
+	                        /* read-write, and O_DIRECT too where it can be   */
+	const struct gmem_io_target *target;  /* with image NULL: any gmem_io     */
+	                        /* target (copied; its fd/fn stay the caller's)   */
+	uint64_t sectors;       /* capacity in 512-byte sectors; 0: the image's   */
+	                        /* size (required with a target)                  */
+	enum gmem_io_path io_path;  /* how data moves: GMEM_IO_AUTO calibrates    */
 	uint64_t base;          /* MMIO window; 0: GV_VIRTIO_MMIO_BASE            */
 };
 
@@ -86,6 +89,10 @@ struct gv_vblk_stats {
 	int broken;             /* why DEVICE_NEEDS_RESET is set, or 0           */
 	uint64_t features;      /* negotiated                                     */
 	uint32_t queue_num;     /* the queue's size, 0 before set-up              */
+	/* Limits (the guest cannot raise them): the queue's most entries, the
+	 * longest request and its most data buffers; one notify serves at most
+	 * a ring, max_notify the most it served. */
+	uint32_t queue_max, size_max, seg_max;
 	uint64_t notifies, resets, max_notify;
 	uint64_t reads, writes, flushes, get_ids;
 	uint64_t bytes_read, bytes_written;
