@@ -24,7 +24,7 @@
 #include "vmm.h"
 #include "vmsnap.h"
 
-#define VM_USAGE "[--cpus N] [--mem SIZE] [--policy convert|stop] " \
+#define VM_USAGE "[--accel kvm|user] [--cpus N] [--mem SIZE] [--policy convert|stop] " \
 		 "[--virtio-disk FILE] [--io-path auto|inplace|bounce|kmap] " \
 		 "[--save-at MS FILE [--zstd|--zstd-all]] " \
 		 "[--verbose] [--no-harden] " \
@@ -183,8 +183,10 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 				o->accel = GV_ACCEL_KVM;
 			else if (!strcmp(optarg, "test"))
 				o->accel = GV_ACCEL_TEST;
+			else if (!strcmp(optarg, "user"))
+				o->accel = GV_ACCEL_USER;
 			else
-				return cli_usage("vm", "--accel %s: want kvm or test", optarg);
+				return cli_usage("vm", "--accel %s: want kvm, test or user", optarg);
 			break;
 		case 'X':
 			o->script = optarg;
@@ -485,6 +487,9 @@ int cmd_vm(int argc, char **argv)
 	cfg.policy = o.policy;
 	cfg.console = vm_console;
 	cfg.accel = o.accel;
+	if (o.accel == GV_ACCEL_USER)
+		fprintf(stderr, "vm: user accelerator: the guest runs in this process with no "
+			"isolation; for trusted test programs only\n");
 	if (o.restore) {
 		status = vm_restore(&o, &cfg, &vm);
 		if (status)
