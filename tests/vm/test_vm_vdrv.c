@@ -367,7 +367,6 @@ Test(vdrv, the_vblk_guest_runs_its_session_under_kvm)
 	struct gv_result res;
 	struct vd t = { 0 };
 
-	vt_need_kvm();      /* the guest's instructions must execute */
 	cr_assert(vd_run_guest(&t, "vblk", 60, &res), "the guest did not finish in 60 s");
 	vd_expect_session(&t, &res);
 	vd_teardown(&t);
@@ -383,7 +382,6 @@ Test(vdrv, the_vblk_guest_converts_by_map_gpa_range_under_kvm)
 	struct vd t = { 0 };
 	bool finished;
 
-	vt_need_kvm();
 	finished = vd_run_guest(&t, "vblk-gpa", 10, &res);
 	gv_vm_paths(t.vm, &paths);
 	if (!finished) {
@@ -397,6 +395,12 @@ Test(vdrv, the_vblk_guest_converts_by_map_gpa_range_under_kvm)
 	cr_assert_geq(paths.map_gpa_ranges, 3, "conversions by MAP_GPA_RANGE: %llu",
 		      (unsigned long long)paths.map_gpa_ranges);
 	vd_teardown(&t);
+}
+
+/* The CLI's accelerator option: KVM where it is, else the user one. */
+static const char *vd_accel(void)
+{
+	return vt_exec_accel() == GV_ACCEL_USER ? "--accel user" : "";
 }
 
 /* Run @cmd; its exit status, its stdout+stderr in @out. */
@@ -422,13 +426,12 @@ Test(vdrv, cli_runs_the_vblk_guest_on_a_virtio_disk)
 	size_t n;
 	FILE *p;
 
-	vt_need_kvm();
 	fd = mkstemp(image);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(ftruncate(fd, VD_SECTS * 512ull), 0);
 	close(fd);
-	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm --verbose --virtio-disk %s %s 2>&1",
-		 GMEM_CLI, image, vt_guest_path("vblk"));
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --verbose --virtio-disk %s %s 2>&1",
+		 GMEM_CLI, vd_accel(), image, vt_guest_path("vblk"));
 	p = popen(cmd, "r");
 	cr_assert_not_null(p);
 	n = fread(out, 1, sizeof(out) - 1, p);
@@ -451,27 +454,27 @@ Test(vdrv, cli_snapshot_in_the_middle_of_the_vblk_guest)
 	struct vd t = { 0 };
 	int fd;
 
-	vt_need_kvm();
 	fd = mkstemp(image);
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(ftruncate(fd, VD_SECTS * 512ull), 0);
 	close(fd);
 	snprintf(snap, sizeof(snap), "%s.snap", image);
-	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm --virtio-disk %s --save-at 0 %s %s 2>&1",
-		 GMEM_CLI, image, snap, vt_guest_path("vblk"));
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --virtio-disk %s --save-at 0 %s %s 2>&1",
+		 GMEM_CLI, vd_accel(), image, snap, vt_guest_path("vblk"));
 	if (vd_sh(cmd, out, sizeof(out)) && strstr(out, "has stopped already")) {
 		unlink(image);
 		cr_skip_test("the guest ended before the save could pause it (a fast KVM)");
 	}
 	cr_assert(strstr(out, "vm: saved "), "output:\n%s", out);
-	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm --restore %s --virtio-disk %s 2>&1",
-		 GMEM_CLI, snap, image);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --restore %s --virtio-disk %s 2>&1",
+		 GMEM_CLI, vd_accel(), snap, image);
 	TH_EQ(vd_sh(cmd, out, sizeof(out)), 0);
 	cr_assert(strstr(out, "ok   a read past the end fails"), "output:\n%s", out);
 	cr_assert_null(strstr(out, "FAIL"), "output:\n%s", out);
 	snprintf(t.image, sizeof(t.image), "%s", image);
 	vd_check_image(&t, 8 * 512, 5632);
-	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm --restore %s 2>&1", GMEM_CLI, snap);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --restore %s 2>&1", GMEM_CLI,
+		 vd_accel(), snap);
 	TH_EQ(vd_sh(cmd, out, sizeof(out)), 1);
 	cr_assert(strstr(out, "virtio-blk") && strstr(out, "add the device first"),
 		  "output:\n%s", out);
