@@ -119,16 +119,19 @@ static void gv_console_emit_locked(struct gv_vm *vm, bool all)
 	vm->con_line = end;
 }
 
-/* Append @n bytes and hand on the lines they finish. Caller holds con_lock. */
-static int gv_console_put_locked(struct gv_vm *vm, const char *text, size_t n)
+/* Append the low byte of each of @count elements of @size bytes (an OUTB
+ * is what the runtime issues; a wider one carries its character there) and
+ * hand on the lines they finish. Caller holds con_lock. */
+static int gv_console_put_locked(struct gv_vm *vm, const char *data, unsigned size,
+				 uint32_t count)
 {
 	bool newline = false;
 
-	if (vm->con_len + n + 1 > vm->con_cap) {
+	if (vm->con_len + count + 1 > vm->con_cap) {
 		size_t cap = vm->con_cap ? vm->con_cap : 4096;
 		char *p;
 
-		while (cap < vm->con_len + n + 1)
+		while (cap < vm->con_len + count + 1)
 			cap *= 2;
 		if (cap > GV_CONSOLE_MAX)
 			return 0;       /* a runaway guest: keep what we have */
@@ -138,9 +141,9 @@ static int gv_console_put_locked(struct gv_vm *vm, const char *text, size_t n)
 		vm->con = p;
 		vm->con_cap = cap;
 	}
-	for (size_t i = 0; i < n; i++) {
-		vm->con[vm->con_len++] = text[i];
-		newline |= text[i] == '\n';
+	for (uint32_t i = 0; i < count; i++, data += size) {
+		vm->con[vm->con_len++] = *data;
+		newline |= *data == '\n';
 	}
 	vm->con[vm->con_len] = '\0';
 	if (newline)
@@ -148,28 +151,17 @@ static int gv_console_put_locked(struct gv_vm *vm, const char *text, size_t n)
 	return 0;
 }
 
-/* One byte per element, whatever the access size (an OUTB is what the
- * runtime issues; a wider one carries its low byte). */
 static int gv_console_outs(struct gv_vcpu *vcpu, uint16_t port, const void *data,
 			   unsigned size, uint32_t count, void *ctx)
 {
 	struct gv_vm *vm = vcpu->vm;
-	const char *p = data;
-	char line[256];
-	int ret = 0;
+	int ret;
 
 	(void)port, (void)ctx;
 	/* Under the lock for the whole string: another vCPU's text goes
 	 * before or after it, not inside. */
 	pthread_mutex_lock(&vm->con_lock);
-	while (count && !ret) {
-		uint32_t n = count < sizeof(line) ? count : (uint32_t)sizeof(line);
-
-		for (uint32_t i = 0; i < n; i++, p += size)
-			line[i] = *p;
-		ret = gv_console_put_locked(vm, line, n);
-		count -= n;
-	}
+	ret = gv_console_put_locked(vm, data, size, count);
 	pthread_mutex_unlock(&vm->con_lock);
 	return ret;
 }
