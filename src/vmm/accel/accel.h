@@ -58,6 +58,14 @@ struct gv_accel_ops {
 	int  (*set_state)(struct gv_vcpu *vcpu, const struct gv_vcpu_state *st);
 };
 
+/* What a load of @size bytes (an IN, an MMIO read) leaves in its register,
+ * as the CPU does: 4 and 8 bytes replace it (a 32-bit write clears the
+ * upper half), 1 and 2 replace only the low bytes. */
+static inline void gv_accel_load_reg(__u64 *reg, __u64 v, unsigned size)
+{
+	*reg = size >= 4 ? v : (*reg & ~((1ull << (8 * size)) - 1)) | v;
+}
+
 extern const struct gv_accel_ops gv_accel_kvm;
 extern const struct gv_accel_ops gv_accel_test;
 extern const struct gv_accel_ops gv_accel_user;

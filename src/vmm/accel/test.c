@@ -155,11 +155,7 @@ static void gv_test_complete_in(struct gv_vcpu *vcpu, struct kvm_regs *regs)
 	    run->io.count != 1)
 		return;
 	memcpy(&v, (const uint8_t *)run + run->io.data_offset, run->io.size);
-	switch (run->io.size) {
-	case 1: regs->rax = (regs->rax & ~0xffull) | v; break;
-	case 2: regs->rax = (regs->rax & ~0xffffull) | v; break;
-	case 4: regs->rax = v; break;
-	}
+	gv_accel_load_reg(&regs->rax, v, run->io.size);
 }
 
 static void gv_test_exit_done(struct gv_vcpu *vcpu, int ret)

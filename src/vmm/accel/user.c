@@ -59,6 +59,7 @@
 #define GV_USER_SIG        SIGUSR2
 #define GV_USER_RUN_SIZE   8192u
 #define GV_USER_DATA_OFF   4096u
+#define GV_USER_DATA_MAX   (GV_USER_RUN_SIZE - GV_USER_DATA_OFF)   /* one exit's bytes */
 #define GV_USER_ALTSTACK   (256u << 10)
 #define GV_USER_INSN_MAX   15u
 
@@ -453,8 +454,9 @@ static void gv_user_decode_gp(struct gv_vcpu *vcpu, const struct gv_user_insn *i
 		run->io.port = (uint16_t)r->rdx;
 		run->io.size = (in->b[i] & 1) ? size : 1;
 		run->io.direction = KVM_EXIT_IO_OUT;
-		count = rep ? (uint32_t)(r->rcx < 4096 ? r->rcx : 4096) : 1;
-		count = count > 4096 / run->io.size ? 4096 / run->io.size : count;
+		count = rep ? (uint32_t)(r->rcx < GV_USER_DATA_MAX ? r->rcx : GV_USER_DATA_MAX) : 1;
+		count = count > GV_USER_DATA_MAX / run->io.size ? GV_USER_DATA_MAX / run->io.size
+								  : count;
 		if (!count) {                           /* rep with rcx 0: a no-op */
 			r->rip += i + 1;
 			run->exit_reason = KVM_EXIT_INTR;
@@ -620,7 +622,7 @@ static void gv_user_exit_done(struct gv_vcpu *vcpu, int ret)
 {
 	struct gv_user_vcpu *uv = gv_uv(vcpu);
 	const struct kvm_run *run = vcpu->run;
-	__u64 v = 0, *dst;
+	__u64 v = 0;
 
 	(void)ret;
 	switch (uv->pending) {
@@ -628,16 +630,12 @@ static void gv_user_exit_done(struct gv_vcpu *vcpu, int ret)
 		if (run->io.count != 1)
 			break;
 		memcpy(&v, (const uint8_t *)run + run->io.data_offset, uv->pending_size);
-		dst = &uv->st.regs.rax;
-		*dst = uv->pending_size == 4 ? v
-		       : (*dst & ~((1ull << (8 * uv->pending_size)) - 1)) | v;
+		gv_accel_load_reg(&uv->st.regs.rax, v, uv->pending_size);
 		break;
 	case GV_USER_DONE_MMIO:
 		memcpy(&v, run->mmio.data, uv->pending_size);
-		dst = gv_user_gpr(&uv->st.regs, uv->pending_reg);
-		/* 32- and 64-bit loads replace the register, narrower merge. */
-		*dst = uv->pending_size >= 4 ? v
-		       : (*dst & ~((1ull << (8 * uv->pending_size)) - 1)) | v;
+		gv_accel_load_reg(gv_user_gpr(&uv->st.regs, uv->pending_reg), v,
+				  uv->pending_size);
 		break;
 	case GV_USER_DONE_NONE:
 		if (run->exit_reason == KVM_EXIT_HYPERCALL)
