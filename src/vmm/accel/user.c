@@ -574,9 +574,10 @@ static bool gv_user_decode(struct gv_vcpu *vcpu)
 		gv_user_decode_gp(vcpu, &in);
 		return vcpu->run->exit_reason != KVM_EXIT_INTR;
 	}
+	/* Only what lies outside RAM is MMIO; a fault inside it (below the
+	 * window, which is not mapped) stays a fault. */
 	if ((uv->signo == SIGSEGV || uv->signo == SIGBUS) && uv->code != SI_KERNEL &&
-	    !gv_user_in_window(vcpu->vm, uv->addr, 1) &&
-	    !(uv->addr < GV_LOAD_MIN && uv->addr >= 4096)) {
+	    uv->addr >= vcpu->vm->cfg.mem_size) {
 		gv_user_decode_mmio(vcpu, &in, uv->addr);
 		return true;
 	}
