@@ -53,8 +53,11 @@ enum gmem_state   { GMEM_PRIVATE = 0, GMEM_SHARED = 1 };
 #define GMEM_F_INIT_SHARED  (1u << 0)  /* all pages start shared (default: private)       */
 #define GMEM_F_HUGE         (1u << 1)  /* 2 MiB backing where the host allows it            */
 #define GMEM_F_NO_PIN       (1u << 2)  /* shared pages may be mapped but never pinned       */
+#define GMEM_F_TRACK_WRITES (1u << 3)  /* record pages changed since the last snapshot   */
+                                       /* saved from it (incremental saves: parent)     */
 #define GMEM_PIN_MAX        (1u << 24) /* pins one page may hold; one more: -EOVERFLOW  */
-#define GMEM_F_ALL          (GMEM_F_INIT_SHARED | GMEM_F_HUGE | GMEM_F_NO_PIN)
+#define GMEM_F_ALL          (GMEM_F_INIT_SHARED | GMEM_F_HUGE | GMEM_F_NO_PIN | \
+                             GMEM_F_TRACK_WRITES)
 
 #define GMEM_PRIVACY_VIEW   1          /* library enforces it in the host view  */
 #define GMEM_PRIVACY_KERNEL 2          /* kernel faults private pages anywhere  */
@@ -229,8 +232,13 @@ int   gmem_convert_notify(struct gmem *g, gmem_convert_fn fn, void *ctx);
 #define GMEM_SNAP_LAZY         (1u << 1)  /* restore: load pages on touch     */
 #define GMEM_SNAP_COMPRESS_ALL (1u << 2)  /* save: zstd on every chunk        */
 #define GMEM_SNAP_BUFFERED     (1u << 3)  /* save, restore: via page cache    */
+#define GMEM_SNAP_LIVE         (1u << 4)  /* save: the memory is locked only  */
+                                          /* to start; each page saved as it  */
+                                          /* was then (copied before written) */
 #define GMEM_SNAP_ALL          (GMEM_SNAP_COMPRESS | GMEM_SNAP_LAZY | \
-                                GMEM_SNAP_COMPRESS_ALL | GMEM_SNAP_BUFFERED)
+                                GMEM_SNAP_COMPRESS_ALL | GMEM_SNAP_BUFFERED | \
+                                GMEM_SNAP_LIVE)
+#define GMEM_SNAP_KEY_BYTES    32         /* gmem_snapshot_opts.key           */
 int   gmem_snapshot_save(struct gmem *g, const char *path, unsigned flags);
 /* Open a new memory holding a saved snapshot: @cfg NULL restores the saved
  * size on the best backend; otherwise its backend and flags, and a size at
@@ -248,7 +256,14 @@ struct gmem_snapshot_opts {
 	int level;                  /* zstd level, 0: the default (1)               */
 	gmem_snapshot_progress_fn progress;   /* NULL: none                         */
 	void *progress_ctx;
-	uint64_t reserved[4];       /* 0                                            */
+	/* Save: the last snapshot saved from this memory (GMEM_F_TRACK_WRITES):
+	 * the new file holds only the pages changed since, and names it. NULL:
+	 * a full file. Restore and inspect follow a file's chain themselves. */
+	const char *parent;
+	/* GMEM_SNAP_KEY_BYTES bytes: seal (save) or open (restore, inspect)
+	 * every chunk with an AEAD. NULL: no key. Copied; the caller wipes it. */
+	const uint8_t *key;
+	uint64_t reserved[2];       /* 0                                            */
 };
 
 /* As gmem_snapshot_save / _restore, with options (@opts may be NULL). */

@@ -173,7 +173,7 @@ static struct gmem_io_target out_t;
 	X(gmem_snapshot_restore_ex, "unknown flag", -EINVAL,                              \
 	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.flags = 1u << 30), &out_g))       \
 	X(gmem_snapshot_restore_ex, "reserved field set", -EINVAL,                        \
-	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.reserved = { [3] = 1 }), &out_g)) \
+	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.reserved = { [1] = 1 }), &out_g)) \
 	X(gmem_snapshot_inspect, "NULL path", -EINVAL, gmem_snapshot_inspect(NULL, 0, NULL, &out_si)) \
 	X(gmem_snapshot_inspect, "NULL info", -EINVAL, gmem_snapshot_inspect(f->snap, 0, NULL, NULL)) \
 	X(gmem_snapshot_inspect, "unknown flag", -EINVAL,                                 \

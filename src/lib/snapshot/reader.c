@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define XXH_STATIC_LINKING_ONLY    /* XXH3_state_t on the stack */
 #include <xxhash.h>
 #include <zstd.h>
 
@@ -43,6 +44,26 @@ uint64_t gm_snap_header_hash(const struct gm_snap_header *h)
 	return XXH3_64bits(h, offsetof(struct gm_snap_header, hash));
 }
 
+uint64_t gm_snap_header2_hash(const struct gm_snap_header2 *h)
+{
+	return XXH3_64bits(h, offsetof(struct gm_snap_header2, hash));
+}
+
+void gm_snap_identity(const void *hdr, size_t hdr_len, const struct gm_snap_chunk *end_chunk,
+		      const void *end_payload, size_t end_len, uint8_t id[GM_SNAP_ID_BYTES])
+{
+	XXH3_state_t st;
+	XXH128_hash_t h;
+
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, hdr, hdr_len);
+	XXH3_128bits_update(&st, end_chunk, sizeof(*end_chunk));
+	XXH3_128bits_update(&st, end_payload, end_len);
+	h = XXH3_128bits_digest(&st);
+	memcpy(id, &h.low64, 8);
+	memcpy(id + 8, &h.high64, 8);
+}
+
 uint64_t gm_snap_chunk_hash(const struct gm_snap_chunk *c, uint64_t index,
 			    const void *payload)
 {
@@ -59,6 +80,10 @@ static const char *gm_snap_type_name(uint32_t type)
 		return "data";
 	case GM_SNAP_END:
 		return "end";
+	case GM_SNAP_PARENT:
+		return "parent";
+	case GM_SNAP_CHANGED:
+		return "changed";
 	}
 	return "unknown";
 }
@@ -149,51 +174,149 @@ static int gm_snap_take(struct gm_snap_reader *r, void *dst, size_t n)
 }
 
 /* One field of the file header against its range: the message names the
- * field, its offset and what it must be. */
+ * field, its offset (in the version 2 layout, which shares version 1's
+ * offsets up to 48) and what it must be. */
 #define GM_HDR_FIELD(r, ok, field, must)                                        \
 	do {                                                                    \
 		if (!(ok))                                                      \
 			return gm_snap_bad(r, -EINVAL,                          \
 					   "file header: " #field " at offset %zu is %llu; " \
-					   must, offsetof(struct gm_snap_header, field), \
+					   must, offsetof(struct gm_snap_header2, field), \
 					   (unsigned long long)(r)->hdr.field);  \
 	} while (0)
 
+static bool gm_snap_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Version 1: 64 bytes, already in hdr.raw. */
+static int gm_snap_parse_v1(struct gm_snap_reader *r)
+{
+	struct gm_snap_header h;
+
+	memcpy(&h, r->hdr.raw, sizeof(h));
+	if (h.hash != gm_snap_header_hash(&h))
+		return gm_snap_bad(r, -EINVAL, "file header (offset 0..63): checksum mismatch");
+	r->hdr.header_size = h.header_size;
+	GM_HDR_FIELD(r, h.header_size == sizeof(h), header_size, "must be 64");
+	r->hdr.page_size = h.page_size;
+	r->hdr.flags = h.flags;
+	r->hdr.mem_size = h.mem_size;
+	r->hdr.backend = h.backend;
+	r->hdr.mem_flags = h.mem_flags;
+	r->hdr.chunk_max = h.chunk_max;
+	GM_HDR_FIELD(r, !(h.flags & ~GM_SNAP_HDR_ALL), flags, "unknown bits");
+	if (h.reserved0)
+		return gm_snap_bad(r, -EINVAL, "file header: reserved0 at offset 44 is %u; "
+				   "must be 0", h.reserved0);
+	if (h.reserved1)
+		return gm_snap_bad(r, -EINVAL, "file header: reserved1 at offset 48 is %llu; "
+				   "must be 0", (unsigned long long)h.reserved1);
+	r->end_len = sizeof(struct gm_snap_end);
+	return 0;
+}
+
+/* Version 2: 128 bytes; the second 64 are read here. */
+static int gm_snap_parse_v2(struct gm_snap_reader *r)
+{
+	struct gm_snap_header2 h;
+	bool sealed, parent;
+	int ret;
+
+	memcpy(&h, r->hdr.raw, 64);
+	if (h.header_size != sizeof(h))
+		return gm_snap_bad(r, -EINVAL, "file header: header_size at offset 12 is %u; "
+				   "must be 128", h.header_size);
+	if (r->file_size < sizeof(h))
+		return gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, shorter than the header",
+				   (unsigned long long)r->file_size);
+	ret = gm_snap_take(r, r->hdr.raw + 64, sizeof(h) - 64);
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the file header: %s", strerror(-ret));
+	memcpy(&h, r->hdr.raw, sizeof(h));
+	if (h.hash != gm_snap_header2_hash(&h))
+		return gm_snap_bad(r, -EINVAL, "file header (offset 0..127): checksum mismatch");
+	r->hdr.header_size = h.header_size;
+	r->hdr.page_size = h.page_size;
+	r->hdr.flags = h.flags;
+	r->hdr.mem_size = h.mem_size;
+	r->hdr.backend = h.backend;
+	r->hdr.mem_flags = h.mem_flags;
+	r->hdr.chunk_max = h.chunk_max;
+	r->hdr.aead = h.aead;
+	memcpy(r->hdr.file_id, h.file_id, sizeof(h.file_id));
+	memcpy(r->hdr.parent_id, h.parent_id, sizeof(h.parent_id));
+	memcpy(r->hdr.seal, h.seal, sizeof(h.seal));
+	GM_HDR_FIELD(r, !(h.flags & ~GM_SNAP_HDR2_ALL), flags, "unknown bits");
+	sealed = h.flags & GM_SNAP_HDR_SEALED;
+	parent = h.flags & GM_SNAP_HDR_PARENT;
+	GM_HDR_FIELD(r, sealed ? h.aead == GM_SNAP_AEAD_AES256GCM ||
+			 h.aead == GM_SNAP_AEAD_XCHACHA20POLY1305 : !h.aead, aead,
+		     "must be 1 or 2 in a sealed file, 0 otherwise");
+	if (h.reserved1 || h.reserved2)
+		return gm_snap_bad(r, -EINVAL, "file header: reserved%s at offset %u is set; "
+				   "must be 0", h.reserved1 ? "1" : "2", h.reserved1 ? 48 : 112);
+	if (!parent && !gm_snap_zero(h.parent_id, sizeof(h.parent_id)))
+		return gm_snap_bad(r, -EINVAL, "file header: parent_id at offset 72 is set in "
+				   "a file without a parent");
+	if (!sealed && !gm_snap_zero(h.seal, sizeof(h.seal)))
+		return gm_snap_bad(r, -EINVAL, "file header: seal at offset 88 is set in a "
+				   "file that is not sealed");
+	r->end_len = sizeof(struct gm_snap_end2);
+	return 0;
+}
+
 static int gm_snap_check_header(struct gm_snap_reader *r)
 {
-	const struct gm_snap_header *h = &r->hdr;
+	const struct gm_snap_header *v1 = (const struct gm_snap_header *)r->hdr.raw;
+	int ret;
 
-	if (memcmp(h->magic, GM_SNAP_MAGIC, sizeof(h->magic)))
+	if (memcmp(v1->magic, GM_SNAP_MAGIC, sizeof(v1->magic)))
 		return gm_snap_bad(r, -EINVAL, "not a gmem snapshot (bad magic at offset 0)");
-	if (h->major != GM_SNAP_VERSION_MAJOR)
+	r->hdr.major = v1->major;
+	r->hdr.minor = v1->minor;
+	if (v1->major != GM_SNAP_VERSION_MAJOR && v1->major != GM_SNAP_V2_MAJOR)
 		return gm_snap_bad(r, -EINVAL, "file header: major at offset 8: format version "
-				   "%u.%u; this library reads %u.x", h->major, h->minor,
-				   GM_SNAP_VERSION_MAJOR);
-	if (h->hash != gm_snap_header_hash(h))
-		return gm_snap_bad(r, -EINVAL, "file header (offset 0..63): checksum mismatch");
-	GM_HDR_FIELD(r, h->header_size == sizeof(*h), header_size, "must be 64");
-	GM_HDR_FIELD(r, h->page_size == GMEM_PAGE_SIZE, page_size, "must be 4096");
-	GM_HDR_FIELD(r, !(h->flags & ~GM_SNAP_HDR_ALL), flags, "unknown bits");
-	GM_HDR_FIELD(r, h->mem_size && !(h->mem_size % GMEM_REGION_SIZE), mem_size,
+				   "%u.%u; this library reads %u.x and %u.x", v1->major,
+				   v1->minor, GM_SNAP_VERSION_MAJOR, GM_SNAP_V2_MAJOR);
+	ret = v1->major == GM_SNAP_VERSION_MAJOR ? gm_snap_parse_v1(r) : gm_snap_parse_v2(r);
+	if (ret)
+		return ret;
+	GM_HDR_FIELD(r, r->hdr.page_size == GMEM_PAGE_SIZE, page_size, "must be 4096");
+	GM_HDR_FIELD(r, r->hdr.mem_size && !(r->hdr.mem_size % GMEM_REGION_SIZE), mem_size,
 		     "must be a non-zero multiple of 2 MiB");
-	GM_HDR_FIELD(r, h->backend == GMEM_BACKEND_KVM || h->backend == GMEM_BACKEND_MEMFD,
+	GM_HDR_FIELD(r, r->hdr.backend == GMEM_BACKEND_KVM ||
+		     r->hdr.backend == GMEM_BACKEND_MEMFD,
 		     backend, "must be 1 (kvm) or 2 (memfd)");
-	GM_HDR_FIELD(r, !(h->mem_flags & ~GMEM_F_ALL), mem_flags, "unknown GMEM_F_ bits");
-	GM_HDR_FIELD(r, h->chunk_max && h->chunk_max <= GM_SNAP_CHUNK_MAX &&
-		     !(h->chunk_max % GMEM_PAGE_SIZE), chunk_max,
+	GM_HDR_FIELD(r, !(r->hdr.mem_flags & ~GMEM_F_ALL), mem_flags, "unknown GMEM_F_ bits");
+	GM_HDR_FIELD(r, r->hdr.chunk_max && r->hdr.chunk_max <= GM_SNAP_CHUNK_MAX &&
+		     !(r->hdr.chunk_max % GMEM_PAGE_SIZE), chunk_max,
 		     "must be a multiple of 4096 up to 1 MiB");
-	GM_HDR_FIELD(r, !h->reserved0, reserved0, "must be 0");
-	GM_HDR_FIELD(r, !h->reserved1, reserved1, "must be 0");
 	return 0;
+}
+
+bool gm_snap_sealed(const struct gm_snap_reader *r)
+{
+	return r->hdr.flags & GM_SNAP_HDR_SEALED;
+}
+
+uint32_t gm_snap_end_stored(const struct gm_snap_reader *r)
+{
+	return r->end_len + (gm_snap_sealed(r) ? GM_SNAP_TAG_BYTES : 0);
 }
 
 /* The footer, and the END chunk it points at. */
 static int gm_snap_check_tail(struct gm_snap_reader *r)
 {
-	const uint64_t min = sizeof(struct gm_snap_header) + sizeof(struct gm_snap_chunk) +
-			     sizeof(struct gm_snap_end) + sizeof(struct gm_snap_footer);
+	const uint32_t stored = gm_snap_end_stored(r);
+	const uint64_t min = r->hdr.header_size + sizeof(struct gm_snap_chunk) + stored +
+			     sizeof(struct gm_snap_footer);
+	struct gm_snap_chunk *c = &r->end_chunk;
 	struct gm_snap_footer f;
-	struct gm_snap_chunk c;
 	int ret;
 
 	if (r->file_size < min)
@@ -205,33 +328,45 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 	if (memcmp(f.magic, GM_SNAP_END_MAGIC, sizeof(f.magic)))
 		return gm_snap_bad(r, -EINVAL, "truncated or damaged: no footer at offset %llu",
 				   (unsigned long long)(r->file_size - sizeof(f)));
-	if (f.end_offset != r->file_size - sizeof(f) - sizeof(c) - sizeof(r->end))
+	if (f.end_offset != r->file_size - sizeof(f) - sizeof(*c) - stored)
 		return gm_snap_bad(r, -EINVAL, "footer at offset %llu: END offset %llu is wrong",
 				   (unsigned long long)(r->file_size - sizeof(f)),
 				   (unsigned long long)f.end_offset);
 	r->end_offset = f.end_offset;
-	ret = gm_snap_pread(r->fd, &c, sizeof(c), f.end_offset);
+	ret = gm_snap_pread(r->fd, c, sizeof(*c), f.end_offset);
 	if (!ret)
-		ret = gm_snap_pread(r->fd, &r->end, sizeof(r->end), f.end_offset + sizeof(c));
+		ret = gm_snap_pread(r->fd, r->end_stored, stored, f.end_offset + sizeof(*c));
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the END chunk: %s", strerror(-ret));
+	memset(&r->end, 0, sizeof(r->end));
+	memcpy(&r->end, r->end_stored, r->end_len);
 	/* Its index is the chunk count it records: hash with that. */
-	if (c.type != GM_SNAP_END || c.stored_len != sizeof(r->end) ||
-	    c.hash != gm_snap_chunk_hash(&c, r->end.chunks, &r->end))
+	if (c->type != GM_SNAP_END || c->stored_len != stored ||
+	    c->hash != gm_snap_chunk_hash(c, r->end.chunks, r->end_stored))
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: checksum mismatch",
 				   (unsigned long long)f.end_offset);
-	if (c.flags || c.first || c.raw_len != sizeof(r->end))
+	if (c->flags || c->first || c->raw_len != r->end_len)
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: flags %#x, first %llu, "
-				   "raw_len %u; must be 0, 0, 48", (unsigned long long)f.end_offset,
-				   c.flags, (unsigned long long)c.first, c.raw_len);
+				   "raw_len %u; must be 0, 0, %u", (unsigned long long)f.end_offset,
+				   c->flags, (unsigned long long)c->first, c->raw_len, r->end_len);
 	/* Each chunk takes at least its header: a count the file cannot
 	 * hold is refused before anything is sized by it. */
-	if (r->end.chunks > f.end_offset / sizeof(c))
+	if (r->end.chunks > f.end_offset / sizeof(*c))
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: chunks %llu; the file "
 				   "has room for %llu", (unsigned long long)f.end_offset,
 				   (unsigned long long)r->end.chunks,
-				   (unsigned long long)(f.end_offset / sizeof(c)));
+				   (unsigned long long)(f.end_offset / sizeof(*c)));
+	if (!(r->hdr.flags & GM_SNAP_HDR_PARENT) && r->end.changed_pages)
+		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: changed_pages %llu in "
+				   "a file without a parent", (unsigned long long)f.end_offset,
+				   (unsigned long long)r->end.changed_pages);
 	return 0;
+}
+
+void gm_snap_reader_identity(const struct gm_snap_reader *r, uint8_t id[GM_SNAP_ID_BYTES])
+{
+	gm_snap_identity(r->hdr.raw, r->hdr.header_size, &r->end_chunk, r->end_stored,
+			 gm_snap_end_stored(r), id);
 }
 
 static const char *gm_snap_file_kind(mode_t mode)
@@ -293,12 +428,12 @@ int gm_snap_open(struct gm_snap_reader *r, const char *path)
 	 * of the parse position were measured slower here (0.6-0.8x the read
 	 * rate of plain sequential read-ahead on virtio), so there are none. */
 	posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if (r->file_size < sizeof(r->hdr)) {
+	if (r->file_size < sizeof(struct gm_snap_header)) {
 		ret = gm_snap_bad(r, -EINVAL, "truncated: %llu bytes, shorter than the header",
 				  (unsigned long long)r->file_size);
 		goto err;
 	}
-	ret = gm_snap_take(r, &r->hdr, sizeof(r->hdr));
+	ret = gm_snap_take(r, r->hdr.raw, sizeof(struct gm_snap_header));
 	if (!ret)
 		ret = gm_snap_check_header(r);
 	if (!ret)
@@ -437,64 +572,177 @@ int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint6
 /* Walk state: what has been seen so far. */
 struct gm_snap_seen {
 	uint64_t runs_pages;    /* pages the STATES runs covered so far        */
+	uint64_t chg_pages;     /* pages the CHANGED runs covered so far       */
 	uint64_t data_end;      /* end of the last DATA chunk (bytes)          */
+	bool in_chg;            /* a CHANGED chunk was seen: no more STATES    */
 	bool in_data;           /* a DATA chunk was seen: no more STATES       */
-	struct gm_snap_end sum;
+	bool parent;            /* the file has a parent (v2 PARENT flag)      */
+	struct gm_snap_end2 sum;
+	/* Changed extents [start, end) in pages, ascending; DATA must lie in
+	 * them. Grows with the file (8 bytes of file per run at least). */
+	uint64_t (*chg)[2];
+	uint64_t nchg, capchg, atchg;
+	XXH3_state_t dig;       /* digest of the chunk headers (v2)            */
 };
 
-/* The header fields of a STATES chunk, before its payload is read. */
-static int gm_snap_states_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
-			     const struct gm_snap_seen *w)
+/* Read chunk @c's stored payload into scratch and check its hash. */
+static int gm_snap_take_checked(struct gm_snap_reader *r, const struct gm_snap_chunk *c)
 {
-	if (w->in_data)
-		return gm_snap_bad(r, -EINVAL, "states after data: out of order");
+	int ret = gm_snap_take(r, r->scratch, c->stored_len);
+
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
+		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	return 0;
+}
+
+/* The header fields of a STATES or CHANGED chunk, before its payload is
+ * read: runs continue from @covered pages. */
+static int gm_snap_runs_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			   uint64_t covered)
+{
 	if (c->flags)
-		return gm_snap_bad(r, -EINVAL, "flags %#x: a states chunk has none", c->flags);
+		return gm_snap_bad(r, -EINVAL, "flags %#x: a %s chunk has none", c->flags,
+				   c->type == GM_SNAP_STATES ? "states" : "changed");
 	if (!c->raw_len || c->raw_len % 8 || c->raw_len > r->hdr.chunk_max)
 		return gm_snap_bad(r, -EINVAL, "raw_len %u: must be a multiple of 8 up to "
 				   "chunk_max %u", c->raw_len, r->hdr.chunk_max);
 	if (c->stored_len != c->raw_len)
 		return gm_snap_bad(r, -EINVAL, "stored_len %u: must equal raw_len %u",
 				   c->stored_len, c->raw_len);
-	if (c->first != w->runs_pages)
+	if (c->first != covered)
 		return gm_snap_bad(r, -EINVAL, "first %llu: the runs before end at page %llu",
-				   (unsigned long long)c->first,
-				   (unsigned long long)w->runs_pages);
+				   (unsigned long long)c->first, (unsigned long long)covered);
 	return 0;
 }
 
-static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
-			  struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
+/* Check the @n runs in scratch continue from *@covered and stay inside the
+ * memory; advance *@covered. */
+static int gm_snap_runs_check(struct gm_snap_reader *r, uint64_t n, uint64_t *covered)
 {
-	uint64_t npages = r->hdr.mem_size >> GM_PAGE_SHIFT, n = c->raw_len / 8;
+	uint64_t npages = r->hdr.mem_size >> GM_PAGE_SHIFT;
 	const uint64_t *runs = (const uint64_t *)r->scratch;
-	int ret;
 
-	ret = gm_snap_states_ok(r, c, w);
-	if (ret)
-		return ret;
-	ret = gm_snap_take(r, r->scratch, c->stored_len);
-	if (ret)
-		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
-	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
-		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t len = runs[i] >> 1;
 
 		if (!len)
 			return gm_snap_bad(r, -EINVAL, "run %llu (payload offset %llu) has no pages",
 					   (unsigned long long)i, (unsigned long long)i * 8);
-		if (len > npages - w->runs_pages)
+		if (len > npages - *covered)
 			return gm_snap_bad(r, -EINVAL, "run %llu (payload offset %llu) of %llu "
 					   "pages overruns the memory at page %llu",
 					   (unsigned long long)i, (unsigned long long)i * 8,
-					   (unsigned long long)len,
-					   (unsigned long long)w->runs_pages);
-		w->runs_pages += len;
-		w->sum.shared_pages += runs[i] & 1 ? len : 0;
+					   (unsigned long long)len, (unsigned long long)*covered);
+		*covered += len;
 	}
+	return 0;
+}
+
+static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			  struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	uint64_t n = c->raw_len / 8, at = w->runs_pages;
+	const uint64_t *runs = (const uint64_t *)r->scratch;
+	int ret;
+
+	if (w->in_data || w->in_chg)
+		return gm_snap_bad(r, -EINVAL, "states after %s: out of order",
+				   w->in_data ? "data" : "changed runs");
+	ret = gm_snap_runs_ok(r, c, w->runs_pages);
+	if (!ret)
+		ret = gm_snap_take_checked(r, c);
+	if (!ret)
+		ret = gm_snap_runs_check(r, n, &w->runs_pages);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < n; i++)
+		w->sum.shared_pages += runs[i] & 1 ? runs[i] >> 1 : 0;
 	w->sum.runs += n;
-	return ops->on_states ? ops->on_states(ctx, c->first, runs, n) : 0;
+	return ops->on_states ? ops->on_states(ctx, at, runs, n) : 0;
+}
+
+/* Note a changed extent of @len pages from page @at. */
+static int gm_snap_chg_add(struct gm_snap_seen *w, uint64_t at, uint64_t len)
+{
+	if (w->nchg && w->chg[w->nchg - 1][1] == at) {
+		w->chg[w->nchg - 1][1] += len;
+		return 0;
+	}
+	if (w->nchg == w->capchg) {
+		uint64_t cap = w->capchg ? 2 * w->capchg : 64;
+		void *p = realloc(w->chg, cap * sizeof(*w->chg));
+
+		if (!p)
+			return -ENOMEM;
+		w->chg = p;
+		w->capchg = cap;
+	}
+	w->chg[w->nchg][0] = at;
+	w->chg[w->nchg][1] = at + len;
+	w->nchg++;
+	return 0;
+}
+
+static int gm_snap_changed(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			   struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	uint64_t npages = r->hdr.mem_size >> GM_PAGE_SHIFT, n = c->raw_len / 8;
+	uint64_t at = w->chg_pages, pos = at;
+	const uint64_t *runs = (const uint64_t *)r->scratch;
+	int ret;
+
+	if (!w->parent)
+		return gm_snap_bad(r, -EINVAL, "changed runs in a file without a parent");
+	if (w->in_data)
+		return gm_snap_bad(r, -EINVAL, "changed runs after data: out of order");
+	if (w->runs_pages != npages)
+		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
+				   (unsigned long long)w->runs_pages, (unsigned long long)npages);
+	w->in_chg = true;
+	ret = gm_snap_runs_ok(r, c, w->chg_pages);
+	if (!ret)
+		ret = gm_snap_take_checked(r, c);
+	if (!ret)
+		ret = gm_snap_runs_check(r, n, &w->chg_pages);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t len = runs[i] >> 1;
+
+		if (runs[i] & 1) {
+			w->sum.changed_pages += len;
+			if (gm_snap_chg_add(w, pos, len))
+				return gm_snap_bad(r, -ENOMEM, "out of memory");
+		}
+		pos += len;
+	}
+	return ops->on_changed ? ops->on_changed(ctx, at, runs, n) : 0;
+}
+
+/* The PARENT chunk: the first, only in a file with a parent. */
+static int gm_snap_parent(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			  struct gm_snap_seen *w)
+{
+	int ret;
+
+	if (!w->parent || r->index)
+		return gm_snap_bad(r, -EINVAL, "%s", w->parent ? "not the first chunk"
+				   : "a parent chunk in a file without a parent");
+	if (c->flags || !c->raw_len || c->raw_len > GM_SNAP_PARENT_MAX ||
+	    c->stored_len != c->raw_len + (gm_snap_sealed(r) ? GM_SNAP_TAG_BYTES : 0))
+		return gm_snap_bad(r, -EINVAL, "flags %#x, raw_len %u, stored_len %u: must be "
+				   "0, 1..%u, raw_len%s", c->flags, c->raw_len, c->stored_len,
+				   GM_SNAP_PARENT_MAX, gm_snap_sealed(r) ? " + 16" : "");
+	ret = gm_snap_take_checked(r, c);
+	if (ret)
+		return ret;
+	if (memchr(r->scratch, 0, c->raw_len))
+		return gm_snap_bad(r, -EINVAL, "the parent's path holds a NUL byte");
+	memcpy(r->parent, r->scratch, c->raw_len);
+	r->parent[c->raw_len] = 0;
+	return 0;
 }
 
 /* The header fields of a DATA chunk, before anything reads its payload. */
@@ -507,6 +755,10 @@ static int gm_snap_data_ok(struct gm_snap_reader *r, const struct gm_snap_chunk 
 	if (w->runs_pages != size >> GM_PAGE_SHIFT)
 		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
 				   (unsigned long long)w->runs_pages,
+				   (unsigned long long)(size >> GM_PAGE_SHIFT));
+	if (w->parent && w->chg_pages != size >> GM_PAGE_SHIFT)
+		return gm_snap_bad(r, -EINVAL, "changed runs cover %llu of %llu pages",
+				   (unsigned long long)w->chg_pages,
 				   (unsigned long long)(size >> GM_PAGE_SHIFT));
 	if (c->flags & ~GM_SNAP_CHUNK_ZSTD)
 		return gm_snap_bad(r, -EINVAL, "flags %#x: unknown bits", c->flags);
@@ -527,10 +779,37 @@ static int gm_snap_data_ok(struct gm_snap_reader *r, const struct gm_snap_chunk 
 		return gm_snap_bad(r, -EINVAL, "first %#llx + raw_len %u: past the end of "
 				   "the memory (%#llx)", (unsigned long long)c->first,
 				   c->raw_len, (unsigned long long)size);
+	if (gm_snap_sealed(r)) {
+		uint64_t body = c->stored_len >= GM_SNAP_TAG_BYTES ?
+				c->stored_len - GM_SNAP_TAG_BYTES : 0;
+
+		if (c->stored_len < GM_SNAP_TAG_BYTES || (z ? !body ||
+		    body > ZSTD_compressBound(c->raw_len) : body != c->raw_len))
+			return gm_snap_bad(r, -EINVAL, "stored_len %u: %s raw_len %u, plus the "
+					   "16-byte tag", c->stored_len,
+					   z ? "more than zstd's bound for" : "must equal",
+					   c->raw_len);
+		return 0;
+	}
 	if (z ? c->stored_len > ZSTD_compressBound(c->raw_len) || !c->stored_len
 	      : c->stored_len != c->raw_len)
 		return gm_snap_bad(r, -EINVAL, "stored_len %u: %s raw_len %u", c->stored_len,
 				   z ? "more than zstd's bound for" : "must equal", c->raw_len);
+	return 0;
+}
+
+/* An incremental file holds data only for pages it marks changed. */
+static int gm_snap_data_changed(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+				struct gm_snap_seen *w)
+{
+	uint64_t lo = c->first >> GM_PAGE_SHIFT, hi = lo + (c->raw_len >> GM_PAGE_SHIFT);
+
+	while (w->atchg < w->nchg && w->chg[w->atchg][1] <= lo)
+		w->atchg++;
+	if (w->atchg == w->nchg || w->chg[w->atchg][0] > lo || w->chg[w->atchg][1] < hi)
+		return gm_snap_bad(r, -EINVAL, "first %#llx + raw_len %u: pages the changed "
+				   "runs do not mark changed", (unsigned long long)c->first,
+				   c->raw_len);
 	return 0;
 }
 
@@ -539,6 +818,8 @@ static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 {
 	int ret = gm_snap_data_ok(r, c, w);
 
+	if (!ret && w->parent)
+		ret = gm_snap_data_changed(r, c, w);
 	if (ret)
 		return ret;
 	w->in_data = true;
@@ -550,20 +831,26 @@ static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 }
 
 /* The END chunk: must be where the footer says, with the totals seen. */
-static int gm_snap_finish(struct gm_snap_reader *r, const struct gm_snap_seen *w)
+static int gm_snap_finish(struct gm_snap_reader *r, struct gm_snap_seen *w)
 {
 	static const char *const names[] = {
 		"chunks", "runs", "shared_pages", "data_chunks", "populated", "stored",
+		"changed_pages", "digest",
 	};
-	struct gm_snap_end e = w->sum;
+	struct gm_snap_end2 e = w->sum;
 	const uint64_t *got = (const uint64_t *)&e, *said = (const uint64_t *)&r->end;
+	unsigned fields = r->end_len / 8;
 
 	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(e) / 8, "END fields");
 	e.chunks = r->index;
+	if (r->hdr.major == GM_SNAP_V2_MAJOR)
+		e.digest = XXH3_64bits_digest(&w->dig);
 	if (r->chunk_off != r->end_offset)
 		return gm_snap_bad(r, -EINVAL, "an END chunk before the one the footer names "
 				   "(offset %llu)", (unsigned long long)r->end_offset);
-	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+	if (w->parent && !r->parent[0])
+		return gm_snap_bad(r, -EINVAL, "the file has a parent but no parent chunk");
+	for (unsigned i = 0; i < fields; i++)
 		if (got[i] != said[i])
 			return gm_snap_bad(r, -EINVAL, "%s at payload offset %u says %llu; the "
 					   "chunks read give %llu", names[i], i * 8,
@@ -573,41 +860,66 @@ static int gm_snap_finish(struct gm_snap_reader *r, const struct gm_snap_seen *w
 		return gm_snap_bad(r, -EINVAL, "page states cover %llu of %llu pages",
 				   (unsigned long long)w->runs_pages,
 				   (unsigned long long)(r->hdr.mem_size >> GM_PAGE_SHIFT));
+	if (w->parent && w->chg_pages != r->hdr.mem_size >> GM_PAGE_SHIFT)
+		return gm_snap_bad(r, -EINVAL, "changed runs cover %llu of %llu pages",
+				   (unsigned long long)w->chg_pages,
+				   (unsigned long long)(r->hdr.mem_size >> GM_PAGE_SHIFT));
 	return 0;
+}
+
+static int gm_snap_walk_one(struct gm_snap_reader *r, struct gm_snap_seen *w,
+			    const struct gm_snap_walk_ops *ops, void *ctx)
+{
+	switch (r->chunk.type) {
+	case GM_SNAP_STATES:
+		return gm_snap_states(r, &r->chunk, w, ops, ctx);
+	case GM_SNAP_DATA:
+		return gm_snap_data(r, &r->chunk, w, ops, ctx);
+	case GM_SNAP_PARENT:
+		if (r->hdr.major == GM_SNAP_V2_MAJOR)
+			return gm_snap_parent(r, &r->chunk, w);
+		break;
+	case GM_SNAP_CHANGED:
+		if (r->hdr.major == GM_SNAP_V2_MAJOR)
+			return gm_snap_changed(r, &r->chunk, w, ops, ctx);
+		break;
+	}
+	return gm_snap_bad(r, -EINVAL, "unknown chunk type %u", r->chunk.type);
 }
 
 int gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, void *ctx)
 {
-	struct gm_snap_seen w = { 0 };
+	struct gm_snap_seen w = { .parent = r->hdr.flags & GM_SNAP_HDR_PARENT };
 	int ret;
 
-	r->pos = sizeof(r->hdr);
+	XXH3_64bits_reset(&w.dig);
+	r->parent[0] = 0;
+	r->pos = r->hdr.header_size;
 	for (r->index = 0;; r->index++) {
 		r->chunk_off = r->pos;
 		memset(&r->chunk, 0, sizeof(r->chunk));
-		if (r->pos > r->end_offset)
-			return gm_snap_bad(r, -EINVAL, "runs past the END chunk");
+		if (r->pos > r->end_offset) {
+			ret = gm_snap_bad(r, -EINVAL, "runs past the END chunk");
+			break;
+		}
 		ret = gm_snap_take(r, &r->chunk, sizeof(r->chunk));
-		if (ret)
-			return gm_snap_bad(r, ret, "reading the chunk header: %s", strerror(-ret));
+		if (ret) {
+			ret = gm_snap_bad(r, ret, "reading the chunk header: %s", strerror(-ret));
+			break;
+		}
 		if (ops->on_progress)
 			ops->on_progress(ctx, r->pos, r->file_size);
-		switch (r->chunk.type) {
-		case GM_SNAP_STATES:
-			ret = gm_snap_states(r, &r->chunk, &w, ops, ctx);
-			break;
-		case GM_SNAP_DATA:
-			ret = gm_snap_data(r, &r->chunk, &w, ops, ctx);
-			break;
-		case GM_SNAP_END:
+		if (r->chunk.type == GM_SNAP_END) {
 			ret = gm_snap_finish(r, &w);
 			if (!ret && ops->on_progress)
 				ops->on_progress(ctx, r->file_size, r->file_size);
-			return ret;
-		default:
-			ret = gm_snap_bad(r, -EINVAL, "unknown chunk type %u", r->chunk.type);
+			break;
 		}
+		XXH3_64bits_update(&w.dig, &r->chunk, sizeof(r->chunk));
+		ret = gm_snap_walk_one(r, &w, ops, ctx);
 		if (ret)
-			return ret;
+			break;
 	}
+	free(w.chg);
+	return ret;
 }

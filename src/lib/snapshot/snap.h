@@ -31,8 +31,10 @@ struct gm_in;
 
 #define GM_SNAP_MAGIC         "GMEMSNAP"
 #define GM_SNAP_END_MAGIC     "GMEMEND1"
-#define GM_SNAP_VERSION_MAJOR 1
+#define GM_SNAP_VERSION_MAJOR 1   /* plain files: written as before       */
 #define GM_SNAP_VERSION_MINOR 0
+#define GM_SNAP_V2_MAJOR      2   /* incremental, sealed or tracked files  */
+#define GM_SNAP_V2_MINOR      0
 
 /* Largest raw payload of one chunk: big enough that per-chunk costs vanish,
  * small enough that a chunk stays in cache between hashing and writing. */
@@ -41,6 +43,25 @@ struct gm_in;
 /* File header flags. */
 #define GM_SNAP_HDR_COMPRESSED (1u << 0)   /* saved with GM_SNAP_ZSTD_FLAGS  */
 #define GM_SNAP_HDR_ALL        GM_SNAP_HDR_COMPRESSED
+/* Version 2 only. */
+#define GM_SNAP_HDR_PARENT     (1u << 1)   /* incremental: PARENT, CHANGED   */
+#define GM_SNAP_HDR_SEALED     (1u << 2)   /* every payload AEAD-sealed      */
+#define GM_SNAP_HDR2_ALL       (GM_SNAP_HDR_COMPRESSED | GM_SNAP_HDR_PARENT | \
+				GM_SNAP_HDR_SEALED)
+
+/* Version 2 header field aead. */
+enum gm_snap_aead {
+	GM_SNAP_AEAD_NONE = 0,
+	GM_SNAP_AEAD_AES256GCM = 1,
+	GM_SNAP_AEAD_XCHACHA20POLY1305 = 2,
+};
+
+#define GM_SNAP_ID_BYTES   16       /* file identity, file_id, parent_id   */
+#define GM_SNAP_SEAL_BYTES 24       /* header field seal                   */
+#define GM_SNAP_TAG_BYTES  16       /* AEAD tag after a sealed payload     */
+#define GM_SNAP_PARENT_MAX 4095     /* longest recorded parent path        */
+/* Longest chain a restore follows: deeper is refused, not recursed into. */
+#define GM_SNAP_CHAIN_MAX  64
 
 /* Save flags that ask for compression. */
 #define GM_SNAP_ZSTD_FLAGS (GMEM_SNAP_COMPRESS | GMEM_SNAP_COMPRESS_ALL)
@@ -49,6 +70,8 @@ enum gm_snap_type {
 	GM_SNAP_STATES = 1,     /* page-state runs                             */
 	GM_SNAP_DATA = 2,       /* contents of populated pages                 */
 	GM_SNAP_END = 3,        /* totals; last chunk                          */
+	GM_SNAP_PARENT = 4,     /* v2: the parent's path; first chunk          */
+	GM_SNAP_CHANGED = 5,    /* v2: runs of pages changed since the parent  */
 };
 
 /* Chunk flags. */
@@ -67,6 +90,46 @@ struct gm_snap_header {
 	uint32_t reserved0;     /* 0                                           */
 	uint64_t reserved1;     /* 0                                           */
 	uint64_t hash;          /* XXH3_64bits of the 56 bytes above           */
+};
+
+/* Version 2 file header: the first 48 bytes as version 1 (reserved0 is
+ * aead), then the file's identity, its parent's, and the seal. */
+struct gm_snap_header2 {
+	char magic[8];
+	uint16_t major, minor;  /* 2, 0                                        */
+	uint32_t header_size;   /* 128                                         */
+	uint32_t page_size;
+	uint32_t flags;         /* GM_SNAP_HDR2_ALL                            */
+	uint64_t mem_size;
+	uint32_t backend;
+	uint32_t mem_flags;
+	uint32_t chunk_max;
+	uint32_t aead;          /* enum gm_snap_aead, 0 unless SEALED          */
+	uint64_t reserved1;     /* 0                                           */
+	uint8_t file_id[GM_SNAP_ID_BYTES];      /* random, this file's own     */
+	uint8_t parent_id[GM_SNAP_ID_BYTES];    /* PARENT: gm_snap_identity()
+						 * of the parent; else 0      */
+	uint8_t seal[GM_SNAP_SEAL_BYTES];       /* SEALED: key check; else 0   */
+	uint64_t reserved2;     /* 0                                           */
+	uint64_t hash;          /* XXH3_64bits of the 120 bytes above          */
+};
+
+/* A file header as read, whichever version: the fields of both, and the
+ * bytes as stored (what identities and sealed chunks bind). */
+struct gm_snap_hdr {
+	uint16_t major, minor;
+	uint32_t header_size;
+	uint32_t page_size;
+	uint32_t flags;
+	uint64_t mem_size;
+	uint32_t backend;
+	uint32_t mem_flags;
+	uint32_t chunk_max;
+	uint32_t aead;
+	uint8_t file_id[GM_SNAP_ID_BYTES];
+	uint8_t parent_id[GM_SNAP_ID_BYTES];
+	uint8_t seal[GM_SNAP_SEAL_BYTES];
+	uint8_t raw[sizeof(struct gm_snap_header2)];    /* header_size bytes   */
 };
 
 struct gm_snap_chunk {
@@ -88,6 +151,14 @@ struct gm_snap_end {
 	uint64_t stored;        /* stored bytes of page data                   */
 };
 
+/* Payload of the END chunk in version 2: version 1's, then two more. */
+struct gm_snap_end2 {
+	uint64_t chunks, runs, shared_pages, data_chunks, populated, stored;
+	uint64_t changed_pages; /* PARENT: pages the CHANGED runs mark; else 0 */
+	uint64_t digest;        /* XXH3_64bits of every chunk header before END,
+				 * 32 bytes each, in file order                */
+};
+
 struct gm_snap_footer {
 	uint64_t end_offset;    /* file offset of the END chunk header         */
 	char magic[8];          /* GM_SNAP_END_MAGIC                           */
@@ -97,6 +168,8 @@ _Static_assert(sizeof(struct gm_snap_header) == 64, "file header is 64 bytes");
 _Static_assert(sizeof(struct gm_snap_chunk) == 32, "chunk header is 32 bytes");
 _Static_assert(sizeof(struct gm_snap_end) == 48, "END payload is 48 bytes");
 _Static_assert(sizeof(struct gm_snap_footer) == 16, "footer is 16 bytes");
+_Static_assert(sizeof(struct gm_snap_header2) == 128, "v2 file header is 128 bytes");
+_Static_assert(sizeof(struct gm_snap_end2) == 64, "v2 END payload is 64 bytes");
 
 /* A STATES run: bit 0 the state, bits 1..63 the number of pages. */
 static inline uint64_t gm_snap_run(uint64_t pages, int state)
@@ -105,6 +178,16 @@ static inline uint64_t gm_snap_run(uint64_t pages, int state)
 }
 
 uint64_t gm_snap_header_hash(const struct gm_snap_header *h);
+uint64_t gm_snap_header2_hash(const struct gm_snap_header2 *h);
+/*
+ * A file's identity: XXH3_128bits of its file header as stored, its END
+ * chunk's header and its END payload as stored. The END payload of a
+ * version 2 file carries the digest of every chunk header, and each chunk
+ * header the hash of its payload, so the identity changes with any byte
+ * of the file. What an incremental file records of its parent.
+ */
+void gm_snap_identity(const void *hdr, size_t hdr_len, const struct gm_snap_chunk *end_chunk,
+		      const void *end_payload, size_t end_len, uint8_t id[GM_SNAP_ID_BYTES]);
 /* Hash of chunk @index: its first 24 header bytes and index seed the hash
  * of its stored payload, so a chunk moved or copied elsewhere fails too. */
 uint64_t gm_snap_chunk_hash(const struct gm_snap_chunk *c, uint64_t index,
@@ -151,9 +234,14 @@ struct gm_snap_reader {
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
 	struct gm_in *in;       /* if set, bytes come from its ring (in.c)      */
 	void *dctx;             /* ZSTD_DCtx                                   */
-	struct gm_snap_header hdr;
-	struct gm_snap_end end;
+	struct gm_snap_hdr hdr;
+	struct gm_snap_end2 end;        /* v1 files: changed_pages, digest 0   */
+	struct gm_snap_chunk end_chunk; /* END chunk's header as read          */
+	uint32_t end_len;               /* END raw_len: 48 (v1) or 64 (v2)     */
+	uint8_t end_stored[sizeof(struct gm_snap_end2) + GM_SNAP_TAG_BYTES];
 	uint64_t end_offset;
+	/* v2, PARENT: the recorded parent path (NUL-terminated), from the walk. */
+	char parent[GM_SNAP_PARENT_MAX + 1];
 	/* Filled while walking. */
 	uint64_t index;         /* chunks seen                                 */
 	uint64_t chunk_off;     /* file offset of the current chunk            */
@@ -174,6 +262,8 @@ void gm_snap_close(struct gm_snap_reader *r);
  * on_data must consume the payload with gm_snap_load(). */
 struct gm_snap_walk_ops {
 	int (*on_states)(void *ctx, uint64_t first, const uint64_t *runs, uint64_t n);
+	/* v2 incremental files: the CHANGED runs (bit 0: 1 changed). NULL: none. */
+	int (*on_changed)(void *ctx, uint64_t first, const uint64_t *runs, uint64_t n);
 	int (*on_data)(void *ctx, struct gm_snap_reader *r, const struct gm_snap_chunk *c);
 	/* Called with the bytes of the file parsed so far, for progress. */
 	void (*on_progress)(void *ctx, uint64_t done, uint64_t total);
@@ -211,6 +301,12 @@ int  gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint
 /* Refuse with a message naming the file, the chunk and the offset. */
 int  gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The file's payloads are sealed (v2, GM_SNAP_HDR_SEALED). */
+bool gm_snap_sealed(const struct gm_snap_reader *r);
+/* Stored bytes of the END chunk: its payload, and a tag if sealed. */
+uint32_t gm_snap_end_stored(const struct gm_snap_reader *r);
+/* The identity of the file @r has open (gm_snap_identity). */
+void gm_snap_reader_identity(const struct gm_snap_reader *r, uint8_t id[GM_SNAP_ID_BYTES]);
 
 /* ---- lazy restore (lazy.c) ---------------------------------------------- */
 
