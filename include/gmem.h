@@ -124,6 +124,18 @@ struct gmem_stats {
 	uint64_t reserved[8];
 };
 
+/* How a memory opened with GMEM_F_TRACK_WRITES sees changed pages
+ * (gmem_info().track, gmem_probe().track). */
+enum gmem_track {
+	GMEM_TRACK_OFF = 0,         /* not asked for                                    */
+	GMEM_TRACK_PAGEMAP,         /* userfaultfd write-protect, asynchronous, read by */
+	                            /* PAGEMAP_SCAN (Linux 6.7) on the library's views  */
+	GMEM_TRACK_UFFD_SYNC,       /* userfaultfd write-protect served by a thread    */
+	                            /* (after a GMEM_SNAP_LIVE save on this memory)    */
+	GMEM_TRACK_NONE,            /* asked, but nothing here sees guest writes (a    */
+	                            /* guest_memfd): every save is a full one          */
+};
+
 /* What an open memory is backed by. */
 struct gmem_info {
 	enum gmem_backend backend;  /* KVM or MEMFD, never AUTO                         */
@@ -139,6 +151,9 @@ struct gmem_info {
 	int privacy;                /* GMEM_PRIVACY_VIEW or GMEM_PRIVACY_KERNEL         */
 	uint64_t view_mapping_budget; /* host-view mappings this memory may hold:       */
 	                            /* its own share of vm.max_map_count, set at open   */
+	enum gmem_track track;      /* GMEM_TRACK_*: how changed pages are seen         */
+	int track_based;            /* 1: a snapshot saved from it is the baseline an   */
+	                            /* incremental save (opts.parent) may name          */
 };
 
 /* What this host offers (gmem_probe). Flags are 1 or 0; counts read from
@@ -166,6 +181,7 @@ struct gmem_probe {
 	long max_map_count;         /* vm.max_map_count                                 */
 	enum gmem_backend auto_backend;   /* what GMEM_BACKEND_AUTO picks               */
 	enum gmem_huge auto_huge;         /* what GMEM_F_HUGE gets on the memfd backend */
+	enum gmem_track track;            /* what GMEM_F_TRACK_WRITES gets (auto backend) */
 };
 
 int   gmem_open(const struct gmem_config *cfg, struct gmem **out);

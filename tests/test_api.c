@@ -83,7 +83,7 @@ TH_TEST(api, open_bad_config)
 		{ 4096, -1, 0, "size 4 KiB" },
 		{ 3 * TH_MIB, -1, 0, "size 3 MiB" },
 		{ SZ + 4096, -1, 0, "size 8 MiB + 4 KiB" },
-		{ SZ, -1, 1u << 3, "flag bit 3" },
+		{ SZ, -1, 1u << 4, "flag bit 4" },
 		{ SZ, -1, 1u << 31, "flag bit 31" },
 		{ SZ, 3, 0, "backend 3" },
 		{ SZ, -2, 0, "backend -2 (as int)" },

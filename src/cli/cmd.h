@@ -40,6 +40,7 @@ void cli_row(const char *name, const char *fmt, ...) __attribute__((format(print
 const char *cli_yes(int v);
 /* GMEM_PRIVACY_* in words: who keeps private pages from the host. */
 const char *cli_privacy(int level);
+const char *cli_track(int how);
 json_t *cli_stats_json(const struct gmem_stats *st);
 void cli_stats_print(const struct gmem_stats *st);
 bool cli_parse_backend(const char *s, enum gmem_backend *out);

@@ -71,6 +71,7 @@ static json_t *probe_json(const struct gmem_probe *p)
 	json_object_set_new(use, "direct_map", json_string(probe_dmap(p)));
 	json_object_set_new(use, "huge", json_string(gmem_huge_name(p->auto_huge)));
 	json_object_set_new(use, "privacy", json_integer(probe_privacy(p)));
+	json_object_set_new(use, "track_writes", json_string(cli_track(p->track)));
 	json_object_set_new(use, "max_shared_runs",
 			    json_integer(p->max_map_count > 0 ? p->max_map_count / 2 : 0));
 	json_object_set_new(o, "library_uses", use);
@@ -104,6 +105,7 @@ static void probe_print(const struct gmem_probe *p)
 	cli_row("direct map", "%s", probe_dmap(p));
 	cli_row("privacy level (auto backend)", "%s", cli_privacy(probe_privacy(p)));
 	cli_row("2 MiB backing (GMEM_F_HUGE)", "%s", probe_huge(p));
+	cli_row("write tracking (TRACK_WRITES)", "%s", cli_track(p->track));
 }
 
 int cmd_probe(int argc, char **argv)

@@ -68,6 +68,21 @@ const char *cli_privacy(int level)
 	return "unknown";
 }
 
+const char *cli_track(int how)
+{
+	switch (how) {
+	case GMEM_TRACK_OFF:
+		return "off";
+	case GMEM_TRACK_PAGEMAP:
+		return "pagemap (userfaultfd write-protect, asynchronous; PAGEMAP_SCAN)";
+	case GMEM_TRACK_UFFD_SYNC:
+		return "uffd-sync (userfaultfd write-protect served by a thread)";
+	case GMEM_TRACK_NONE:
+		return "none (nothing sees guest writes here: every save is full)";
+	}
+	return "unknown";
+}
+
 const char *cli_yes(int v)
 {
 	return v > 0 ? "yes" : "no";

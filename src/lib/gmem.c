@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "track.h"
 #include "sys.h"
 
 /* Check a range: page- (or granule-) aligned, non-empty, inside, no overflow. */
@@ -112,10 +113,15 @@ int gmem_open(const struct gmem_config *cfg, struct gmem **out)
 	ret = gm_kmap_open(g);
 	if (ret)
 		goto err_view;
+	ret = gm_track_open(g);
+	if (ret)
+		goto err_kmap;
 	pthread_mutex_init(&g->lock, NULL);
 	*out = g;
 	return 0;
 
+err_kmap:
+	gm_kmap_close(g);
 err_view:
 	gm_view_close(g);
 err_dmap:
@@ -138,6 +144,7 @@ void gmem_close(struct gmem *g)
 		g->io_hooks->close(g);
 	if (g->loader)
 		g->loader->stop(g->loader);
+	gm_track_close(g);
 	gm_kmap_close(g);
 	gm_view_close(g);
 	gm_dmap_fini(&g->dmap);
@@ -215,6 +222,7 @@ int gm_convert_locked(struct gmem *g, uint64_t first, uint64_t n, int to,
 		g->n.refused += ret == -EAGAIN || ret == -ENOMEM;
 		return ret;
 	}
+	gm_track_changed(g, first, n);
 	changed = gm_state_set(&g->st, first, n, to, gm_on_region, g);
 	if (!g->dmap.huge)
 		gm_dmap_pages(&g->dmap, first, n, to, changed);
@@ -352,6 +360,7 @@ static int gm_discard_locked(struct gmem *g, uint64_t first, uint64_t n)
 	ret = gm_loader_ensure(g, first, n);
 	if (ret)
 		return ret;
+	gm_track_will_write(g, first, n);
 	ret = gm_backing_discard(&g->b, first << GM_PAGE_SHIFT, n << GM_PAGE_SHIFT);
 	if (ret)
 		return ret;
@@ -427,6 +436,12 @@ int gmem_info(const struct gmem *g, struct gmem_info *info)
 	info->granule = g->b.granule;
 	info->privacy = g->b.inplace ? GMEM_PRIVACY_KERNEL : GMEM_PRIVACY_VIEW;
 	info->view_mapping_budget = g->runs_budget;
+	if (g->trk && g->trk->dirty) {
+		pthread_mutex_lock(&((struct gmem *)g)->lock);
+		info->track = g->trk->how;
+		info->track_based = g->trk->based;
+		pthread_mutex_unlock(&((struct gmem *)g)->lock);
+	}
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "kvm_uapi.h"
 #include "sys.h"
+#include "track.h"
 
 #define GM_SHMEM_TOP  "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 #define GM_SHMEM_2M   "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled"
@@ -269,6 +270,9 @@ int gmem_probe(struct gmem_probe *p)
 	p->memfd_secret = gm_probe_memfd_secret();
 	p->userfaultfd = gm_probe_userfaultfd();
 	p->max_map_count = gm_sysfs_long("/proc/sys/vm/max_map_count");
+	/* guest_memfd: KVM writes it directly, no mapping of ours sees it. */
+	p->track = !gm_kvm_guest_memfd_usable() && gm_track_host_supports() ? GMEM_TRACK_PAGEMAP
+									     : GMEM_TRACK_NONE;
 	p->auto_backend = gm_kvm_guest_memfd_usable() ? GMEM_BACKEND_KVM : GMEM_BACKEND_MEMFD;
 	if (gm_shmem_thp_allowed(p->shmem_thp))
 		p->auto_huge = GMEM_HUGE_THP;

@@ -84,6 +84,8 @@ struct gmem {
 	struct gm_io_shares *shares;    /* in-place I/O's table, or NULL          */
 	const struct gm_io_hooks *io_hooks;  /* set with shares                   */
 	gmem_convert_fn notify_fn;      /* gmem_convert_notify                    */
+	struct gm_track *trk;           /* GMEM_F_TRACK_WRITES or a live save,    */
+	                                /* or NULL (track.c)                      */
 	void *notify_ctx;
 };
 

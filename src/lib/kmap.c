@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "track.h"
 #include "sys.h"
 
 int gm_kmap_open(struct gmem *g)
@@ -89,6 +90,9 @@ static void *gm_kmap_locked(struct gmem *g, uint64_t gpa, int *err)
 		*err = slot;
 		return NULL;
 	}
+	/* The window is not write-protected: the page counts as written from
+	 * now, and a live save copies it first. */
+	gm_track_will_write(g, page, 1);
 	ret = gm_state_kmap_get(&g->st, page);
 	if (ret)
 		goto err_slot;
@@ -161,6 +165,8 @@ void gmem_kunmap(struct gmem *g, void *addr)
 		 * become private again. A failure here would leave the window
 		 * mapped, so the slot is not reused and the page stays busy. */
 		if (!gm_kmap_window_clear(win, gran)) {
+			/* Written until now, for a save since the window opened. */
+			gm_track_changed(g, g->kmap.page[slot], 1);
 			gm_state_kmap_put(&g->st, g->kmap.page[slot]);
 			gm_kmap_slot_put(&g->kmap, (unsigned)slot);
 			gm_unbusy_locked(g, g->kmap.page[slot], 1);

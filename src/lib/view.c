@@ -35,6 +35,7 @@
 #include <sys/mman.h>
 
 #include "internal.h"
+#include "track.h"
 #include "sys.h"
 
 #ifndef MADV_COLLAPSE
@@ -100,6 +101,9 @@ static int gm_map_file(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len
 		if (gm_sys_madvise(base + off, len, MADV_HUGEPAGE))
 			return -errno;
 	}
+	/* A fresh mapping is not write-protected: a tracker protects it. */
+	if (base == g->view && g->view != g->kvm_view)
+		gm_track_mapped(g, off, len);
 	return 0;
 }
 

@@ -48,12 +48,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <sys/random.h>
+
+#define XXH_STATIC_LINKING_ONLY    /* XXH3_state_t in the saver */
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "clock.h"
 #include "out.h"
 #include "snap.h"
 #include "sys.h"
+#include "track.h"
 
 /* Arena of the header, STATES and END chunks: flushed when full. */
 #define GM_ARENA_FLUSH (1u << 20)
@@ -114,7 +119,21 @@ struct gm_saver {
 	size_t len, cap;
 	uint64_t index;         /* chunks emitted                               */
 	ZSTD_CCtx *cctx;
-	struct gm_snap_end end;
+	struct gm_snap_end2 end;        /* v1 files write the first 48 bytes    */
+	/* Version 2 (a parent, a key or a tracked memory): the header as
+	 * written, the digest of the chunk headers, the END chunk's header. */
+	bool v2;
+	uint8_t hdr[sizeof(struct gm_snap_header2)];
+	uint32_t hdr_len;
+	XXH3_state_t dig;
+	uint8_t id[GM_SNAP_ID_BYTES];   /* identity of the file written         */
+	/* Incremental: the parent's identity and recorded path; the pages
+	 * changed since it (chg, a bit per page; NULL: every page). */
+	bool incremental;
+	uint8_t parent_id[GM_SNAP_ID_BYTES];
+	char parent_rec[GM_SNAP_PARENT_MAX + 1];
+	uint64_t *chg;
+	uint64_t *track_chg;    /* what the tracker handed over (track.c)       */
 	uint64_t total, done;   /* populated bytes, for progress                */
 	/* The data pipeline (see GM_BATCH_RAW). */
 	pthread_mutex_t mu;
@@ -171,12 +190,16 @@ static int gm_save_emit(struct gm_saver *s, uint32_t type, uint32_t flags, uint6
 
 	c.hash = gm_snap_chunk_hash(&c, s->index, at + sizeof(c));
 	memcpy(at, &c, sizeof(c));
+	if (type == GM_SNAP_END)
+		gm_snap_identity(s->hdr, s->hdr_len, &c, at + sizeof(c), stored_len, s->id);
+	else if (s->v2)
+		XXH3_64bits_update(&s->dig, &c, sizeof(c));
 	s->index++;
 	s->len += sizeof(c) + stored_len;
 	return s->len >= GM_ARENA_FLUSH ? gm_save_flush(s) : 0;
 }
 
-static int gm_save_header(struct gm_saver *s)
+static void gm_save_header_v1(struct gm_saver *s)
 {
 	struct gm_snap_header h = {
 		.major = GM_SNAP_VERSION_MAJOR,
@@ -192,12 +215,70 @@ static int gm_save_header(struct gm_saver *s)
 
 	memcpy(h.magic, GM_SNAP_MAGIC, sizeof(h.magic));
 	h.hash = gm_snap_header_hash(&h);
-	memcpy(s->arena, &h, sizeof(h));
-	s->len = sizeof(h);
+	memcpy(s->hdr, &h, sizeof(h));
+	s->hdr_len = sizeof(h);
+}
+
+static int gm_save_header_v2(struct gm_saver *s)
+{
+	struct gm_snap_header2 h = {
+		.major = GM_SNAP_V2_MAJOR,
+		.minor = GM_SNAP_V2_MINOR,
+		.header_size = sizeof(h),
+		.page_size = GMEM_PAGE_SIZE,
+		.flags = (s->o->flags & GM_SNAP_ZSTD_FLAGS ? GM_SNAP_HDR_COMPRESSED : 0) |
+			 (s->incremental ? GM_SNAP_HDR_PARENT : 0),
+		.mem_size = s->g->size,
+		.backend = s->g->b.kind,
+		.mem_flags = s->g->flags,
+		.chunk_max = GM_SNAP_CHUNK_MAX,
+	};
+
+	memcpy(h.magic, GM_SNAP_MAGIC, sizeof(h.magic));
+	/* Random: two saves of the same memory are two files (and, sealed,
+	 * two subkeys). */
+	if (getrandom(h.file_id, sizeof(h.file_id), 0) != sizeof(h.file_id)) {
+		gm_set_error("snapshot: getrandom: %s", strerror(errno));
+		return -EIO;
+	}
+	if (s->incremental)
+		memcpy(h.parent_id, s->parent_id, sizeof(h.parent_id));
+	h.hash = gm_snap_header2_hash(&h);
+	memcpy(s->hdr, &h, sizeof(h));
+	s->hdr_len = sizeof(h);
+	XXH3_64bits_reset(&s->dig);
 	return 0;
 }
 
-static int gm_save_runs(struct gm_saver *s, uint64_t first, const uint64_t *runs, uint64_t n)
+static int gm_save_header(struct gm_saver *s)
+{
+	if (s->v2) {
+		int ret = gm_save_header_v2(s);
+
+		if (ret)
+			return ret;
+	} else {
+		gm_save_header_v1(s);
+	}
+	memcpy(s->arena, s->hdr, s->hdr_len);
+	s->len = s->hdr_len;
+	return 0;
+}
+
+/* The PARENT chunk: the parent's path as recorded, first of all. */
+static int gm_save_parent(struct gm_saver *s)
+{
+	uint32_t n = (uint32_t)strlen(s->parent_rec);
+	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + n);
+
+	if (ret)
+		return ret;
+	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), s->parent_rec, n);
+	return gm_save_emit(s, GM_SNAP_PARENT, 0, 0, n, n);
+}
+
+static int gm_save_runs(struct gm_saver *s, uint32_t type, uint64_t first,
+			const uint64_t *runs, uint64_t n)
 {
 	uint32_t bytes = (uint32_t)(n * sizeof(*runs));
 	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + bytes);
@@ -205,7 +286,54 @@ static int gm_save_runs(struct gm_saver *s, uint64_t first, const uint64_t *runs
 	if (ret)
 		return ret;
 	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), runs, bytes);
-	return gm_save_emit(s, GM_SNAP_STATES, 0, first, bytes, bytes);
+	return gm_save_emit(s, type, 0, first, bytes, bytes);
+}
+
+/* First page at or after @pos, below @end, whose bit in @bits is not @v. */
+static uint64_t gm_bits_run_end(const uint64_t *bits, uint64_t pos, uint64_t end, int v)
+{
+	while (pos < end) {
+		uint64_t w = bits[pos / 64] ^ (v ? ~0ull : 0), b = pos % 64;
+
+		w >>= b;
+		if (w) {
+			pos += (uint64_t)__builtin_ctzll(w);
+			return pos < end ? pos : end;
+		}
+		pos += 64 - b;
+	}
+	return end;
+}
+
+/* The CHANGED runs of an incremental file: bit 0 set for pages changed
+ * since the parent. */
+static int gm_save_changed(struct gm_saver *s)
+{
+	const uint64_t per = GM_SNAP_CHUNK_MAX / sizeof(uint64_t), npages = s->g->st.npages;
+	uint64_t pos = 0, first = 0, n = 0, *runs;
+	int ret = 0;
+
+	runs = malloc(GM_SNAP_CHUNK_MAX);
+	if (!runs)
+		return -ENOMEM;
+	while (pos < npages) {
+		int v = gm_track_test(s->chg, pos);
+		uint64_t end = gm_bits_run_end(s->chg, pos, npages, v);
+
+		if (!n)
+			first = pos;
+		runs[n++] = gm_snap_run(end - pos, v);
+		s->end.changed_pages += v ? end - pos : 0;
+		pos = end;
+		if (n == per || pos == npages) {
+			ret = gm_save_runs(s, GM_SNAP_CHANGED, first, runs, n);
+			if (ret)
+				break;
+			n = 0;
+		}
+	}
+	free(runs);
+	return ret;
 }
 
 /* Page states as runs, GM_SNAP_CHUNK_MAX bytes of runs per chunk. */
@@ -232,7 +360,7 @@ static int gm_save_states(struct gm_saver *s)
 		s->end.shared_pages += cur ? len : 0;
 		pos = start + len;
 		if (n == per || pos == st->npages) {
-			ret = gm_save_runs(s, first, runs, n);
+			ret = gm_save_runs(s, GM_SNAP_STATES, first, runs, n);
 			if (ret)
 				break;
 			n = 0;
@@ -461,8 +589,42 @@ static void *gm_filler_main(void *arg)
 struct gm_cutter {
 	struct gm_scan scan;
 	uint64_t start, len;
+	uint64_t pstart, plen;  /* incremental: the populated extent left      */
 	bool done;
 };
+
+/* The next extent to save: a populated one, or in an incremental save the
+ * next part of one that changed since the parent. 1, 0 at the end, -errno. */
+static int gm_cut_extent(struct gm_saver *s, struct gm_cutter *k)
+{
+	for (;;) {
+		uint64_t p, e, end;
+		int ret;
+
+		if (!k->plen) {
+			ret = gm_scan_next(&k->scan, &k->pstart, &k->plen);
+			if (ret <= 0)
+				return ret;
+		}
+		if (!s->chg) {
+			k->start = k->pstart;
+			k->len = k->plen;
+			k->plen = 0;
+			return 1;
+		}
+		p = k->pstart >> GM_PAGE_SHIFT;
+		end = (k->pstart + k->plen) >> GM_PAGE_SHIFT;
+		p = gm_bits_run_end(s->chg, p, end, 0);         /* first changed */
+		e = gm_bits_run_end(s->chg, p, end, 1);         /* and its end   */
+		k->plen = (end - e) << GM_PAGE_SHIFT;
+		k->pstart = e << GM_PAGE_SHIFT;
+		if (e > p) {
+			k->start = p << GM_PAGE_SHIFT;
+			k->len = (e - p) << GM_PAGE_SHIFT;
+			return 1;
+		}
+	}
+}
 
 /* Cut the next batch into @b: 1, 0 when there is no page data left, or
  * -errno. Extents are cut into GM_SNAP_CHUNK_MAX pieces from their start,
@@ -481,7 +643,7 @@ static int gm_batch_cut(struct gm_saver *s, struct gm_cutter *k, struct gm_batch
 		if (!k->len) {
 			if (k->done)
 				break;
-			ret = gm_scan_next(&k->scan, &k->start, &k->len);
+			ret = gm_cut_extent(s, k);
 			if (ret < 0) {
 				gm_set_error("snapshot: finding populated pages: %s", strerror(-ret));
 				return ret;
@@ -518,6 +680,20 @@ static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* Fold the chunk headers of batch @b into the file's digest, in order. */
+static void gm_batch_digest(struct gm_saver *s, const struct gm_batch *b)
+{
+	const uint8_t *at = b->arena;
+
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct gm_snap_chunk c;
+
+		memcpy(&c, at, sizeof(c));
+		XXH3_64bits_update(&s->dig, &c, sizeof(c));
+		at += sizeof(c) + c.stored_len;
+	}
+}
+
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
@@ -526,6 +702,8 @@ static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 
 	if (ret)
 		return ret;
+	if (s->v2)
+		gm_batch_digest(s, b);
 	if (s->adaptive)
 		gm_batch_waited(s, gm_now_ns() - t0, gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
 	s->end.data_chunks += b->n;
@@ -731,13 +909,17 @@ static int gm_save_end(struct gm_saver *s)
 	uint64_t end_off;
 	int ret;
 
+	uint32_t n = s->v2 ? sizeof(struct gm_snap_end2) : sizeof(struct gm_snap_end);
+
 	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(s->end) + sizeof(f));
 	if (ret)
 		return ret;
 	end_off = s->out.off + s->len;
 	s->end.chunks = s->index;
-	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), &s->end, sizeof(s->end));
-	ret = gm_save_emit(s, GM_SNAP_END, 0, 0, sizeof(s->end), sizeof(s->end));
+	if (s->v2)
+		s->end.digest = XXH3_64bits_digest(&s->dig);
+	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), &s->end, n);
+	ret = gm_save_emit(s, GM_SNAP_END, 0, 0, n, n);
 	if (ret)
 		return ret;
 	ret = gm_save_room(s, sizeof(f));
@@ -768,14 +950,23 @@ static int gm_save_locked(struct gm_saver *s)
 			     "to private pages; they cannot be saved without sharing them");
 		return -EOPNOTSUPP;
 	}
+	ret = gm_track_save_begin(g, s->o->parent ? s->parent_id : NULL, &s->track_chg,
+				  &s->incremental);
+	if (ret)
+		return ret;
+	s->chg = s->incremental ? s->track_chg : NULL;
 	if (s->o->progress) {
 		ret = gm_scan_total(g, &s->total);
 		if (ret)
 			return ret;
 	}
 	ret = gm_save_header(s);
+	if (!ret && s->incremental)
+		ret = gm_save_parent(s);
 	if (!ret)
 		ret = gm_save_states(s);
+	if (!ret && s->incremental)
+		ret = gm_save_changed(s);
 	if (!ret)
 		ret = gm_save_data(s);
 	if (!ret)
@@ -869,12 +1060,76 @@ static int gm_save_setup(struct gm_saver *s)
 	return 0;
 }
 
+/* How the new file at @path names @parent: by its name alone when both
+ * are in one directory (the pair can move together), else by its full
+ * path. */
+static int gm_parent_record(struct gm_saver *s, const char *parent, const char *path)
+{
+	char *rp = realpath(parent, NULL), *d = strdup(path), *rd = NULL, *pd = NULL;
+	const char *rec;
+	int ret = 0;
+
+	if (!rp || !d || !(rd = realpath(dirname(d), NULL)) || !(pd = strdup(rp))) {
+		ret = errno == ENOMEM ? -ENOMEM : -ESTALE;
+		gm_set_error("snapshot: parent %s: %s", parent, strerror(errno));
+		goto out;
+	}
+	rec = strcmp(dirname(pd), rd) ? rp : strrchr(rp, '/') + 1;
+	if (strlen(rec) > GM_SNAP_PARENT_MAX) {
+		gm_set_error("snapshot: parent %s: path longer than %u bytes", parent,
+			     GM_SNAP_PARENT_MAX);
+		ret = -ENAMETOOLONG;
+		goto out;
+	}
+	strcpy(s->parent_rec, rec);
+out:
+	free(rp);
+	free(d);
+	free(rd);
+	free(pd);
+	return ret;
+}
+
+/* The parent the caller names: its identity, checked against the memory
+ * under the lock (gm_track_save_begin), and how the file will name it. */
+static int gm_save_parent_open(struct gm_saver *s, const char *parent, const char *path)
+{
+	struct gm_snap_reader r;
+	int ret;
+
+	if (!(s->g->flags & GMEM_F_TRACK_WRITES)) {
+		gm_set_error("snapshot: an incremental save needs a memory opened with "
+			     "GMEM_F_TRACK_WRITES");
+		return -EINVAL;
+	}
+	ret = gm_snap_open(&r, parent);
+	if (ret) {
+		gm_set_error("snapshot: parent %s: %s", parent, gmem_last_error());
+		return -ESTALE;
+	}
+	gm_snap_reader_identity(&r, s->parent_id);
+	if (r.hdr.mem_size != s->g->size) {
+		gm_set_error("snapshot: parent %s holds %llu bytes; this memory has %llu", parent,
+			     (unsigned long long)r.hdr.mem_size,
+			     (unsigned long long)s->g->size);
+		ret = -ESTALE;
+	}
+	gm_snap_close(&r);
+	return ret ? ret : gm_parent_record(s, parent, path);
+}
+
 /* Validated arguments; the whole save. */
 int gm_snap_save(struct gmem *g, const char *path, const struct gmem_snapshot_opts *o)
 {
 	struct gm_saver s = { .g = g, .o = o, .fd = -1 };
 	int ret;
 
+	s.v2 = o->parent || o->key || g->flags & GMEM_F_TRACK_WRITES;
+	if (o->parent) {
+		ret = gm_save_parent_open(&s, o->parent, path);
+		if (ret)
+			return ret;
+	}
 	ret = gm_save_setup(&s);
 	if (ret)
 		goto out;
@@ -889,6 +1144,8 @@ int gm_snap_save(struct gmem *g, const char *path, const struct gmem_snapshot_op
 	pthread_mutex_unlock(&g->lock);
 	if (!ret)
 		ret = gm_save_commit(&s, path);
+	if (s.track_chg || !ret)
+		gm_track_save_end(g, s.track_chg, ret ? NULL : s.id);
 	gm_out_destroy(&s.out);
 out_file:
 	if (s.tmp)

@@ -1,0 +1,554 @@
+// SPDX-License-Identifier: MIT
+/*
+ * track.c - which pages changed since the last snapshot saved from a memory
+ * (GMEM_F_TRACK_WRITES), so that a save against that snapshot holds only
+ * those pages.
+ *
+ * Model: a bitmap, a bit per page, of pages changed since the baseline (the
+ * last file saved), fed from two sides:
+ *  - writes through the library's own views, which are the only mappings
+ *    KVM (a plain memslot on the KVM view) and the host (the host view, and
+ *    through it in-place and bounce I/O) write guest memory through. Both
+ *    views are registered with a userfaultfd in write-protect mode:
+ *      GMEM_TRACK_PAGEMAP   asynchronous (UFFD_FEATURE_WP_ASYNC): the kernel
+ *                           lifts the protection itself on the first write
+ *                           and PAGEMAP_SCAN reports and re-protects the
+ *                           written pages in one call per view, at a save;
+ *      GMEM_TRACK_UFFD_SYNC synchronous: a thread serves each first write
+ *                           (a live save, which must copy the page first,
+ *                           and every save after one on this memory: one
+ *                           userfaultfd serves both, so no write is unseen
+ *                           while one mechanism hands over to another);
+ *  - everything else the library does to pages itself: conversions,
+ *    discards, temporary mappings (their windows are not registered: the
+ *    pages count as written when mapped and when unmapped), loads.
+ * KVM's dirty log cannot help: KVM refuses it on guest_memfd memslots, and
+ * the memslots are the VMM's, not the library's. On guest_memfd nothing the
+ * library can see observes guest writes: GMEM_TRACK_NONE, and every save
+ * is a full one. Mappings the library did not make (a VMM's own alias of
+ * the KVM view, the user accelerator's guest-physical window) are not seen
+ * either: see gmem_snapshot_save(3).
+ *
+ * Baseline: none at open; each save that commits sets it to the new file's
+ * identity. Anything that may have lost a change (a registration that
+ * failed, a scan refused) drops it: the next save is a full one, never a
+ * wrong diff.
+ *
+ * Lock rules: the bitmap's words are set with atomic ORs (the fault thread
+ * sets bits without g->lock); everything else happens under g->lock. t->mu
+ * guards the before-hook against the fault thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/userfaultfd.h>
+
+#include "sys.h"
+#include "track.h"
+
+/* Linux 6.7 uapi, which Debian 12's headers predate. */
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#define UFFD_FEATURE_WP_ASYNC       (1 << 15)
+#endif
+#ifndef PAGEMAP_SCAN
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN          _IOWR('f', 16, struct pm_scan_arg)
+#define PM_SCAN_WP_MATCHING   (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#define PAGE_IS_WRITTEN       (1 << 1)
+#endif
+
+#define GM_TRACK_FEATURES (UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED)
+/* Regions a PAGEMAP_SCAN call returns at most. */
+#define GM_TRACK_VEC 512
+
+static void gm_track_set(uint64_t *bits, uint64_t first, uint64_t n)
+{
+	for (uint64_t p = first; p < first + n;) {
+		uint64_t w = p / 64, b = p % 64, take = 64 - b < first + n - p ? 64 - b
+									   : first + n - p;
+		uint64_t mask = take == 64 ? ~0ull : ((1ull << take) - 1) << b;
+
+		__atomic_fetch_or(&bits[w], mask, __ATOMIC_RELAXED);
+		p += take;
+	}
+}
+
+static int gm_track_uffd_new(bool async)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = GM_TRACK_FEATURES | (async ? UFFD_FEATURE_WP_ASYNC : 0),
+	};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (gm_sys_ioctl(fd, UFFDIO_API, &api)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret == -EINVAL ? -EOPNOTSUPP : ret;
+	}
+	return fd;
+}
+
+bool gm_track_host_supports(void)
+{
+	int fd = gm_track_uffd_new(true), pm;
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm < 0)
+		return false;
+	/* An empty scan: the ioctl exists (Linux 6.7). */
+	struct pm_scan_arg a = { .size = sizeof(a) };
+	bool ok = !ioctl(pm, PAGEMAP_SCAN, &a);
+
+	close(pm);
+	return ok;
+}
+
+int gm_track_open(struct gmem *g)
+{
+	struct gm_track *t;
+	uint64_t words = (g->st.npages + 63) / 64;
+
+	if (!(g->flags & GMEM_F_TRACK_WRITES))
+		return 0;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->dirty = malloc(words * sizeof(*t->dirty));
+	if (!t->dirty) {
+		free(t);
+		return -ENOMEM;
+	}
+	memset(t->dirty, 0xff, words * sizeof(*t->dirty));
+	t->words = words;
+	t->uffd = t->pagemap = t->stop_fd = -1;
+	pthread_mutex_init(&t->mu, NULL);
+	/* Only the memfd backend's KVM view is where KVM writes. */
+	t->how = g->b.kind == GMEM_BACKEND_MEMFD && g->kvm_view != g->view &&
+		 gm_track_host_supports() ? GMEM_TRACK_PAGEMAP : GMEM_TRACK_NONE;
+	g->trk = t;
+	return 0;
+}
+
+static void gm_track_thread_stop(struct gm_track *t)
+{
+	uint64_t one = 1;
+
+	if (!t->thread_started)
+		return;
+	if (write(t->stop_fd, &one, sizeof(one)) != sizeof(one))
+		abort();        /* an eventfd write cannot fail here */
+	pthread_join(t->thread, NULL);
+	t->thread_started = false;
+}
+
+/* Close the userfaultfd: the kernel drops every registration with it. */
+static void gm_track_disarm(struct gm_track *t)
+{
+	gm_track_thread_stop(t);
+	if (t->uffd >= 0)
+		close(t->uffd);
+	if (t->stop_fd >= 0)
+		close(t->stop_fd);
+	t->uffd = t->stop_fd = -1;
+	t->armed = false;
+}
+
+void gm_track_close(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t)
+		return;
+	gm_track_disarm(t);
+	if (t->pagemap >= 0)
+		close(t->pagemap);
+	pthread_mutex_destroy(&t->mu);
+	free(t->dirty);
+	free(t);
+	g->trk = NULL;
+}
+
+/* Baseline lost: the next save is full. */
+static void gm_track_lose(struct gm_track *t)
+{
+	t->lost = true;
+	t->based = false;
+}
+
+static int gm_track_protect(struct gm_track *t, uint8_t *addr, uint64_t len, bool wp)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return gm_sys_ioctl(t->uffd, UFFDIO_WRITEPROTECT, &w) ? -errno : 0;
+}
+
+static int gm_track_register(struct gm_track *t, uint8_t *addr, uint64_t len)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	if (gm_sys_ioctl(t->uffd, UFFDIO_REGISTER, &r))
+		return -errno;
+	return gm_track_protect(t, addr, len, true);
+}
+
+/* Register and write-protect the KVM view and the host view's shared runs
+ * (its private runs are inaccessible placeholders). Caller holds g->lock. */
+static int gm_track_register_views(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+	uint64_t pos = 0, s, len;
+	int ret = gm_track_register(t, g->kvm_view, g->size);
+
+	while (!ret && pos < g->st.npages &&
+	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
+		ret = gm_track_register(t, g->view + (s << GM_PAGE_SHIFT), len << GM_PAGE_SHIFT);
+		pos = s + len;
+	}
+	return ret;
+}
+
+/* Write-protect both views again (synchronous mode, a new interval). */
+static int gm_track_protect_views(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+	uint64_t pos = 0, s, len;
+	int ret = gm_track_protect(t, g->kvm_view, g->size, true);
+
+	while (!ret && pos < g->st.npages &&
+	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
+		ret = gm_track_protect(t, g->view + (s << GM_PAGE_SHIFT), len << GM_PAGE_SHIFT,
+				       true);
+		pos = s + len;
+	}
+	return ret;
+}
+
+/* Arm asynchronous tracking. Caller holds g->lock. */
+static int gm_track_arm(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+	int ret;
+
+	if (t->pagemap < 0) {
+		t->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (t->pagemap < 0)
+			return -errno;
+	}
+	t->uffd = gm_track_uffd_new(true);
+	if (t->uffd < 0) {
+		ret = t->uffd;
+		t->uffd = -1;
+		return ret;
+	}
+	ret = gm_track_register_views(g);
+	if (ret) {
+		gm_track_disarm(t);
+		return ret;
+	}
+	t->armed = true;
+	return 0;
+}
+
+/* Collect the pages written in [addr, addr + len) and protect them again. */
+static int gm_track_scan(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	struct gm_track *t = g->trk;
+	struct page_region v[GM_TRACK_VEC];
+	uint64_t at = (uintptr_t)(base + off), end = at + len;
+
+	while (at < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a),
+			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.start = at, .end = end,
+			.vec = (uintptr_t)v, .vec_len = GM_TRACK_VEC,
+			.category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
+		};
+		long n = ioctl(t->pagemap, PAGEMAP_SCAN, &a);
+
+		if (n < 0)
+			return -errno;
+		for (long i = 0; i < n; i++)
+			gm_track_set(t->dirty, (v[i].start - (uintptr_t)base) >> GM_PAGE_SHIFT,
+				     (v[i].end - v[i].start) >> GM_PAGE_SHIFT);
+		if (a.walk_end <= at)
+			return -EIO;    /* no progress: never loop */
+		at = a.walk_end;
+	}
+	return 0;
+}
+
+/* Asynchronous mode: fold what the views saw into the bitmap. Caller holds
+ * g->lock. */
+static int gm_track_harvest(struct gmem *g)
+{
+	uint64_t pos = 0, s, len;
+	int ret = gm_track_scan(g, g->kvm_view, 0, g->size);
+
+	while (!ret && pos < g->st.npages &&
+	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
+		ret = gm_track_scan(g, g->view, s << GM_PAGE_SHIFT, len << GM_PAGE_SHIFT);
+		pos = s + len;
+	}
+	return ret;
+}
+
+void gm_track_changed(struct gmem *g, uint64_t first, uint64_t n)
+{
+	if (g->trk && g->trk->dirty)
+		gm_track_set(g->trk->dirty, first, n);
+}
+
+void gm_track_will_write(struct gmem *g, uint64_t first, uint64_t n)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	if (t->before)
+		for (uint64_t p = first; p < first + n; p++)
+			t->before(t->before_ctx, p);
+	pthread_mutex_unlock(&t->mu);
+	if (t->dirty)
+		gm_track_set(t->dirty, first, n);
+}
+
+void gm_track_mapped(struct gmem *g, uint64_t off, uint64_t len)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t || !t->armed)
+		return;
+	if (gm_track_register(t, g->view + off, len))
+		gm_track_lose(t);
+}
+
+static void gm_track_free_chg(uint64_t *chg)
+{
+	free(chg);
+}
+
+int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg,
+			bool *incremental)
+{
+	struct gm_track *t = g->trk;
+	uint64_t *cur;
+
+	*chg = NULL;
+	*incremental = false;
+	if (!t || !t->dirty)
+		return 0;
+	if (parent_id && t->based && memcmp(parent_id, t->base_id, GM_TRACK_ID_BYTES)) {
+		gm_set_error("snapshot: the parent is not the last snapshot saved from this "
+			     "memory");
+		return -ESTALE;
+	}
+	if (t->armed && t->how == GMEM_TRACK_PAGEMAP && gm_track_harvest(g))
+		gm_track_lose(t);
+	/* Synchronous: the thread set the bits; protect what it let go. */
+	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && gm_track_protect_views(g))
+		gm_track_lose(t);
+	cur = malloc(t->words * sizeof(*cur));
+	if (!cur)
+		return -ENOMEM;
+	/* Take the bits and start the next interval with none. The fault
+	 * thread may set bits meanwhile: exchange word by word. */
+	for (uint64_t w = 0; w < t->words; w++)
+		cur[w] = __atomic_exchange_n(&t->dirty[w], 0, __ATOMIC_RELAXED);
+	*incremental = parent_id && t->based && !t->lost && t->how != GMEM_TRACK_NONE;
+	if (!t->armed && t->how == GMEM_TRACK_PAGEMAP) {
+		if (gm_track_arm(g)) {
+			/* Writes from now on are unseen: no baseline after this. */
+			gm_track_lose(t);
+		} else {
+			t->lost = false;
+		}
+	}
+	*chg = cur;
+	return 0;
+}
+
+void gm_track_save_end(struct gmem *g, uint64_t *chg, const uint8_t *id)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t || !t->dirty) {
+		gm_track_free_chg(chg);
+		return;
+	}
+	pthread_mutex_lock(&g->lock);
+	if (!id) {
+		for (uint64_t w = 0; w < t->words; w++)
+			__atomic_fetch_or(&t->dirty[w], chg[w], __ATOMIC_RELAXED);
+	} else if (t->how != GMEM_TRACK_NONE && t->armed && !t->lost) {
+		memcpy(t->base_id, id, GM_TRACK_ID_BYTES);
+		t->based = true;
+	}
+	pthread_mutex_unlock(&g->lock);
+	gm_track_free_chg(chg);
+}
+
+/* ---- synchronous mode ---------------------------------------------------- */
+
+/* Serve one write-protect fault at @addr: the before-hook, the bit, then
+ * lift the protection of that page in that view (which wakes the writer). */
+static void gm_track_serve(struct gmem *g, uint64_t addr)
+{
+	struct gm_track *t = g->trk;
+	uint8_t *a = (uint8_t *)(uintptr_t)(addr & ~(GMEM_PAGE_SIZE - 1));
+	uint8_t *base = a >= g->kvm_view && a < g->kvm_view + g->size ? g->kvm_view : g->view;
+	uint64_t page = (uint64_t)(a - base) >> GM_PAGE_SHIFT;
+
+	pthread_mutex_lock(&t->mu);
+	if (t->before)
+		t->before(t->before_ctx, page);
+	pthread_mutex_unlock(&t->mu);
+	if (t->dirty)
+		gm_track_set(t->dirty, page, 1);
+	/* Fails only if the view changed meanwhile; the writer retries. */
+	gm_track_protect(t, a, GMEM_PAGE_SIZE, false);
+}
+
+static void *gm_track_main(void *arg)
+{
+	struct gmem *g = arg;
+	struct gm_track *t = g->trk;
+	struct pollfd p[2] = { { .fd = t->uffd, .events = POLLIN },
+			       { .fd = t->stop_fd, .events = POLLIN } };
+	struct uffd_msg msg[16];
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		n = read(t->uffd, msg, sizeof(msg));
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
+			if (msg[i].event == UFFD_EVENT_PAGEFAULT &&
+			    msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+				gm_track_serve(g, msg[i].arg.pagefault.address);
+	}
+	gm_sys_stack_wipe();      /* the before-hook copies page data */
+	return NULL;
+}
+
+int gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx)
+{
+	struct gm_track *t = g->trk;
+	bool fresh = !t;
+	int ret;
+
+	if (g->b.kind != GMEM_BACKEND_MEMFD || g->kvm_view == g->view) {
+		gm_set_error("snapshot: a live save needs the memfd backend's views "
+			     "(guest_memfd writes cannot be intercepted)");
+		return -EOPNOTSUPP;
+	}
+	if (fresh) {
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		t->uffd = t->pagemap = t->stop_fd = -1;
+		t->how = GMEM_TRACK_UFFD_SYNC;
+		pthread_mutex_init(&t->mu, NULL);
+		g->trk = t;
+	}
+	if (t->how == GMEM_TRACK_UFFD_SYNC && t->thread_started)
+		goto hook;      /* already synchronous: just set the hook */
+	/* Asynchronous until now: what it saw goes into the bitmap first;
+	 * then the same views move to a synchronous userfaultfd. A write
+	 * between the two is part of the start image the caller saves. */
+	if (t->armed && gm_track_harvest(g))
+		gm_track_lose(t);
+	gm_track_disarm(t);
+	ret = -ENOMEM;
+	t->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (t->stop_fd < 0)
+		goto err;
+	t->uffd = gm_track_uffd_new(false);
+	if (t->uffd < 0) {
+		ret = t->uffd;
+		t->uffd = -1;
+		goto err;
+	}
+	ret = gm_track_register_views(g);
+	if (ret)
+		goto err;
+	if (pthread_create(&t->thread, NULL, gm_track_main, g)) {
+		ret = -EAGAIN;
+		goto err;
+	}
+	t->thread_started = true;
+	t->armed = true;
+	if (t->dirty)
+		t->how = GMEM_TRACK_UFFD_SYNC;
+hook:
+	pthread_mutex_lock(&t->mu);
+	t->before = before;
+	t->before_ctx = ctx;
+	pthread_mutex_unlock(&t->mu);
+	return 0;
+
+err:
+	gm_set_error("snapshot: write-protecting the memory for a live save: %s",
+		     strerror(-ret));
+	gm_track_disarm(t);
+	if (fresh) {
+		pthread_mutex_destroy(&t->mu);
+		free(t);
+		g->trk = NULL;
+	} else {
+		gm_track_lose(t);
+	}
+	return ret;
+}
+
+void gm_track_sync_stop(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->before = NULL;
+	t->before_ctx = NULL;
+	pthread_mutex_unlock(&t->mu);
+	if (t->dirty)
+		return;         /* it goes on tracking, synchronously */
+	gm_track_close(g);
+}
