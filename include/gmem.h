@@ -337,6 +337,11 @@ struct gmem_snapshot_info {
 	uint64_t chunks;            /* chunks before the END chunk                  */
 	uint64_t data_chunks;
 	int verified;               /* 1: every chunk's checksum was checked        */
+	int incremental;            /* 1: holds only pages changed since its parent */
+	int sealed;                 /* 1: every chunk sealed with a key             */
+	uint64_t changed_pages;     /* incremental: pages changed since the parent  */
+	char parent[4096];          /* incremental: the parent's path, as a restore */
+	                            /* would open it; "" otherwise                  */
 	uint64_t reserved[4];
 };
 #define GMEM_SNAP_VERIFY    (1u << 0)  /* inspect: read and check every chunk  */

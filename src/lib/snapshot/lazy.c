@@ -56,6 +56,7 @@
 
 #include "sys.h"
 #include "snap.h"
+#include "track.h"
 
 #ifndef UFFD_FEATURE_POISON     /* Linux 6.6; older uapi headers lack it */
 #define UFFD_FEATURE_POISON (1 << 14)
@@ -82,8 +83,9 @@ struct gm_lz_buf {
 struct gm_lazy {
 	struct gm_loader hook;  /* first: g->loader points here                */
 	struct gmem *g;
-	char *path;             /* for messages                                */
-	int fd;                 /* the snapshot file                           */
+	char *path[GM_SNAP_CHAIN_MAX];  /* for messages                        */
+	int fd[GM_SNAP_CHAIN_MAX];      /* the snapshot files, newest first    */
+	unsigned nfiles;
 	int uffd;               /* -1 once every chunk is loaded               */
 	int stopfd;             /* eventfd: the fault thread must return       */
 	struct gm_lazy_index ix;
@@ -113,14 +115,8 @@ int gm_lazy_supported(struct gmem *g)
 	return -EOPNOTSUPP;
 }
 
-int gm_lazy_note(struct gm_lazy_index *ix, struct gm_snap_reader *r,
-		 const struct gm_snap_chunk *c)
+static int gm_lazy_push(struct gm_lazy_index *ix, const struct gm_lazy_chunk *k)
 {
-	uint64_t off;
-	int ret = gm_snap_check(r, c, &off);
-
-	if (ret)
-		return ret;
 	if (ix->n == ix->cap) {
 		uint64_t cap = ix->cap ? ix->cap * 2 : 64;
 		struct gm_lazy_chunk *v = realloc(ix->v, cap * sizeof(*v));
@@ -130,20 +126,61 @@ int gm_lazy_note(struct gm_lazy_index *ix, struct gm_snap_reader *r,
 		ix->v = v;
 		ix->cap = cap;
 	}
-	ix->v[ix->n++] = (struct gm_lazy_chunk){ .c = *c, .index = r->index, .off = off };
+	ix->v[ix->n++] = *k;
 	return 0;
 }
 
-/* First chunk ending above byte @gpa (chunks ascend without overlap). */
+int gm_lazy_note(struct gm_lazy_index *ix, struct gm_snap_reader *r,
+		 const struct gm_snap_chunk *c, uint32_t file, const uint64_t *decided)
+{
+	struct gm_lazy_chunk k = { .c = *c, .index = r->index, .file = file };
+	uint64_t p = c->first >> GM_PAGE_SHIFT, end = p + (c->raw_len >> GM_PAGE_SHIFT);
+	int ret = gm_snap_check(r, c, &k.off);
+
+	if (ret)
+		return ret;
+	/* One entry per stretch of pages no newer file decided. */
+	while (p < end) {
+		uint64_t e = p + 1;
+
+		if (decided && gm_track_test(decided, p)) {
+			p++;
+			continue;
+		}
+		while (e < end && !(decided && gm_track_test(decided, e)))
+			e++;
+		k.lo = p << GM_PAGE_SHIFT;
+		k.hi = e << GM_PAGE_SHIFT;
+		ret = gm_lazy_push(ix, &k);
+		if (ret)
+			return ret;
+		p = e;
+	}
+	return 0;
+}
+
+static int gm_lazy_cmp(const void *a, const void *b)
+{
+	const struct gm_lazy_chunk *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+void gm_lazy_sort(struct gm_lazy_index *ix)
+{
+	if (ix->n)
+		qsort(ix->v, ix->n, sizeof(*ix->v), gm_lazy_cmp);
+}
+
+/* First entry ending above byte @gpa (entries ascend without overlap). */
 static uint64_t gm_lz_find(const struct gm_lazy *l, uint64_t gpa)
 {
 	uint64_t lo = 0, hi = l->ix.n;
 
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
-		const struct gm_snap_chunk *c = &l->ix.v[mid].c;
 
-		if (c->first + c->raw_len <= gpa)
+		if (l->ix.v[mid].hi <= gpa)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -160,7 +197,7 @@ static int gm_lz_fail(struct gm_lazy *l, const struct gm_lazy_chunk *k, int err,
 		l->err = err;
 		snprintf(l->msg, sizeof(l->msg),
 			 "snapshot %s: data chunk %llu at offset %llu (gpa %#llx): %s: pages "
-			 "poisoned", l->path, (unsigned long long)k->index,
+			 "poisoned", l->path[k->file], (unsigned long long)k->index,
 			 (unsigned long long)(k->off - sizeof(struct gm_snap_chunk)),
 			 (unsigned long long)k->c.first, what);
 	}
@@ -177,7 +214,7 @@ static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct g
 	uint64_t done = 0;
 
 	while (done < k->c.stored_len) {
-		ssize_t n = pread(l->fd, in + done, k->c.stored_len - done,
+		ssize_t n = pread(l->fd[k->file], in + done, k->c.stored_len - done,
 				  (off_t)(k->off + done));
 
 		if (n < 0 && errno == EINTR)
@@ -254,25 +291,25 @@ static int gm_lz_get(struct gm_lazy *l, uint64_t i, enum gm_lz_who who)
 
 	ret = gm_lz_read(l, k, &l->buf[who]);
 	if (!ret) {
-		ret = gm_lz_copy(l, k->c.first, l->buf[who].raw, k->c.raw_len);
+		ret = gm_lz_copy(l, k->lo, l->buf[who].raw + (k->lo - k->c.first), k->hi - k->lo);
 		if (ret)
 			gm_lz_fail(l, k, ret, "copying into guest memory");
 	}
 	if (ret)
-		gm_lz_poison(l, l->g->kvm_view + k->c.first, k->c.raw_len);
+		gm_lz_poison(l, l->g->kvm_view + k->lo, k->hi - k->lo);
 
 	pthread_mutex_lock(&l->mu);
 	l->st[i] = ret ? GM_LZ_FAILED : GM_LZ_LOADED;
 	if (!ret) {
 		l->nloaded++;
 		l->by[who]++;
-		l->bytes += k->c.raw_len;
+		l->bytes += k->hi - k->lo;
 	}
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->mu);
 	if (!ret) {
 		struct uffdio_range wake = {
-			.start = (uintptr_t)(l->g->kvm_view + k->c.first), .len = k->c.raw_len,
+			.start = (uintptr_t)(l->g->kvm_view + k->lo), .len = k->hi - k->lo,
 		};
 
 		ioctl(l->uffd, UFFDIO_WAKE, &wake);
@@ -295,7 +332,7 @@ static int gm_lz_ensure(struct gm_loader *h, uint64_t first, uint64_t n)
 
 	if (atomic_load_explicit(&l->done, memory_order_acquire))
 		return 0;
-	for (uint64_t i = gm_lz_find(l, lo); i < l->ix.n && l->ix.v[i].c.first < hi; i++) {
+	for (uint64_t i = gm_lz_find(l, lo); i < l->ix.n && l->ix.v[i].lo < hi; i++) {
 		int ret = gm_lz_get(l, i, GM_LZ_ACCESS);
 
 		if (ret) {
@@ -322,7 +359,7 @@ static void gm_lz_serve(struct gm_lazy *l, uint64_t addr)
 	else
 		return;         /* registered ranges are the views only */
 	i = gm_lz_find(l, gpa);
-	if (i < l->ix.n && l->ix.v[i].c.first <= gpa)
+	if (i < l->ix.n && l->ix.v[i].lo <= gpa)
 		ret = gm_lz_get(l, i, GM_LZ_FAULT);
 	if (ret) {
 		gm_lz_poison(l, a, GMEM_PAGE_SIZE);
@@ -420,13 +457,15 @@ static void gm_lz_free(struct gm_lazy *l)
 		close(l->uffd);
 	if (l->stopfd >= 0)
 		close(l->stopfd);
-	if (l->fd >= 0)
-		close(l->fd);
+	for (unsigned f = 0; f < l->nfiles; f++) {
+		if (l->fd[f] >= 0)
+			close(l->fd[f]);
+		free(l->path[f]);
+	}
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l->st);
 	free(l->ix.v);
-	free(l->path);
 	free(l);
 }
 
@@ -446,22 +485,28 @@ static void gm_lz_stop(struct gm_loader *h)
 	gm_lz_free(l);
 }
 
-static int gm_lz_alloc(struct gm_lazy *l, const struct gm_snap_reader *r)
+static int gm_lz_alloc(struct gm_lazy *l, const struct gm_snap_chain *ch)
 {
-	l->path = strdup(r->path);
+	/* Every file's descriptor, as the chain opened it: never the paths. */
+	for (unsigned f = 0; f < ch->n; f++) {
+		l->fd[f] = fcntl(ch->r[f].fd, F_DUPFD_CLOEXEC, 0);
+		l->path[f] = strdup(ch->r[f].path);
+		l->nfiles++;
+		if (l->fd[f] < 0 || !l->path[f])
+			return -ENOMEM;
+	}
 	l->st = calloc(l->ix.n, 1);
-	if (!l->path || !l->st)
+	if (!l->st)
 		return -ENOMEM;
 	for (unsigned w = 0; w < GM_LZ_WHO; w++) {
-		l->buf[w].stored = gm_sys_guarded_alloc(ZSTD_compressBound(r->hdr.chunk_max));
-		l->buf[w].raw = gm_sys_guarded_alloc(r->hdr.chunk_max);
+		l->buf[w].stored = gm_sys_guarded_alloc(ZSTD_compressBound(GM_SNAP_CHUNK_MAX));
+		l->buf[w].raw = gm_sys_guarded_alloc(GM_SNAP_CHUNK_MAX);
 		l->buf[w].dctx = ZSTD_createDCtx();
 		if (!l->buf[w].stored || !l->buf[w].raw || !l->buf[w].dctx)
 			return -ENOMEM;
 	}
-	l->fd = fcntl(r->fd, F_DUPFD_CLOEXEC, 0);
 	l->stopfd = eventfd(0, EFD_CLOEXEC);
-	if (l->fd < 0 || l->stopfd < 0)
+	if (l->stopfd < 0)
 		return -errno;
 	return 0;
 }
@@ -516,7 +561,7 @@ static int gm_lz_uffd(struct gm_lazy *l)
 /* Tests: the hold lazy restores start with (gm_lazy_hold(NULL, ...)). */
 static atomic_bool gm_lz_hold_default;
 
-int gm_lazy_start(struct gmem *g, struct gm_snap_reader *r, struct gm_lazy_index *ix)
+int gm_lazy_start(struct gmem *g, struct gm_snap_chain *ch, struct gm_lazy_index *ix)
 {
 	struct gm_lazy *l;
 	int ret;
@@ -532,13 +577,13 @@ int gm_lazy_start(struct gmem *g, struct gm_snap_reader *r, struct gm_lazy_index
 	}
 	l->ix = *ix;
 	l->g = g;
-	l->fd = l->uffd = l->stopfd = -1;
+	l->uffd = l->stopfd = -1;
 	l->hook.ensure = gm_lz_ensure;
 	l->hook.stop = gm_lz_stop;
 	l->hold = atomic_load(&gm_lz_hold_default);
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
-	ret = gm_lz_alloc(l, r);
+	ret = gm_lz_alloc(l, ch);
 	if (!ret)
 		ret = gm_lz_uffd(l);
 	if (ret)

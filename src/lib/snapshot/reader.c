@@ -745,6 +745,27 @@ static int gm_snap_parent(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	return 0;
 }
 
+int gm_snap_read_parent(struct gm_snap_reader *r)
+{
+	struct gm_snap_seen w = { .parent = true };
+	int ret;
+
+	r->parent[0] = 0;
+	if (!(r->hdr.flags & GM_SNAP_HDR_PARENT))
+		return 0;
+	r->pos = r->chunk_off = r->hdr.header_size;
+	r->index = 0;
+	ret = gm_snap_take(r, &r->chunk, sizeof(r->chunk));
+	if (ret)
+		ret = gm_snap_bad(r, ret, "reading the chunk header: %s", strerror(-ret));
+	else if (r->chunk.type != GM_SNAP_PARENT)
+		ret = gm_snap_bad(r, -EINVAL, "the file has a parent but no parent chunk");
+	else
+		ret = gm_snap_parent(r, &r->chunk, &w);
+	r->index = UINT64_MAX;
+	return ret;
+}
+
 /* The header fields of a DATA chunk, before anything reads its payload. */
 static int gm_snap_data_ok(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 			   const struct gm_snap_seen *w)

@@ -80,6 +80,33 @@ _Static_assert(ZSTD_COMPRESSBOUND(GM_SNAP_CHUNK_MAX) <= GM_IN_SPILL,
 
 enum { GM_JOB_FREE, GM_JOB_READY, GM_JOB_BUSY };
 
+/* Ascending page ranges [v[i][0], v[i][1]). */
+struct gm_ranges {
+	uint64_t (*v)[2];
+	uint64_t n, cap;
+};
+
+static int gm_ranges_add(struct gm_ranges *r, uint64_t lo, uint64_t hi)
+{
+	if (r->n && r->v[r->n - 1][1] == lo) {
+		r->v[r->n - 1][1] = hi;
+		return 0;
+	}
+	if (r->n == r->cap) {
+		uint64_t cap = r->cap ? 2 * r->cap : 64;
+		void *p = realloc(r->v, cap * sizeof(*r->v));
+
+		if (!p)
+			return -ENOMEM;
+		r->v = p;
+		r->cap = cap;
+	}
+	r->v[r->n][0] = lo;
+	r->v[r->n][1] = hi;
+	r->n++;
+	return 0;
+}
+
 /* Why a job failed, for the message. */
 enum gm_ld_fail { GM_LD_READ = 1, GM_LD_HASH, GM_LD_DECODE, GM_LD_WRITE };
 
@@ -131,6 +158,11 @@ struct gm_restorer {
 	struct gm_in in;                /* the file read direct, if r->in      */
 	struct gm_ld_arg ld_arg[GM_LD_WORKERS];
 	bool ld_failed;                 /* the walk stopped on a worker's error */
+	/* Chains: the layer being read (0 the newest) and what it holds. */
+	unsigned layer;
+	bool diff;                      /* it has a parent                     */
+	struct gm_ranges chg, data;     /* its changed pages, its DATA (pages) */
+	uint64_t *decided;              /* lazy: pages a newer layer decided   */
 };
 
 /* Fault the destination in with one call: far cheaper than a fault per page
@@ -453,12 +485,30 @@ static int gm_restore_on_states(void *ctx, uint64_t first, const uint64_t *runs,
 	return 0;
 }
 
+/* A layer with a parent: note its changed pages. */
+static int gm_restore_on_changed(void *ctx, uint64_t first, const uint64_t *runs, uint64_t n)
+{
+	struct gm_restorer *x = ctx;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t len = runs[i] >> 1;
+
+		if (runs[i] & 1 && gm_ranges_add(&x->chg, first, first + len))
+			return -ENOMEM;
+		first += len;
+	}
+	return 0;
+}
+
 static int gm_restore_on_data(void *ctx, struct gm_snap_reader *r, const struct gm_snap_chunk *c)
 {
 	struct gm_restorer *x = ctx;
 
 	if (x->o->flags & GMEM_SNAP_LAZY)
-		return gm_lazy_note(&x->ix, r, c);
+		return gm_lazy_note(&x->ix, r, c, x->layer, x->decided);
+	if (x->diff && gm_ranges_add(&x->data, c->first >> GM_PAGE_SHIFT,
+				     (c->first + c->raw_len) >> GM_PAGE_SHIFT))
+		return -ENOMEM;
 	if (x->ld)
 		return gm_ld_queue(x, r, c);
 	gm_restore_populate(x->g->kvm_view + c->first, c->raw_len);
@@ -562,26 +612,141 @@ static int gm_restore_open(const struct gmem_config *use, struct gmem **g, int *
 
 void (*gm_snap_opened_hook)(const char *path);
 
+/* Pages a layer marks changed but holds no data for were discarded since
+ * its parent: a parent's data there must go. Eager restores only, once the
+ * layer's data is in (older layers were loaded before it). */
+static int gm_restore_holes(struct gm_restorer *x)
+{
+	struct gmem *g = x->g;
+	uint64_t d = 0;
+
+	for (uint64_t i = 0; i < x->chg.n; i++) {
+		uint64_t p = x->chg.v[i][0], end = x->chg.v[i][1];
+
+		while (p < end) {
+			uint64_t hole_end = end;
+			int ret;
+
+			while (d < x->data.n && x->data.v[d][1] <= p)
+				d++;
+			if (d < x->data.n && x->data.v[d][0] <= p) {
+				p = x->data.v[d][1] < end ? x->data.v[d][1] : end;
+				continue;
+			}
+			if (d < x->data.n && x->data.v[d][0] < end)
+				hole_end = x->data.v[d][0];
+			/* The memory is nobody's yet: straight to its backing. */
+			if (g->b.granule == GMEM_PAGE_SIZE)
+				ret = gm_backing_discard(&g->b, p << GM_PAGE_SHIFT,
+							 (hole_end - p) << GM_PAGE_SHIFT);
+			else
+				ret = (memset(g->kvm_view + (p << GM_PAGE_SHIFT), 0,
+					      (hole_end - p) << GM_PAGE_SHIFT), 0);
+			if (ret)
+				return gm_snap_bad(x->r, ret, "discarding pages %llu..%llu: %s",
+						   (unsigned long long)p,
+						   (unsigned long long)(hole_end - 1), strerror(-ret));
+			p = hole_end;
+		}
+	}
+	return 0;
+}
+
+/* Mark the pages layer x->layer changed as decided (lazy, newest first). */
+static void gm_restore_decide(struct gm_restorer *x, struct gm_snap_reader *r)
+{
+	uint64_t npages = r->hdr.mem_size >> GM_PAGE_SHIFT;
+
+	if (!x->diff) {
+		memset(x->decided, 0xff, (npages + 63) / 64 * 8);
+		return;
+	}
+	for (uint64_t i = 0; i < x->chg.n; i++)
+		for (uint64_t p = x->chg.v[i][0]; p < x->chg.v[i][1]; p++)
+			x->decided[p / 64] |= 1ull << (p % 64);
+}
+
+/* Read one file of the chain: every chunk checked, its data loaded (eager)
+ * or noted (lazy), the page states kept if it is the newest. */
+static int gm_restore_layer(struct gm_restorer *x, struct gm_snap_chain *ch, unsigned layer)
+{
+	struct gm_snap_reader *r = &ch->r[layer];
+	const struct gm_snap_walk_ops ops = {
+		.on_states = layer ? NULL : gm_restore_on_states,
+		.on_changed = gm_restore_on_changed,
+		.on_data = gm_restore_on_data,
+		.on_progress = x->o->progress ? gm_restore_on_progress : NULL,
+	};
+	int ret;
+
+	x->r = r;
+	x->layer = layer;
+	x->diff = r->hdr.flags & GM_SNAP_HDR_PARENT;
+	x->chg.n = x->data.n = 0;
+	x->ld_failed = false;
+	gm_ld_start(x);
+	if (x->ld && !(x->o->flags & GMEM_SNAP_BUFFERED) && r->file_size >= gm_in_min_file &&
+	    !gm_in_open(&x->in, r->fd, r->file_size)) {
+		r->in = x->ld->in = &x->in;
+	} else if (x->ld) {
+		gm_snap_headers_only(r);
+	}
+	ret = gm_snap_walk(r, &ops, x);
+	if (x->ld) {
+		/* Every chunk loaded, or why not. */
+		int uret = gm_ld_stop(x, !ret || x->ld_failed);
+
+		ret = ret ? ret : uret;
+	}
+	if (r->in) {
+		/* The workers are gone: nothing reads the ring any more. */
+		r->in = NULL;
+		gm_in_close(&x->in);
+	}
+	if (!ret && x->diff && !(x->o->flags & GMEM_SNAP_LAZY))
+		ret = gm_restore_holes(x);
+	if (!ret && x->decided)
+		gm_restore_decide(x, r);
+	return ret;
+}
+
+/* Every file of the chain: eager, oldest first, so that each newer file's
+ * pages land over its parent's; lazy, newest first, so that each page is
+ * noted from the newest file that decides it. */
+static int gm_restore_chain(struct gm_restorer *x, struct gm_snap_chain *ch)
+{
+	bool lazy = x->o->flags & GMEM_SNAP_LAZY;
+	int ret = 0;
+
+	if (lazy && ch->n > 1) {
+		x->decided = calloc((x->g->st.npages + 63) / 64, sizeof(uint64_t));
+		if (!x->decided)
+			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < ch->n && !ret; i++)
+		ret = gm_restore_layer(x, ch, lazy ? i : ch->n - 1 - i);
+	x->r = &ch->r[0];
+	if (lazy)
+		gm_lazy_sort(&x->ix);
+	return ret;
+}
+
 int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 		    const struct gmem_snapshot_opts *o, struct gmem **out)
 {
-	const struct gm_snap_walk_ops ops = {
-		.on_states = gm_restore_on_states,
-		.on_data = gm_restore_on_data,
-		.on_progress = o->progress ? gm_restore_on_progress : NULL,
-	};
-	struct gm_snap_reader r;
-	struct gm_restorer x = { .o = o, .r = &r };
+	struct gm_snap_chain ch;
+	struct gm_restorer x = { .o = o };
 	bool lazy = o->flags & GMEM_SNAP_LAZY;
 	struct gmem_config use;
 	int ret, init;
 
-	ret = gm_snap_open(&r, path);
+	ret = gm_chain_open(&ch, path);
 	if (ret)
 		return ret;
+	x.r = &ch.r[0];
 	if (gm_snap_opened_hook)
 		gm_snap_opened_hook(path);
-	ret = gm_restore_cfg(&r, cfg, lazy, &use);
+	ret = gm_restore_cfg(x.r, cfg, lazy, &use);
 	if (ret)
 		goto out_reader;
 	ret = gm_restore_open(&use, &x.g, &init);
@@ -589,29 +754,11 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 		goto out_reader;
 	if (lazy && (ret = gm_lazy_supported(x.g)))
 		goto out_mem;
-	gm_ld_start(&x);
-	if (x.ld && !(o->flags & GMEM_SNAP_BUFFERED) && r.file_size >= gm_in_min_file &&
-	    !gm_in_open(&x.in, r.fd, r.file_size)) {
-		r.in = x.ld->in = &x.in;
-	} else if (x.ld) {
-		gm_snap_headers_only(&r);
-	}
-	ret = gm_snap_walk(&r, &ops, &x);
-	if (x.ld) {
-		/* Every chunk loaded, or why not. */
-		int uret = gm_ld_stop(&x, !ret || x.ld_failed);
-
-		ret = ret ? ret : uret;
-	}
-	if (r.in) {
-		/* The workers are gone: nothing reads the ring any more. */
-		r.in = NULL;
-		gm_in_close(&x.in);
-	}
+	ret = gm_restore_chain(&x, &ch);
 	if (!ret)
 		ret = gm_restore_states(&x, init);
 	if (!ret && lazy) {
-		ret = gm_lazy_start(x.g, &r, &x.ix);    /* takes x.ix */
+		ret = gm_lazy_start(x.g, &ch, &x.ix);   /* takes x.ix */
 		x.ix.v = NULL;
 	}
 	if (ret)
@@ -624,7 +771,10 @@ out_mem:
 out_runs:
 	free(x.ix.v);
 	free(x.runs);
+	free(x.chg.v);
+	free(x.data.v);
+	free(x.decided);
 out_reader:
-	gm_snap_close(&r);
+	gm_chain_close(&ch);
 	return ret;
 }

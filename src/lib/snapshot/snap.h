@@ -301,6 +301,9 @@ int  gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint
 /* Refuse with a message naming the file, the chunk and the offset. */
 int  gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Read and check the PARENT chunk of a file with a parent into r->parent
+ * (left empty for a file without one), without walking the file. */
+int  gm_snap_read_parent(struct gm_snap_reader *r);
 /* The file's payloads are sealed (v2, GM_SNAP_HDR_SEALED). */
 bool gm_snap_sealed(const struct gm_snap_reader *r);
 /* Stored bytes of the END chunk: its payload, and a tag if sealed. */
@@ -308,13 +311,33 @@ uint32_t gm_snap_end_stored(const struct gm_snap_reader *r);
 /* The identity of the file @r has open (gm_snap_identity). */
 void gm_snap_reader_identity(const struct gm_snap_reader *r, uint8_t id[GM_SNAP_ID_BYTES]);
 
+/* ---- chains of incremental files (chain.c) ------------------------------ */
+
+struct gm_snap_chain {
+	struct gm_snap_reader *r;       /* [0] the newest, [n - 1] a full file */
+	char *path[GM_SNAP_CHAIN_MAX];
+	unsigned n;
+};
+
+/* Open @path and every parent it names, each checked against the identity
+ * its child recorded: 0, or -ESTALE (a parent missing, changed or another
+ * file), -ELOOP (too deep), or the reader's error; message set. */
+int  gm_chain_open(struct gm_snap_chain *ch, const char *path);
+void gm_chain_close(struct gm_snap_chain *ch);
+/* The path a parent recorded as @rec in the file at @child_path lies at
+ * (malloc'ed), or NULL. */
+char *gm_chain_parent_path(const char *child_path, const char *rec);
+
 /* ---- lazy restore (lazy.c) ---------------------------------------------- */
 
-/* One DATA chunk as the restore's walk found and checked it. */
+/* One DATA chunk as the restore's walk found and checked it, and the part
+ * of it this restore loads (a newer file of the chain may hold the rest). */
 struct gm_lazy_chunk {
 	struct gm_snap_chunk c; /* its header (c.first: gpa)                   */
 	uint64_t index;         /* its number in the file (seeds its hash)     */
 	uint64_t off;           /* file offset of its payload                  */
+	uint64_t lo, hi;        /* guest bytes [lo, hi) it serves              */
+	uint32_t file;          /* which file of the chain: 0 the newest       */
 };
 
 struct gm_lazy_index {
@@ -322,14 +345,18 @@ struct gm_lazy_index {
 	uint64_t n, cap;
 };
 
-/* Walk callback of a lazy restore: check chunk @c's hash and note where it is. */
+/* Walk callback of a lazy restore of layer @file of a chain: check chunk
+ * @c's hash and note where it is, for the pages no newer layer decided
+ * (bit set in @decided; NULL: none). */
 int  gm_lazy_note(struct gm_lazy_index *ix, struct gm_snap_reader *r,
-		  const struct gm_snap_chunk *c);
+		  const struct gm_snap_chunk *c, uint32_t file, const uint64_t *decided);
+/* Order the index by guest address (layers noted newest first). */
+void gm_lazy_sort(struct gm_lazy_index *ix);
 /* Can @g be restored lazily? 0, or -EOPNOTSUPP with the reason set. */
 int  gm_lazy_supported(struct gmem *g);
 /* Start serving @g from the file of @r: register its views with userfaultfd,
  * start the fault and loader threads, install g->loader. Takes @ix (freed by
  * the loader, or here on failure). The states must be applied already. */
-int  gm_lazy_start(struct gmem *g, struct gm_snap_reader *r, struct gm_lazy_index *ix);
+int  gm_lazy_start(struct gmem *g, struct gm_snap_chain *ch, struct gm_lazy_index *ix);
 
 #endif /* GM_SNAP_H */

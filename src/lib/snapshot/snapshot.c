@@ -9,6 +9,7 @@
  * any memory. The format is in snap.h and docs/snapshot-format.md.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,15 @@ int gmem_snapshot_restore_ex(const char *path, const struct gmem_config *cfg,
 	ret = gm_snap_opts_ok(opts ? opts : &none);
 	if (ret)
 		return ret;
+	if (opts && opts->parent) {
+		gm_set_error("snapshot: parent is a save option; a restore follows the "
+			     "file's own chain");
+		return -EINVAL;
+	}
+	if (opts && opts->flags & GMEM_SNAP_LIVE) {
+		gm_set_error("snapshot: GMEM_SNAP_LIVE is a save flag");
+		return -EINVAL;
+	}
 	ret = gm_snap_restore(path, cfg, opts ? opts : &none, out);
 	gm_sys_stack_wipe();
 	return ret;
@@ -142,6 +152,24 @@ static void gm_inspect_fill(const struct gm_snap_reader *r, struct gmem_snapshot
 	in->stored_bytes = r->end.stored;
 	in->chunks = r->end.chunks;
 	in->data_chunks = r->end.data_chunks;
+	in->incremental = !!(r->hdr.flags & GM_SNAP_HDR_PARENT);
+	in->sealed = gm_snap_sealed(r);
+	in->changed_pages = r->end.changed_pages;
+}
+
+static int gm_inspect_parent(const char *path, const struct gm_snap_reader *r,
+			     struct gmem_snapshot_info *in)
+{
+	char *p;
+
+	if (!r->parent[0])
+		return 0;
+	p = gm_chain_parent_path(path, r->parent);
+	if (!p)
+		return -ENOMEM;
+	snprintf(in->parent, sizeof(in->parent), "%s", p);
+	free(p);
+	return 0;
 }
 
 int gmem_snapshot_inspect(const char *path, unsigned flags,
@@ -163,10 +191,13 @@ int gmem_snapshot_inspect(const char *path, unsigned flags,
 		return ret;
 	if (flags & GMEM_SNAP_VERIFY)
 		ret = gm_inspect_verify(&r, opts ? opts : &none);
+	if (!ret)
+		ret = gm_snap_read_parent(&r);
 	if (!ret) {
 		memset(info, 0, sizeof(*info));
 		gm_inspect_fill(&r, info);
 		info->verified = !!(flags & GMEM_SNAP_VERIFY);
+		ret = gm_inspect_parent(path, &r, info);
 	}
 	gm_snap_close(&r);
 	gm_sys_stack_wipe();
