@@ -29,6 +29,7 @@ struct cli_cmd {
 int cmd_probe(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_snapshot_merge(int argc, char **argv);     /* gmem snapshot merge */
 int cmd_vm(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

@@ -7,6 +7,10 @@
  *                                         stored bytes (reads the file's
  *                                         ends only: cheap, catches
  *                                         truncation)
+ *   gmem snapshot merge [--compress] [--quiet] NEWEST OUT
+ *                                         a chain of incremental files
+ *                                         flattened into one full file
+ *                                         (cmd_snapshot_merge.c)
  *   gmem snapshot verify [--json] [--quiet] FILE
  *                                         checks every chunk as a restore
  *                                         would; exit 1 with one line
@@ -16,6 +20,7 @@
  * or --json). The format: docs/snapshot-format.md.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
@@ -70,6 +75,12 @@ static json_t *snap_json(const char *file, const struct gmem_snapshot_info *in)
 	json_object_set_new(o, "chunks", json_integer((json_int_t)in->chunks));
 	json_object_set_new(o, "data_chunks", json_integer((json_int_t)in->data_chunks));
 	json_object_set_new(o, "verified", json_boolean(in->verified));
+	json_object_set_new(o, "incremental", json_boolean(in->incremental));
+	json_object_set_new(o, "sealed", json_boolean(in->sealed));
+	if (in->incremental) {
+		json_object_set_new(o, "changed_pages", json_integer((json_int_t)in->changed_pages));
+		json_object_set_new(o, "parent", json_string(in->parent));
+	}
 	return o;
 }
 
@@ -97,6 +108,43 @@ static void snap_print(const char *file, const struct gmem_snapshot_info *in)
 		(unsigned long long)in->chunks);
 	cli_row("checksums", "%s", in->verified ? "all verified" : "header, END and footer only "
 		"(run 'verify' to check every chunk)");
+	if (in->sealed)
+		cli_row("sealed", "yes: every chunk under a key");
+	if (in->incremental)
+		cli_row("incremental", "%llu pages changed since its parent",
+			(unsigned long long)in->changed_pages);
+}
+
+/* The files an incremental one builds on, newest first, read from their
+ * ends only (a restore checks each against its child's record). */
+static void snap_print_chain(const struct gmem_snapshot_info *newest)
+{
+	struct gmem_snapshot_info *in = malloc(sizeof(*in));
+	char path[sizeof(in->parent)];
+	unsigned depth = 1;
+
+	if (!in || !newest->incremental) {
+		free(in);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s", newest->parent);
+	printf("chain (newest first)\n");
+	for (;;) {
+		int ret = gmem_snapshot_inspect(path, 0, NULL, in);
+
+		if (ret) {
+			cli_row("parent", "%s: %s", path, gmem_last_error());
+			break;
+		}
+		cli_row("parent", "%s: %s, %llu bytes of data%s", path,
+			in->incremental ? "incremental" : "full",
+			(unsigned long long)in->populated_bytes,
+			in->incremental ? "" : " (the chain's base)");
+		if (!in->incremental || ++depth > 64)
+			break;
+		snprintf(path, sizeof(path), "%s", in->parent);
+	}
+	free(in);
 }
 
 static int snap_fail(int err)
@@ -127,18 +175,22 @@ static int snap_run(const char *sub, int argc, char **argv, unsigned flags)
 		return CLI_EXIT_OK;
 	if (flags & GMEM_SNAP_VERIFY)
 		printf("%s: ok: %llu chunks verified\n", a.file, (unsigned long long)in.chunks + 1);
-	else
+	else {
 		snap_print(a.file, &in);
+		snap_print_chain(&in);
+	}
 	return CLI_EXIT_OK;
 }
 
 int cmd_snapshot(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_usage("snapshot", "info|verify FILE");
+		return cli_usage("snapshot", "info|verify FILE, or merge NEWEST OUT");
 	if (!strcmp(argv[1], "info"))
 		return snap_run("info", argc - 2, argv + 2, 0);
 	if (!strcmp(argv[1], "verify"))
 		return snap_run("verify", argc - 2, argv + 2, GMEM_SNAP_VERIFY);
+	if (!strcmp(argv[1], "merge"))
+		return cmd_snapshot_merge(argc - 2, argv + 2);
 	return cli_usage("snapshot", "unknown subcommand '%s'", argv[1]);
 }

@@ -14,7 +14,7 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "demo", "[--json] [--backend B] [--huge] [--save FILE [--zstd|--zstd-all] | --restore FILE [--lazy]]",
 	  "private guest memory at work: load, share, pin, refuse, repair, discard",
 	  cmd_demo },
-	{ "snapshot", "info|verify [--json] [--quiet] FILE", "inspect and verify a saved snapshot",
+	{ "snapshot", "info|verify [--json] [--quiet] FILE | merge NEWEST OUT", "inspect and verify a saved snapshot",
 	  cmd_snapshot },
 	{ "vm", "[options] GUEST.elf | --restore FILE [--lazy]",
 	  "run a guest program on gmem memory (micro-VMM)",

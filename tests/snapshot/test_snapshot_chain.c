@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #include <criterion/criterion.h>
 #include <xxhash.h>
@@ -328,6 +329,48 @@ Test(snapshot_chain, first_save_is_full)
 	TH_EQ(ch_info(b).incremental, 0);
 	ch_expect_restores(g, b, 0);
 	gmem_close(h);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* Run @cmd, its output into @out: the exit status. */
+static int ch_sh(const char *cmd, char *out, size_t len)
+{
+	FILE *p = popen(cmd, "r");
+	size_t n;
+	int st;
+
+	cr_assert_not_null(p);
+	n = fread(out, 1, len - 1, p);
+	out[n] = 0;
+	st = pclose(p);
+	cr_assert(WIFEXITED(st), "%s: status %#x", cmd, st);
+	return WEXITSTATUS(st);
+}
+
+/* gmem snapshot info shows the chain; merge flattens it into a full file
+ * that restores to the same memory without the chain; a broken chain
+ * fails the merge with one line naming the parent. */
+Test(snapshot_chain, cli_info_and_merge)
+{
+	const char *dir = snap_tmpdir(), *a = snap_file(dir, "a", 0), *b = snap_file(dir, "b", 1);
+	const char *m = snap_file(dir, "merged", 2);
+	struct gmem *g = ch_pair(a, b);
+	char cmd[1024], out[8192];
+
+	snprintf(cmd, sizeof(cmd), "%s snapshot info %s 2>&1", GMEM_CLI, b);
+	TH_EQ(ch_sh(cmd, out, sizeof(out)), 0);
+	cr_assert(strstr(out, "pages changed since its parent") && strstr(out, "chain") &&
+		  strstr(out, "(the chain's base)") && strstr(out, a), "output:\n%s", out);
+	snprintf(cmd, sizeof(cmd), "%s snapshot merge --quiet %s %s 2>&1", GMEM_CLI, b, m);
+	TH_EQ(ch_sh(cmd, out, sizeof(out)), 0);
+	TH_EQ(ch_info(m).incremental, 0);
+	TH_EQ(unlink(a), 0);
+	ch_expect_restores(g, m, 0);
+	snprintf(cmd, sizeof(cmd), "%s snapshot merge --quiet %s %s.2 2>&1", GMEM_CLI, b, m);
+	TH_EQ(ch_sh(cmd, out, sizeof(out)), 1);
+	cr_assert(strstr(out, "merge: ") && strstr(out, a) && !strchr(strchr(out, '\n') + 1, '\n'),
+		  "output:\n%s", out);
 	gmem_close(g);
 	snap_rmdir(dir);
 }
