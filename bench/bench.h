@@ -115,5 +115,7 @@ int bench_query(void);
 int bench_meta(void);
 int bench_repair(void);
 int bench_snapshot(void);
+/* Part of bench_snapshot: incremental saves of a @size memory, files in @dir. */
+int bench_snapshot_incr(const char *dir, uint64_t size);
 
 #endif /* GMEM_BENCH_H */
