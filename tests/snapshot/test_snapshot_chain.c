@@ -374,3 +374,210 @@ Test(snapshot_chain, cli_info_and_merge)
 	gmem_close(g);
 	snap_rmdir(dir);
 }
+
+/* ---- hostile incremental files: every v2 rule, checksums made right ---- */
+
+struct v2_chunk {
+	struct gm_snap_chunk c;
+	uint8_t *p;
+};
+
+struct v2_file {
+	struct gm_snap_header2 h;
+	struct v2_chunk ch[64];
+	size_t n;               /* END last */
+};
+
+static void v2_load(struct v2_file *e, const char *path)
+{
+	size_t len, pos = sizeof(e->h);
+	uint8_t *f = snap_slurp(path, &len);
+
+	memset(e, 0, sizeof(*e));
+	memcpy(&e->h, f, sizeof(e->h));
+	TH_EQ(e->h.major, 2);
+	for (;;) {
+		struct v2_chunk *k = &e->ch[e->n++];
+
+		cr_assert_lt(e->n, 64, "too many chunks for this editor");
+		memcpy(&k->c, f + pos, sizeof(k->c));
+		pos += sizeof(k->c);
+		k->p = malloc(k->c.stored_len + 1);
+		memcpy(k->p, f + pos, k->c.stored_len);
+		pos += k->c.stored_len;
+		if (k->c.type == GM_SNAP_END)
+			break;
+	}
+	free(f);
+}
+
+/* Write @e with the header hash, every chunk hash, the END digest, chunk
+ * count and hash, and the footer made consistent again. */
+static void v2_save(struct v2_file *e, const char *path)
+{
+	size_t size = sizeof(e->h) + 16, off = 0;
+	struct v2_chunk *end = &e->ch[e->n - 1];
+	struct gm_snap_end2 *en = (struct gm_snap_end2 *)end->p;
+	uint8_t heads[64 * 32], *f;
+	struct gm_snap_footer ft = { 0 };
+
+	e->h.hash = gm_snap_header2_hash(&e->h);
+	for (size_t i = 0; i + 1 < e->n; i++) {
+		e->ch[i].c.hash = gm_snap_chunk_hash(&e->ch[i].c, i, e->ch[i].p);
+		memcpy(heads + i * 32, &e->ch[i].c, 32);
+	}
+	en->chunks = e->n - 1;
+	en->digest = XXH3_64bits(heads, (e->n - 1) * 32);
+	end->c.hash = gm_snap_chunk_hash(&end->c, en->chunks, end->p);
+	for (size_t i = 0; i < e->n; i++)
+		size += sizeof(e->ch[i].c) + e->ch[i].c.stored_len;
+	f = malloc(size);
+	memcpy(f, &e->h, sizeof(e->h));
+	off = sizeof(e->h);
+	for (size_t i = 0; i < e->n; i++) {
+		if (i == e->n - 1)
+			ft.end_offset = off;
+		memcpy(f + off, &e->ch[i].c, sizeof(e->ch[i].c));
+		off += sizeof(e->ch[i].c);
+		memcpy(f + off, e->ch[i].p, e->ch[i].c.stored_len);
+		off += e->ch[i].c.stored_len;
+	}
+	memcpy(ft.magic, GM_SNAP_END_MAGIC, sizeof(ft.magic));
+	memcpy(f + off, &ft, sizeof(ft));
+	snap_spit(path, f, size);
+	free(f);
+	for (size_t i = 0; i < e->n; i++)
+		free(e->ch[i].p);
+}
+
+static size_t v2_find(const struct v2_file *e, uint32_t type)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (e->ch[i].c.type == type)
+			return i;
+	cr_assert_fail("no chunk of type %u", type);
+	return 0;
+}
+
+/* A valid child @b of @a, edited by @edit, then restored and verified:
+ * both refuse it with -EINVAL and a message holding @says. */
+static void v2_hostile(void (*edit)(struct v2_file *e), const char *says)
+{
+	const char *dir = snap_tmpdir(), *a = snap_file(dir, "a", 0), *b = snap_file(dir, "b", 1);
+	struct gmem *g = ch_pair(a, b);
+	struct gmem_snapshot_info in;
+	struct v2_file e;
+
+	v2_load(&e, b);
+	edit(&e);
+	v2_save(&e, b);
+	TH_EQ(gmem_snapshot_inspect(b, GMEM_SNAP_VERIFY, NULL, &in), -EINVAL);
+	cr_assert(strstr(gmem_last_error(), says), "verify: '%s' lacks '%s'", gmem_last_error(),
+		  says);
+	ch_expect_refused(b, -EINVAL, says);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* The control: the editor alone leaves a valid file. */
+static void v2_nothing(struct v2_file *e) { (void)e; }
+Test(snapshot_chain, editor_keeps_a_valid_file)
+{
+	const char *dir = snap_tmpdir(), *a = snap_file(dir, "a", 0), *b = snap_file(dir, "b", 1);
+	struct gmem *g = ch_pair(a, b);
+	struct v2_file e;
+
+	v2_load(&e, b);
+	v2_nothing(&e);
+	v2_save(&e, b);
+	ch_expect_restores(g, b, 0);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* DATA for a page the file says did not change would overwrite the
+ * parent's page with bytes nothing accounted for. */
+static void v2_data_unchanged(struct v2_file *e)
+{
+	size_t i = v2_find(e, GM_SNAP_CHANGED);
+	uint64_t *runs = (uint64_t *)e->ch[i].p;
+
+	for (size_t r = 0; r < e->ch[i].c.raw_len / 8; r++)
+		runs[r] &= ~1ull;       /* nothing changed, data still there */
+	((struct gm_snap_end2 *)e->ch[e->n - 1].p)->changed_pages = 0;
+}
+Test(snapshot_chain, data_on_unchanged_pages_is_refused)
+{
+	v2_hostile(v2_data_unchanged, "do not mark changed");
+}
+
+static void v2_parent_second(struct v2_file *e)
+{
+	struct v2_chunk t = e->ch[0];
+
+	e->ch[0] = e->ch[1];
+	e->ch[1] = t;
+}
+Test(snapshot_chain, parent_chunk_not_first_is_refused)
+{
+	v2_hostile(v2_parent_second, "parent chunk");
+}
+
+static void v2_no_parent_flag(struct v2_file *e)
+{
+	e->h.flags &= ~GM_SNAP_HDR_PARENT;
+	memset(e->h.parent_id, 0, sizeof(e->h.parent_id));
+	((struct gm_snap_end2 *)e->ch[e->n - 1].p)->changed_pages = 0;
+}
+Test(snapshot_chain, parent_chunk_without_the_flag_is_refused)
+{
+	v2_hostile(v2_no_parent_flag, "without a parent");
+}
+
+static void v2_nul_in_path(struct v2_file *e)
+{
+	e->ch[0].p[0] = 0;
+}
+Test(snapshot_chain, parent_path_with_nul_is_refused)
+{
+	v2_hostile(v2_nul_in_path, "NUL");
+}
+
+/* The last CHANGED run one page short: the runs do not cover the memory. */
+static void v2_changed_short(struct v2_file *e)
+{
+	size_t i = v2_find(e, GM_SNAP_CHANGED);
+	uint64_t *runs = (uint64_t *)e->ch[i].p, *last = &runs[e->ch[i].c.raw_len / 8 - 1];
+
+	cr_assert_gt(*last >> 1, 1);
+	if (*last & 1)
+		((struct gm_snap_end2 *)e->ch[e->n - 1].p)->changed_pages--;
+	*last -= 2;
+}
+Test(snapshot_chain, changed_runs_short_of_the_memory_are_refused)
+{
+	v2_hostile(v2_changed_short, "changed runs cover");
+}
+
+static void v2_changed_total(struct v2_file *e)
+{
+	((struct gm_snap_end2 *)e->ch[e->n - 1].p)->changed_pages++;
+}
+Test(snapshot_chain, changed_pages_total_is_checked)
+{
+	v2_hostile(v2_changed_total, "changed_pages");
+}
+
+/* CHANGED before STATES are complete. */
+static void v2_changed_first(struct v2_file *e)
+{
+	size_t i = v2_find(e, GM_SNAP_CHANGED);
+	struct v2_chunk t = e->ch[i];
+
+	e->ch[i] = e->ch[1];
+	e->ch[1] = t;
+}
+Test(snapshot_chain, changed_before_states_is_refused)
+{
+	v2_hostile(v2_changed_first, "page states cover");
+}
