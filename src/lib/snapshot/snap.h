@@ -24,6 +24,7 @@
 #include "internal.h"
 
 struct gm_in;
+struct gm_seal;
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "snapshot format is little-endian; add byte swapping for this host"
@@ -233,6 +234,8 @@ struct gm_snap_reader {
 	size_t refill;          /* bytes read into it at a time                */
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
 	struct gm_in *in;       /* if set, bytes come from its ring (in.c)      */
+	struct gm_seal *seal;   /* sealed file opened with its key (seal.h)    */
+	bool keyed;             /* a key was given: refusals are -EBADMSG      */
 	void *dctx;             /* ZSTD_DCtx                                   */
 	struct gm_snap_hdr hdr;
 	struct gm_snap_end2 end;        /* v1 files: changed_pages, digest 0   */
@@ -256,6 +259,10 @@ extern void (*gm_snap_opened_hook)(const char *path);
  * truncation is refused before any work). -errno with gmem_last_error() set
  * naming what is wrong and where. */
 int  gm_snap_open(struct gm_snap_reader *r, const char *path);
+/* The same with user key @key (NULL: as gm_snap_open): the file must be
+ * sealed (-EINVAL), the key its own (-EBADMSG, checked first), and every
+ * refusal after is -EBADMSG; payloads are opened as they are read. */
+int  gm_snap_open_key(struct gm_snap_reader *r, const char *path, const uint8_t *key);
 void gm_snap_close(struct gm_snap_reader *r);
 
 /* What the walk does with each chunk. on_states gets the decoded runs;
