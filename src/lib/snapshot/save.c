@@ -48,10 +48,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "clock.h"
 #include "out.h"
+#include "seal.h"
 #include "snap.h"
 #include "sys.h"
 
@@ -114,6 +116,8 @@ struct gm_saver {
 	size_t len, cap;
 	uint64_t index;         /* chunks emitted                               */
 	ZSTD_CCtx *cctx;
+	struct gm_seal *seal;   /* o->key: a sealed version 2 file (seal.h)    */
+	XXH3_state_t *dig;      /* version 2: digest of the chunk headers      */
 	struct gm_snap_end end;
 	uint64_t total, done;   /* populated bytes, for progress                */
 	/* The data pipeline (see GM_BATCH_RAW). */
@@ -169,15 +173,59 @@ static int gm_save_emit(struct gm_saver *s, uint32_t type, uint32_t flags, uint6
 				   .raw_len = raw_len, .stored_len = stored_len };
 	uint8_t *at = s->arena + s->len;
 
+	if (s->seal) {
+		c.stored_len = raw_len + GM_SNAP_TAG_BYTES;
+		gm_seal_chunk(s->seal, &c, s->index, at + sizeof(c), at + sizeof(c), raw_len);
+	}
 	c.hash = gm_snap_chunk_hash(&c, s->index, at + sizeof(c));
 	memcpy(at, &c, sizeof(c));
+	if (s->dig && type != GM_SNAP_END)
+		XXH3_64bits_update(s->dig, &c, sizeof(c));
 	s->index++;
-	s->len += sizeof(c) + stored_len;
+	s->len += sizeof(c) + c.stored_len;
 	return s->len >= GM_ARENA_FLUSH ? gm_save_flush(s) : 0;
+}
+
+/* A sealed file: version 2, its own file_id, the seal field (seal.h).
+ * The digest of its chunk headers goes into its END chunk. */
+static int gm_save_header2(struct gm_saver *s)
+{
+	struct gm_snap_header2 h = {
+		.major = GM_SNAP_V2_MAJOR,
+		.minor = GM_SNAP_V2_MINOR,
+		.header_size = sizeof(h),
+		.page_size = GMEM_PAGE_SIZE,
+		.flags = (s->o->flags & GM_SNAP_ZSTD_FLAGS ? GM_SNAP_HDR_COMPRESSED : 0) |
+			 GM_SNAP_HDR_SEALED,
+		.mem_size = s->g->size,
+		.backend = s->g->b.kind,
+		.mem_flags = s->g->flags,
+		.chunk_max = GM_SNAP_CHUNK_MAX,
+		.aead = gm_seal_pick(),
+	};
+	int ret;
+
+	memcpy(h.magic, GM_SNAP_MAGIC, sizeof(h.magic));
+	gm_seal_random(h.file_id, sizeof(h.file_id));
+	ret = gm_seal_new(s->o->key, h.aead, h.file_id, &s->seal);
+	if (ret)
+		return ret;
+	s->dig = XXH3_createState();
+	if (!s->dig)
+		return -ENOMEM;
+	XXH3_64bits_reset(s->dig);
+	gm_seal_header(s->seal, &h, h.seal);
+	h.hash = gm_snap_header2_hash(&h);
+	gm_seal_bind(s->seal, &h, sizeof(h));
+	memcpy(s->arena, &h, sizeof(h));
+	s->len = sizeof(h);
+	return 0;
 }
 
 static int gm_save_header(struct gm_saver *s)
 {
+	if (s->o->key)
+		return gm_save_header2(s);
 	struct gm_snap_header h = {
 		.major = GM_SNAP_VERSION_MAJOR,
 		.minor = GM_SNAP_VERSION_MINOR,
@@ -200,7 +248,7 @@ static int gm_save_header(struct gm_saver *s)
 static int gm_save_runs(struct gm_saver *s, uint64_t first, const uint64_t *runs, uint64_t n)
 {
 	uint32_t bytes = (uint32_t)(n * sizeof(*runs));
-	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + bytes);
+	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + bytes + GM_SNAP_TAG_BYTES);
 
 	if (ret)
 		return ret;
@@ -257,9 +305,9 @@ static size_t gm_slot_size(void)
 }
 
 /* File bytes of batch @b if filled raw. */
-static size_t gm_batch_raw_len(const struct gm_batch *b)
+static size_t gm_batch_raw_len(const struct gm_saver *s, const struct gm_batch *b)
 {
-	return b->n * sizeof(struct gm_snap_chunk) + b->raw;
+	return b->n * (sizeof(struct gm_snap_chunk) + (s->seal ? GM_SNAP_TAG_BYTES : 0)) + b->raw;
 }
 
 static int gm_save_level(const struct gm_saver *s)
@@ -304,14 +352,20 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 				flags = GM_SNAP_CHUNK_ZSTD;
 			}
 		}
-		if (!flags)
+		if (!flags && !s->seal)
 			memcpy(dst, src, len);
 		c.flags = flags;
 		c.stored_len = stored;
+		if (s->seal) {
+			/* Raw: encrypted from guest memory straight into the arena. */
+			c.stored_len += GM_SNAP_TAG_BYTES;
+			gm_seal_chunk(s->seal, &c, b->first_index + i, flags ? dst : src, dst,
+				      stored);
+		}
 		c.hash = gm_snap_chunk_hash(&c, b->first_index + i, dst);
 		memcpy(at, &c, sizeof(c));
-		b->len += sizeof(c) + stored;
-		b->stored += stored;
+		b->len += sizeof(c) + c.stored_len;
+		b->stored += c.stored_len;
 	}
 }
 
@@ -411,7 +465,7 @@ static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t
 
 	b->arena = b->room + (phase < 0 ? 0 : phase);
 	b->end_phase = phase < 0 || z ? -1 :
-		       (int)((phase + gm_batch_raw_len(b)) % GM_OUT_ALIGN);
+		       (int)((phase + gm_batch_raw_len(s, b)) % GM_OUT_ALIGN);
 	pthread_mutex_unlock(&s->mu);
 	gm_batch_fill(s, b, z ? cctx : NULL);
 	ns = z ? gm_now_ns() - t0 : 0;
@@ -521,8 +575,21 @@ static void gm_batch_waited(struct gm_saver *s, uint64_t wall, uint64_t cpu)
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
-	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
-	int ret = gm_out_put(&s->out, b->room, b->arena, b->len);
+	uint64_t t0, c0;
+	int ret;
+
+	/* Version 2: the chunk headers into the digest, before the write
+	 * may move the batch. */
+	for (size_t off = 0, i = 0; s->dig && i < b->n; i++) {
+		struct gm_snap_chunk c;
+
+		memcpy(&c, b->arena + off, sizeof(c));
+		XXH3_64bits_update(s->dig, &c, sizeof(c));
+		off += sizeof(c) + c.stored_len;
+	}
+	t0 = gm_now_ns();
+	c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+	ret = gm_out_put(&s->out, b->room, b->arena, b->len);
 
 	if (ret)
 		return ret;
@@ -728,16 +795,22 @@ static int gm_save_data(struct gm_saver *s)
 static int gm_save_end(struct gm_saver *s)
 {
 	struct gm_snap_footer f;
+	struct gm_snap_end2 e2 = { 0 };
+	uint32_t elen = s->dig ? sizeof(e2) : sizeof(s->end);
 	uint64_t end_off;
 	int ret;
 
-	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(s->end) + sizeof(f));
+	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(e2) + GM_SNAP_TAG_BYTES +
+			   sizeof(f));
 	if (ret)
 		return ret;
 	end_off = s->out.off + s->len;
 	s->end.chunks = s->index;
-	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), &s->end, sizeof(s->end));
-	ret = gm_save_emit(s, GM_SNAP_END, 0, 0, sizeof(s->end), sizeof(s->end));
+	memcpy(&e2, &s->end, sizeof(s->end));
+	if (s->dig)
+		e2.digest = XXH3_64bits_digest(s->dig);
+	memcpy(s->arena + s->len + sizeof(struct gm_snap_chunk), &e2, elen);
+	ret = gm_save_emit(s, GM_SNAP_END, 0, 0, elen, elen);
 	if (ret)
 		return ret;
 	ret = gm_save_room(s, sizeof(f));
@@ -897,6 +970,8 @@ out_file:
 out:
 	free(s.tmp);
 	ZSTD_freeCCtx(s.cctx);
+	gm_seal_free(s.seal);
+	XXH3_freeState(s.dig);
 	gm_sys_guarded_free(s.room);
 	return ret;
 }
