@@ -55,6 +55,7 @@
 #include <zstd.h>
 
 #include "sys.h"
+#include "seal.h"
 #include "snap.h"
 
 #ifndef UFFD_FEATURE_POISON     /* Linux 6.6; older uapi headers lack it */
@@ -87,6 +88,7 @@ struct gm_lazy {
 	int uffd;               /* -1 once every chunk is loaded               */
 	int stopfd;             /* eventfd: the fault thread must return       */
 	struct gm_lazy_index ix;
+	struct gm_seal *seal;   /* sealed file: its subkey, wiped once loaded  */
 	pthread_t loader, server;
 	bool server_stopped;    /* loader thread, then (after join) the closer */
 	atomic_bool stop;       /* gmem_close(): loader, stop now              */
@@ -172,7 +174,9 @@ static int gm_lz_fail(struct gm_lazy *l, const struct gm_lazy_chunk *k, int err,
 static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct gm_lz_buf *b)
 {
 	bool z = k->c.flags & GM_SNAP_CHUNK_ZSTD;
-	uint8_t *in = z ? b->stored : b->raw;
+	/* Sealed: the stored payload is longer than its pages (the tag). */
+	uint8_t *in = z || l->seal ? b->stored : b->raw;
+	struct gm_snap_chunk p = k->c;
 	char why[GM_SNAP_WHY_MAX];
 	uint64_t done = 0;
 
@@ -188,9 +192,15 @@ static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct g
 	}
 	if (k->c.hash != gm_snap_chunk_hash(&k->c, k->index, in))
 		return gm_lz_fail(l, k, -EINVAL, "checksum mismatch (file changed since the restore)");
+	if (l->seal) {
+		p = gm_seal_plain(&k->c);
+		if (gm_seal_open(l->seal, &k->c, k->index, in, z ? in : b->raw))
+			return gm_lz_fail(l, k, -EBADMSG, "authentication failed (file changed "
+					  "since the restore)");
+	}
 	if (!z)
 		return 0;
-	if (gm_snap_decode(b->dctx, &k->c, in, b->raw, why, sizeof(why)))
+	if (gm_snap_decode(b->dctx, &p, in, b->raw, why, sizeof(why)))
 		return gm_lz_fail(l, k, -EINVAL, why);
 	return 0;
 }
@@ -396,6 +406,11 @@ static void *gm_lz_loader(void *arg)
 	}
 	pthread_mutex_lock(&l->mu);
 	all = l->nloaded == l->ix.n;
+	if (!atomic_load(&l->stop)) {
+		/* Every chunk is loaded or failed: nothing reads the file again. */
+		gm_seal_free(l->seal);
+		l->seal = NULL;
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (all) {
 		atomic_store_explicit(&l->done, true, memory_order_release);
@@ -424,6 +439,7 @@ static void gm_lz_free(struct gm_lazy *l)
 		close(l->fd);
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
+	gm_seal_free(l->seal);
 	free(l->st);
 	free(l->ix.v);
 	free(l->path);
@@ -532,6 +548,9 @@ int gm_lazy_start(struct gmem *g, struct gm_snap_reader *r, struct gm_lazy_index
 	}
 	l->ix = *ix;
 	l->g = g;
+	/* Taken from the reader: loading opens each chunk again. */
+	l->seal = r->seal;
+	r->seal = NULL;
 	l->fd = l->uffd = l->stopfd = -1;
 	l->hook.ensure = gm_lz_ensure;
 	l->hook.stop = gm_lz_stop;
