@@ -115,5 +115,6 @@ int bench_query(void);
 int bench_meta(void);
 int bench_repair(void);
 int bench_snapshot(void);
+int bench_snapshot_seal(void);   /* bench_snapshot_seal.c, also run by snapshot */
 
 #endif /* GMEM_BENCH_H */

@@ -663,7 +663,8 @@ static void gm_arenas_unmap(struct gm_saver *s)
 static int gm_pipe_start(struct gm_saver *s)
 {
 	bool z = s->o->flags & GM_SNAP_ZSTD_FLAGS;
-	unsigned want = z ? GM_FILLERS_MAX : 1;
+	/* Sealing, like zstd, is CPU work: two fillers. */
+	unsigned want = z || s->seal ? GM_FILLERS_MAX : 1;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (cpus < 2)
