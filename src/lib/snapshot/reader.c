@@ -313,6 +313,51 @@ uint32_t gm_snap_end_stored(const struct gm_snap_reader *r)
 	return r->end_len + (gm_snap_sealed(r) ? GM_SNAP_TAG_BYTES : 0);
 }
 
+/* Key @key for the file @r has open, its header read and checked: refuses
+ * a file that is not sealed (-EINVAL), and a wrong key (-EBADMSG), before
+ * anything else is read. Sets r->seal. */
+static int gm_snap_seal_attach(struct gm_snap_reader *r, const uint8_t *key)
+{
+	int ret;
+
+	if (!gm_snap_sealed(r)) {
+		gm_set_error("snapshot %s: a key was given, but the file is not sealed (format "
+			     "%u.%u, no GM_SNAP_HDR_SEALED): refused rather than read unsealed",
+			     r->path, r->hdr.major, r->hdr.minor);
+		return -EINVAL;
+	}
+	ret = gm_seal_new(key, r->hdr.aead, r->hdr.file_id, &r->seal);
+	if (ret)
+		return ret == -EINVAL ? gm_snap_bad(r, -EBADMSG, "file header: aead %u unknown",
+						    r->hdr.aead) : ret;
+	if (!gm_seal_header_ok(r->seal, r->hdr.raw, r->hdr.seal)) {
+		gm_seal_free(r->seal);
+		r->seal = NULL;
+		return gm_snap_bad(r, -EBADMSG, "wrong key (the header's seal at offset 88 "
+				   "does not match it)");
+	}
+	gm_seal_bind(r->seal, r->hdr.raw, r->hdr.header_size);
+	return 0;
+}
+
+/* The END chunk's tag (r->seal set): 0 or -EBADMSG, message set. */
+static int gm_snap_seal_end(struct gm_snap_reader *r)
+{
+	if (gm_seal_open(r->seal, &r->end_chunk, r->end.chunks, r->end_stored, NULL))
+		return gm_snap_bad(r, -EBADMSG, "END chunk at offset %llu: authentication "
+				   "failed", (unsigned long long)r->end_offset);
+	return 0;
+}
+
+int gm_snap_seal_need_key(struct gm_snap_reader *r)
+{
+	if (!gm_snap_sealed(r) || r->seal)
+		return 0;
+	gm_set_error("snapshot %s: the file is sealed; give its key to restore it "
+		     "(gmem_snapshot_opts.key, --key-file)", r->path);
+	return -ENOKEY;
+}
+
 /* The footer, and the END chunk it points at. */
 static int gm_snap_check_tail(struct gm_snap_reader *r)
 {

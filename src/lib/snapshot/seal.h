@@ -76,15 +76,4 @@ static inline struct gm_snap_chunk gm_seal_plain(const struct gm_snap_chunk *c)
 	return p;
 }
 
-/* ---- the reader's side (reader.c calls these) --------------------------- */
-
-/* Key @key for the file @r has open, its header read and checked: refuses
- * a file that is not sealed (-EINVAL), and a wrong key (-EBADMSG), before
- * anything else is read. Sets r->seal. */
-int  gm_snap_seal_attach(struct gm_snap_reader *r, const uint8_t *key);
-/* The END chunk's tag (r->seal set): 0 or -EBADMSG, message set. */
-int  gm_snap_seal_end(struct gm_snap_reader *r);
-/* A sealed file read without its key: restore refuses it (-ENOKEY). */
-int  gm_snap_seal_need_key(struct gm_snap_reader *r);
-
 #endif /* GM_SEAL_H */

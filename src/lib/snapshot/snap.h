@@ -263,6 +263,9 @@ int  gm_snap_open(struct gm_snap_reader *r, const char *path);
  * sealed (-EINVAL), the key its own (-EBADMSG, checked first), and every
  * refusal after is -EBADMSG; payloads are opened as they are read. */
 int  gm_snap_open_key(struct gm_snap_reader *r, const char *path, const uint8_t *key);
+/* A sealed file opened without its key: restore refuses it (-ENOKEY,
+ * message set); 0 otherwise. */
+int  gm_snap_seal_need_key(struct gm_snap_reader *r);
 void gm_snap_close(struct gm_snap_reader *r);
 
 /* What the walk does with each chunk. on_states gets the decoded runs;
