@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEB_PKGS=(gcc meson ninja-build pkg-config libcriterion-dev libjansson-dev libxxhash-dev libzstd-dev)
+DEB_PKGS=(gcc meson ninja-build pkg-config libcriterion-dev libjansson-dev libxxhash-dev libzstd-dev libsodium-dev)
 
 deps() {
 	local missing=()

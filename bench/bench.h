@@ -117,5 +117,6 @@ int bench_repair(void);
 int bench_snapshot(void);
 /* Part of bench_snapshot: incremental saves of a @size memory, files in @dir. */
 int bench_snapshot_incr(const char *dir, uint64_t size);
+int bench_snapshot_seal(void);   /* bench_snapshot_seal.c, also run by snapshot */
 
 #endif /* GMEM_BENCH_H */

@@ -43,6 +43,8 @@ static const struct bench benches[] = {
 	  "scattered 4/64 KiB fragments: per-fragment cost, syscalls per conversion" },
 	{ "snapshot", bench_snapshot,
 	  "snapshot save/restore of 1 and 8 GiB vs plain write/read (>= 0.8x)" },
+	{ "snapshot-seal", bench_snapshot_seal,
+	  "sealed (key) vs unsealed snapshot save/restore of 1 GiB (>= 0.8x)" },
 };
 #define NBENCH (sizeof(benches) / sizeof(benches[0]))
 

@@ -455,6 +455,8 @@ int bench_snapshot(void)
 	out_note("baseline: one write(2)/read(2) stream of the populated byte count; "
 		 "ratios are medians of per-round ratios");
 	bench_snapshot_incr(b.dir, GiB);
+	if (!only_incr)
+		bench_snapshot_seal();  /* with a key vs without, same CPUs */
 	free(b.buf);
 	rmdir(b.dir);
 	if (unpinned)

@@ -61,6 +61,14 @@ void cli_progress_cb(void *ctx, uint64_t done, uint64_t total);
 /* Erase the bar (before the result is printed). */
 void cli_progress_end(struct cli_progress *p);
 
+/* --key-file FILE (key.c): the snapshot key it holds (GMEM_SNAP_KEY_BYTES,
+ * in a buffer of its own kept out of core dumps and children) into *@key;
+ * refuses, in one line, a file group or others may access. The exit
+ * status: CLI_EXIT_OK, or CLI_EXIT_FAIL with *@key NULL. */
+int  cli_key_load(const char *path, uint8_t **key);
+/* Wipe and free a key cli_key_load gave (NULL: nothing). */
+void cli_key_free(uint8_t *key);
+
 extern const char *cli_prog;
 
 #endif /* GMEM_CLI_CMD_H */

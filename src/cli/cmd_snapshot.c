@@ -11,11 +11,14 @@
  *                                         a chain of incremental files
  *                                         flattened into one full file
  *                                         (cmd_snapshot_merge.c)
- *   gmem snapshot verify [--json] [--quiet] FILE
+ *   gmem snapshot verify [--json] [--quiet] [--key-file KEY] FILE
  *                                         checks every chunk as a restore
  *                                         would; exit 1 with one line
  *                                         naming what is wrong and where
  *
+ * With --key-file KEY (key.c) a sealed file is opened with its key: info
+ * checks the key, verify opens every chunk. Without it a sealed file's
+ * structure and checksums are still checked.
  * A progress bar goes to stderr when it is a terminal (not with --quiet
  * or --json). The format: docs/snapshot-format.md.
  */
@@ -28,6 +31,7 @@
 struct snap_args {
 	bool json, quiet;
 	const char *file;
+	const char *key_file;   /* --key-file: a sealed file's key            */
 };
 
 static int snap_parse(const char *sub, int argc, char **argv, struct snap_args *a)
@@ -37,6 +41,8 @@ static int snap_parse(const char *sub, int argc, char **argv, struct snap_args *
 			a->json = true;
 		else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q"))
 			a->quiet = true;
+		else if (!strcmp(argv[i], "--key-file") && i + 1 < argc)
+			a->key_file = argv[++i];
 		else if (argv[i][0] == '-' || a->file)
 			return cli_usage("snapshot", "%s: unexpected '%s'", sub, argv[i]);
 		else
@@ -117,9 +123,10 @@ static void snap_print(const char *file, const struct gmem_snapshot_info *in)
 
 /* The files an incremental one builds on, newest first, read from their
  * ends only (a restore checks each against its child's record). */
-static void snap_print_chain(const struct gmem_snapshot_info *newest)
+static void snap_print_chain(const struct gmem_snapshot_info *newest, const uint8_t *key)
 {
 	struct gmem_snapshot_info *in = malloc(sizeof(*in));
+	const struct gmem_snapshot_opts o = { .key = key };
 	char path[sizeof(in->parent)];
 	unsigned depth = 1;
 
@@ -130,7 +137,7 @@ static void snap_print_chain(const struct gmem_snapshot_info *newest)
 	snprintf(path, sizeof(path), "%s", newest->parent);
 	printf("chain (newest first)\n");
 	for (;;) {
-		int ret = gmem_snapshot_inspect(path, 0, NULL, in);
+		int ret = gmem_snapshot_inspect(path, 0, &o, in);
 
 		if (ret) {
 			cli_row("parent", "%s: %s", path, gmem_last_error());
@@ -140,7 +147,7 @@ static void snap_print_chain(const struct gmem_snapshot_info *newest)
 			in->incremental ? "incremental" : "full",
 			(unsigned long long)in->populated_bytes,
 			in->incremental ? "" : " (the chain's base)");
-		if (!in->incremental || ++depth > 64)
+		if (!in->incremental || !in->parent[0] || ++depth > 64)
 			break;
 		snprintf(path, sizeof(path), "%s", in->parent);
 	}
@@ -160,32 +167,37 @@ static int snap_run(const char *sub, int argc, char **argv, unsigned flags)
 	struct gmem_snapshot_info in;
 	struct cli_progress bar;
 	struct gmem_snapshot_opts o = { .progress = cli_progress_cb, .progress_ctx = &bar };
+	uint8_t *key = NULL;
 	int ret = snap_parse(sub, argc, argv, &a);
 
 	if (ret)
 		return ret;
+	if (a.key_file && cli_key_load(a.key_file, &key))
+		return CLI_EXIT_FAIL;
+	o.key = key;
 	cli_progress_init(&bar, "verifying", a.quiet || a.json);
 	ret = gmem_snapshot_inspect(a.file, flags, &o, &in);
 	cli_progress_end(&bar);
-	if (ret)
+	if (ret) {
+		cli_key_free(key);
 		return snap_fail(ret);
-	if (a.json)
-		return cli_json_print(snap_json(a.file, &in));
-	if (flags & GMEM_SNAP_VERIFY && a.quiet)
-		return CLI_EXIT_OK;
-	if (flags & GMEM_SNAP_VERIFY)
-		printf("%s: ok: %llu chunks verified\n", a.file, (unsigned long long)in.chunks + 1);
-	else {
-		snap_print(a.file, &in);
-		snap_print_chain(&in);
 	}
-	return CLI_EXIT_OK;
+	if (a.json)
+		ret = cli_json_print(snap_json(a.file, &in));
+	else if (flags & GMEM_SNAP_VERIFY && !a.quiet)
+		printf("%s: ok: %llu chunks verified\n", a.file, (unsigned long long)in.chunks + 1);
+	else if (!(flags & GMEM_SNAP_VERIFY)) {
+		snap_print(a.file, &in);
+		snap_print_chain(&in, key);
+	}
+	cli_key_free(key);      /* the library copied it each time */
+	return ret;
 }
 
 int cmd_snapshot(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_usage("snapshot", "info|verify FILE, or merge NEWEST OUT");
+		return cli_usage("snapshot", "info|verify [--key-file KEY] FILE, or merge NEWEST OUT");
 	if (!strcmp(argv[1], "info"))
 		return snap_run("info", argc - 2, argv + 2, 0);
 	if (!strcmp(argv[1], "verify"))

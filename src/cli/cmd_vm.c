@@ -26,9 +26,9 @@
 
 #define VM_USAGE "[--accel kvm|user] [--cpus N] [--mem SIZE] [--policy convert|stop] " \
 		 "[--virtio-disk FILE] [--io-path auto|inplace|bounce|kmap] " \
-		 "[--save-at MS FILE [--zstd|--zstd-all]] " \
+		 "[--save-at MS FILE [--zstd|--zstd-all]] [--key-file KEY] " \
 		 "[--verbose] [--no-harden] " \
-		 "GUEST.elf\n       vm --restore FILE [--lazy] [--virtio-disk FILE] [--policy convert|stop] " \
+		 "GUEST.elf\n       vm --restore FILE [--lazy] [--key-file KEY] [--virtio-disk FILE] [--policy convert|stop] " \
 		 "[--verbose]" \
 		 "\n       vm --accel test --script FILE [--cpus N] [--mem SIZE] [--virtio-disk FILE ...] " \
 		 "[--restore FILE] [GUEST.elf]"
@@ -47,6 +47,7 @@ struct vm_opts {
 	unsigned save_flags;    /* --zstd, --zstd-all: GMEM_SNAP_COMPRESS(_ALL)  */
 	const char *restore;    /* --restore FILE: run that instead of an ELF   */
 	bool lazy;              /* --lazy: restore through userfaultfd           */
+	const char *key_file;   /* --key-file: seal the save, open the restore   */
 	bool no_harden;         /* --no-harden: leave the process dumpable       */
 	bool mem_set, cpus_set;
 	enum gv_accel accel;    /* --accel kvm|test                              */
@@ -105,6 +106,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "zstd", no_argument, NULL, 'z' },
 		{ "zstd-all", no_argument, NULL, 'Z' },
 		{ "no-harden", no_argument, NULL, 'H' },
+		{ "key-file", required_argument, NULL, 'K' },
 		{ "accel", required_argument, NULL, 'A' },
 		{ "script", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
@@ -178,6 +180,9 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'H':
 			o->no_harden = true;
 			break;
+		case 'K':
+			o->key_file = optarg;
+			break;
 		case 'A':
 			if (!strcmp(optarg, "kvm"))
 				o->accel = GV_ACCEL_KVM;
@@ -222,6 +227,8 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 	}
 	if (o->lazy)
 		return cli_usage("vm", "--lazy needs --restore");
+	if (o->key_file && !o->save)
+		return cli_usage("vm", "--key-file needs --save-at MS FILE or --restore FILE");
 	if (o->save_flags && !o->save)
 		return cli_usage("vm", "--zstd and --zstd-all need --save-at MS FILE");
 	if (optind != argc - 1)
@@ -388,6 +395,16 @@ static void vm_sleep_ms(long ms)
 		;
 }
 
+/* The --key-file key (key.c), from parsing until the save or restore
+ * that uses it. */
+static uint8_t *vm_key;
+
+static void vm_key_drop(void)
+{
+	cli_key_free(vm_key);
+	vm_key = NULL;
+}
+
 /* --save-at: start, wait, snapshot, let the guest run on; then wait. */
 static int vm_run_saving(struct gv_vm *vm, const struct vm_opts *o, struct gv_result *res)
 {
@@ -399,9 +416,10 @@ static int vm_run_saving(struct gv_vm *vm, const struct vm_opts *o, struct gv_re
 	vm_sleep_ms(o->save_at_ms);
 	t = vm_now();
 	{
-		const struct gmem_snapshot_opts so = { .flags = o->save_flags };
+		const struct gmem_snapshot_opts so = { .flags = o->save_flags, .key = vm_key };
 
 		ret = gv_vm_snapshot_save(vm, o->save, &so);
+		vm_key_drop();  /* the library copied it */
 	}
 	if (ret) {
 		fflush(stdout);
@@ -452,10 +470,11 @@ static int vm_run_script(struct gv_vm *vm, const struct vm_opts *o, struct gv_re
 /* --restore: a new VM from the snapshot; the guest carries on. */
 static int vm_restore(const struct vm_opts *o, struct gv_config *cfg, struct gv_vm **vm)
 {
-	struct gmem_snapshot_opts so = { .flags = o->lazy ? GMEM_SNAP_LAZY : 0 };
+	struct gmem_snapshot_opts so = { .flags = o->lazy ? GMEM_SNAP_LAZY : 0, .key = vm_key };
 	double t = vm_now();
 	int ret = gv_vm_snapshot_restore(cfg, o->restore, &so, vm);
 
+	vm_key_drop();          /* the library copied it */
 	if (ret)
 		return cli_fail("vm: %s", gv_last_error());
 	if (o->verbose)
@@ -482,6 +501,8 @@ int cmd_vm(int argc, char **argv)
 	 * processes of this user, and core dumps, out of it. */
 	if (!o.no_harden && (ret = gmem_harden_process(0)))
 		return cli_fail("vm: %s", gmem_strerror(ret));
+	if (o.key_file && cli_key_load(o.key_file, &vm_key))
+		return CLI_EXIT_FAIL;
 	cfg.mem_size = o.mem;
 	cfg.ncpus = o.cpus;
 	cfg.policy = o.policy;
@@ -499,8 +520,10 @@ int cmd_vm(int argc, char **argv)
 		goto run;
 	}
 	ret = gv_vm_create(&cfg, &vm);
-	if (ret)
+	if (ret) {
+		vm_key_drop();
 		return cli_fail("vm: %s", gv_last_error());
+	}
 	if (o.verbose)
 		vm_print_paths(vm, &o);
 	if (o.vdisk) {
@@ -554,6 +577,7 @@ run:
 		}
 	}
 out:
+	vm_key_drop();
 	gv_vm_destroy(vm);
 	return status;
 }

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "snap_edit.h"
 #include "snap_th.h"
 
@@ -31,12 +33,20 @@ static void snap_ed_push(struct snap_ed *e, const struct gm_snap_chunk *c, const
 
 void snap_ed_load(struct snap_ed *e, const char *path)
 {
-	size_t len, pos = sizeof(e->h);
+	size_t len, pos;
 	uint8_t *buf = snap_slurp(path, &len);
+	uint16_t major;
 
 	memset(e, 0, sizeof(*e));
 	cr_assert_geq(len, sizeof(e->h) + sizeof(e->f), "%s: %zu bytes", path, len);
 	memcpy(&e->h, buf, sizeof(e->h));
+	memcpy(&major, buf + 8, sizeof(major));
+	e->hsize = major == GM_SNAP_V2_MAJOR ? sizeof(e->h2) : sizeof(e->h);
+	if (e->hsize == sizeof(e->h2)) {
+		cr_assert_geq(len, sizeof(e->h2) + sizeof(e->f), "%s: %zu bytes", path, len);
+		memcpy(&e->h2, buf, sizeof(e->h2));
+	}
+	pos = e->hsize;
 	for (;;) {
 		struct gm_snap_chunk c;
 
@@ -95,7 +105,7 @@ static void snap_ed_fix_end(struct snap_ed *e)
 
 static uint64_t snap_ed_size(const struct snap_ed *e, size_t upto)
 {
-	uint64_t off = sizeof(e->h);
+	uint64_t off = e->hsize;
 
 	for (size_t i = 0; i < upto; i++)
 		off += sizeof(e->ch[i].c) + e->ch[i].c.stored_len;
@@ -105,6 +115,8 @@ static uint64_t snap_ed_size(const struct snap_ed *e, size_t upto)
 static void snap_ed_fix_hash(struct snap_ed *e)
 {
 	e->h.hash = gm_snap_header_hash(&e->h);
+	if (e->hsize == sizeof(e->h2))
+		e->h2.hash = gm_snap_header2_hash(&e->h2);
 	for (size_t i = 0; i < e->n; i++) {
 		struct snap_ed_chunk *k = &e->ch[i];
 		/* A reader hashes END with the count its payload records. */
@@ -112,6 +124,20 @@ static void snap_ed_fix_hash(struct snap_ed *e)
 
 		if (k->c.type == GM_SNAP_END && k->c.stored_len >= sizeof(struct gm_snap_end))
 			index = ((const struct gm_snap_end *)k->p)->chunks;
+		/* Version 2: END's digest covers the chunk headers before it. */
+		if (k->c.type == GM_SNAP_END && e->hsize == sizeof(e->h2) &&
+		    k->c.stored_len >= sizeof(struct gm_snap_end2)) {
+			uint64_t dig;
+			XXH3_state_t *x = XXH3_createState();
+
+			cr_assert_not_null(x);
+			XXH3_64bits_reset(x);
+			for (size_t j = 0; j < i; j++)
+				XXH3_64bits_update(x, &e->ch[j].c, sizeof(e->ch[j].c));
+			dig = XXH3_64bits_digest(x);
+			XXH3_freeState(x);
+			memcpy(k->p + offsetof(struct gm_snap_end2, digest), &dig, sizeof(dig));
+		}
 		k->c.hash = gm_snap_chunk_hash(&k->c, index, k->p);
 	}
 }
@@ -134,8 +160,11 @@ void snap_ed_save(struct snap_ed *e, const char *path, unsigned fix)
 	snap_ed_fix(e, fix);
 	buf = malloc(size);
 	cr_assert_not_null(buf);
-	memcpy(buf, &e->h, sizeof(e->h));
-	off = sizeof(e->h);
+	if (e->hsize == sizeof(e->h2))
+		memcpy(buf, &e->h2, sizeof(e->h2));
+	else
+		memcpy(buf, &e->h, sizeof(e->h));
+	off = e->hsize;
 	for (size_t i = 0; i < e->n; i++) {
 		memcpy(buf + off, &e->ch[i].c, sizeof(e->ch[i].c));
 		off += sizeof(e->ch[i].c);

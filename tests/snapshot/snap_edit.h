@@ -23,7 +23,9 @@ struct snap_ed_chunk {
 };
 
 struct snap_ed {
-	struct gm_snap_header h;
+	struct gm_snap_header h;        /* version 1 files                     */
+	struct gm_snap_header2 h2;      /* version 2 files (hsize 128)         */
+	size_t hsize;                   /* header bytes as loaded: 64 or 128   */
 	struct snap_ed_chunk *ch;   /* every chunk in file order, END last     */
 	size_t n, cap;
 	struct gm_snap_footer f;
@@ -39,7 +41,8 @@ struct snap_ed {
 void snap_ed_load(struct snap_ed *e, const char *path);
 void snap_ed_free(struct snap_ed *e);
 /* Write @e to @path, after the fix-ups in @fix (in the order END totals,
- * footer, hashes, so the hashes cover the fixed totals). */
+ * footer, hashes, so the hashes cover the fixed totals). A version 2 file
+ * keeps its 128-byte header; its END digest is remade with the hashes. */
 void snap_ed_save(struct snap_ed *e, const char *path, unsigned fix);
 /* The same fix-ups, in @e only. */
 void snap_ed_fix(struct snap_ed *e, unsigned fix);

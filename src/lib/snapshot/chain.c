@@ -47,7 +47,7 @@ char *gm_chain_parent_path(const char *child_path, const char *rec)
 }
 
 /* Open the parent of layer @i as layer i + 1 and check it is the one. */
-static int gm_chain_parent(struct gm_snap_chain *ch, unsigned i)
+static int gm_chain_parent(struct gm_snap_chain *ch, unsigned i, const uint8_t *key)
 {
 	struct gm_snap_reader *c = &ch->r[i], *p = &ch->r[i + 1];
 	uint8_t id[GM_SNAP_ID_BYTES];
@@ -60,7 +60,11 @@ static int gm_chain_parent(struct gm_snap_chain *ch, unsigned i)
 	path = gm_chain_parent_path(ch->path[i], c->parent);
 	if (!path)
 		return -ENOMEM;
-	ret = gm_snap_open(p, path);
+	ret = gm_snap_open_key(p, path, key);
+	if (ret == -EBADMSG || ret == -ENOKEY) {
+		free(path);     /* the key's verdict on the parent: kept as is */
+		return ret;
+	}
 	if (ret) {
 		gm_set_error("snapshot %s: its parent %s: %s", ch->path[i], path,
 			     gmem_last_error());
@@ -70,6 +74,9 @@ static int gm_chain_parent(struct gm_snap_chain *ch, unsigned i)
 	ch->path[i + 1] = path;
 	p->path = path;
 	ch->n++;
+	ret = gm_snap_seal_need_key(p);
+	if (ret)
+		return ret;
 	gm_snap_reader_identity(p, id);
 	if (memcmp(id, c->hdr.parent_id, sizeof(id))) {
 		gm_set_error("snapshot %s: its parent %s is not the file it was saved against "
@@ -85,7 +92,7 @@ static int gm_chain_parent(struct gm_snap_chain *ch, unsigned i)
 	return 0;
 }
 
-int gm_chain_open(struct gm_snap_chain *ch, const char *path)
+int gm_chain_open(struct gm_snap_chain *ch, const char *path, const uint8_t *key)
 {
 	int ret;
 
@@ -99,7 +106,7 @@ int gm_chain_open(struct gm_snap_chain *ch, const char *path)
 		ch->r = NULL;
 		return -ENOMEM;
 	}
-	ret = gm_snap_open(&ch->r[0], path);
+	ret = gm_snap_open_key(&ch->r[0], path, key);
 	if (ret) {
 		free(ch->path[0]);
 		free(ch->r);
@@ -108,14 +115,15 @@ int gm_chain_open(struct gm_snap_chain *ch, const char *path)
 	}
 	ch->r[0].path = ch->path[0];
 	ch->n = 1;
-	while (ch->r[ch->n - 1].hdr.flags & GM_SNAP_HDR_PARENT) {
+	ret = gm_snap_seal_need_key(&ch->r[0]);
+	while (!ret && ch->r[ch->n - 1].hdr.flags & GM_SNAP_HDR_PARENT) {
 		if (ch->n == GM_SNAP_CHAIN_MAX) {
 			gm_set_error("snapshot %s: a chain of more than %u files", path,
 				     GM_SNAP_CHAIN_MAX);
 			ret = -ELOOP;
 			break;
 		}
-		ret = gm_chain_parent(ch, ch->n - 1);
+		ret = gm_chain_parent(ch, ch->n - 1, key);
 		if (ret)
 			break;
 	}

@@ -55,6 +55,7 @@
 #include <zstd.h>
 
 #include "sys.h"
+#include "seal.h"
 #include "snap.h"
 #include "track.h"
 
@@ -89,6 +90,8 @@ struct gm_lazy {
 	int uffd;               /* -1 once every chunk is loaded               */
 	int stopfd;             /* eventfd: the fault thread must return       */
 	struct gm_lazy_index ix;
+	/* Sealed files: each one's subkey, wiped once everything is loaded. */
+	struct gm_seal *seal[GM_SNAP_CHAIN_MAX];
 	pthread_t loader, server;
 	bool server_stopped;    /* loader thread, then (after join) the closer */
 	atomic_bool stop;       /* gmem_close(): loader, stop now              */
@@ -209,7 +212,10 @@ static int gm_lz_fail(struct gm_lazy *l, const struct gm_lazy_chunk *k, int err,
 static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct gm_lz_buf *b)
 {
 	bool z = k->c.flags & GM_SNAP_CHUNK_ZSTD;
-	uint8_t *in = z ? b->stored : b->raw;
+	/* Sealed: the stored payload is longer than its pages (the tag). */
+	const struct gm_seal *seal = l->seal[k->file];
+	uint8_t *in = z || seal ? b->stored : b->raw;
+	struct gm_snap_chunk p = k->c;
 	char why[GM_SNAP_WHY_MAX];
 	uint64_t done = 0;
 
@@ -225,9 +231,15 @@ static int gm_lz_read(struct gm_lazy *l, const struct gm_lazy_chunk *k, struct g
 	}
 	if (k->c.hash != gm_snap_chunk_hash(&k->c, k->index, in))
 		return gm_lz_fail(l, k, -EINVAL, "checksum mismatch (file changed since the restore)");
+	if (seal) {
+		p = gm_seal_plain(&k->c);
+		if (gm_seal_open(seal, &k->c, k->index, in, z ? in : b->raw))
+			return gm_lz_fail(l, k, -EBADMSG, "authentication failed (file changed "
+					  "since the restore)");
+	}
 	if (!z)
 		return 0;
-	if (gm_snap_decode(b->dctx, &k->c, in, b->raw, why, sizeof(why)))
+	if (gm_snap_decode(b->dctx, &p, in, b->raw, why, sizeof(why)))
 		return gm_lz_fail(l, k, -EINVAL, why);
 	return 0;
 }
@@ -433,6 +445,13 @@ static void *gm_lz_loader(void *arg)
 	}
 	pthread_mutex_lock(&l->mu);
 	all = l->nloaded == l->ix.n;
+	if (!atomic_load(&l->stop)) {
+		/* Every chunk is loaded or failed: nothing reads the file again. */
+		for (unsigned f = 0; f < l->nfiles; f++) {
+			gm_seal_free(l->seal[f]);
+			l->seal[f] = NULL;
+		}
+	}
 	pthread_mutex_unlock(&l->mu);
 	if (all) {
 		atomic_store_explicit(&l->done, true, memory_order_release);
@@ -464,6 +483,8 @@ static void gm_lz_free(struct gm_lazy *l)
 	}
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
+	for (unsigned f = 0; f < GM_SNAP_CHAIN_MAX; f++)
+		gm_seal_free(l->seal[f]);
 	free(l->st);
 	free(l->ix.v);
 	free(l);
@@ -577,6 +598,11 @@ int gm_lazy_start(struct gmem *g, struct gm_snap_chain *ch, struct gm_lazy_index
 	}
 	l->ix = *ix;
 	l->g = g;
+	/* Taken from the chain's readers: loading opens each chunk again. */
+	for (unsigned f = 0; f < ch->n; f++) {
+		l->seal[f] = ch->r[f].seal;
+		ch->r[f].seal = NULL;
+	}
 	l->uffd = l->stopfd = -1;
 	l->hook.ensure = gm_lz_ensure;
 	l->hook.stop = gm_lz_stop;

@@ -29,6 +29,7 @@
 
 #include "sys.h"
 #include "in.h"
+#include "seal.h"
 #include "snap.h"
 
 /* Small: chunk headers and small payloads come through it; a large
@@ -96,6 +97,9 @@ int gm_snap_bad(struct gm_snap_reader *r, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
+	/* Read with a key, a file that fails a check was tampered with. */
+	if (r->keyed && err == -EINVAL)
+		err = -EBADMSG;
 	if (r->index == UINT64_MAX)
 		gm_set_error("snapshot %s: %s", r->path, what);
 	else
@@ -309,6 +313,51 @@ uint32_t gm_snap_end_stored(const struct gm_snap_reader *r)
 	return r->end_len + (gm_snap_sealed(r) ? GM_SNAP_TAG_BYTES : 0);
 }
 
+/* Key @key for the file @r has open, its header read and checked: refuses
+ * a file that is not sealed (-EINVAL), and a wrong key (-EBADMSG), before
+ * anything else is read. Sets r->seal. */
+static int gm_snap_seal_attach(struct gm_snap_reader *r, const uint8_t *key)
+{
+	int ret;
+
+	if (!gm_snap_sealed(r)) {
+		gm_set_error("snapshot %s: a key was given, but the file is not sealed (format "
+			     "%u.%u, no GM_SNAP_HDR_SEALED): refused rather than read unsealed",
+			     r->path, r->hdr.major, r->hdr.minor);
+		return -EINVAL;
+	}
+	ret = gm_seal_new(key, r->hdr.aead, r->hdr.file_id, &r->seal);
+	if (ret)
+		return ret == -EINVAL ? gm_snap_bad(r, -EBADMSG, "file header: aead %u unknown",
+						    r->hdr.aead) : ret;
+	if (!gm_seal_header_ok(r->seal, r->hdr.raw, r->hdr.seal)) {
+		gm_seal_free(r->seal);
+		r->seal = NULL;
+		return gm_snap_bad(r, -EBADMSG, "wrong key (the header's seal at offset 88 "
+				   "does not match it)");
+	}
+	gm_seal_bind(r->seal, r->hdr.raw, r->hdr.header_size);
+	return 0;
+}
+
+/* The END chunk's tag (r->seal set): 0 or -EBADMSG, message set. */
+static int gm_snap_seal_end(struct gm_snap_reader *r)
+{
+	if (gm_seal_open(r->seal, &r->end_chunk, r->end.chunks, r->end_stored, NULL))
+		return gm_snap_bad(r, -EBADMSG, "END chunk at offset %llu: authentication "
+				   "failed", (unsigned long long)r->end_offset);
+	return 0;
+}
+
+int gm_snap_seal_need_key(struct gm_snap_reader *r)
+{
+	if (!gm_snap_sealed(r) || r->seal)
+		return 0;
+	gm_set_error("snapshot %s: the file is sealed; give its key to restore it "
+		     "(gmem_snapshot_opts.key, --key-file)", r->path);
+	return -ENOKEY;
+}
+
 /* The footer, and the END chunk it points at. */
 static int gm_snap_check_tail(struct gm_snap_reader *r)
 {
@@ -345,6 +394,8 @@ static int gm_snap_check_tail(struct gm_snap_reader *r)
 	    c->hash != gm_snap_chunk_hash(c, r->end.chunks, r->end_stored))
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: checksum mismatch",
 				   (unsigned long long)f.end_offset);
+	if (r->seal && (ret = gm_snap_seal_end(r)))
+		return ret;
 	if (c->flags || c->first || c->raw_len != r->end_len)
 		return gm_snap_bad(r, -EINVAL, "END chunk at offset %llu: flags %#x, first %llu, "
 				   "raw_len %u; must be 0, 0, %u", (unsigned long long)f.end_offset,
@@ -395,13 +446,14 @@ static int gm_snap_alloc(struct gm_snap_reader *r)
 	return r->buf && r->scratch && r->dctx ? 0 : -ENOMEM;
 }
 
-int gm_snap_open(struct gm_snap_reader *r, const char *path)
+static int gm_snap_open_as(struct gm_snap_reader *r, const char *path, const uint8_t *key)
 {
 	struct stat sb;
 	int ret;
 
 	memset(r, 0, sizeof(*r));
 	r->path = path;
+	r->keyed = key;
 	r->index = UINT64_MAX;  /* no chunk yet: messages name sections */
 	/* Opened once, and only this descriptor is read (gm_in_open reopens
 	 * it, not the path). O_NONBLOCK: opening a FIFO must not wait for a
@@ -436,6 +488,8 @@ int gm_snap_open(struct gm_snap_reader *r, const char *path)
 	ret = gm_snap_take(r, r->hdr.raw, sizeof(struct gm_snap_header));
 	if (!ret)
 		ret = gm_snap_check_header(r);
+	if (!ret && key)
+		ret = gm_snap_seal_attach(r, key);
 	if (!ret)
 		ret = gm_snap_check_tail(r);
 	if (ret)
@@ -447,8 +501,20 @@ err:
 	return ret;
 }
 
+int gm_snap_open(struct gm_snap_reader *r, const char *path)
+{
+	return gm_snap_open_as(r, path, NULL);
+}
+
+int gm_snap_open_key(struct gm_snap_reader *r, const char *path, const uint8_t *key)
+{
+	return gm_snap_open_as(r, path, key);
+}
+
 void gm_snap_close(struct gm_snap_reader *r)
 {
+	gm_seal_free(r->seal);
+	r->seal = NULL;
 	ZSTD_freeDCtx(r->dctx);
 	gm_sys_guarded_free(r->scratch);
 	gm_sys_guarded_free(r->buf);
@@ -500,6 +566,51 @@ static int gm_snap_frame_ok(struct gm_snap_reader *r, const struct gm_snap_chunk
 	return 0;
 }
 
+/* A sealed file read without its key: checksums and layout only. */
+static bool gm_snap_opaque(const struct gm_snap_reader *r)
+{
+	return gm_snap_sealed(r) && !r->seal;
+}
+
+/* Open sealed chunk @c's stored payload at @src (hash checked) into @dst. */
+static int gm_snap_unseal(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			  const uint8_t *src, uint8_t *dst)
+{
+	if (gm_seal_open(r->seal, c, r->index, src, dst))
+		return gm_snap_bad(r, -EBADMSG, "authentication failed");
+	return 0;
+}
+
+/* gm_snap_load of a sealed chunk: read into scratch, check, open into
+ * @dst (raw) or in place (zstd, then decoded into @dst). */
+static int gm_snap_load_sealed(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
+			       void *dst)
+{
+	struct gm_snap_chunk p = gm_seal_plain(c);
+	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
+	size_t got;
+	int ret;
+
+	ret = gm_snap_take(r, r->scratch, c->stored_len);
+	if (ret)
+		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
+	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
+		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	if (gm_snap_opaque(r))
+		return 0;
+	ret = gm_snap_unseal(r, c, r->scratch, z ? r->scratch : dst);
+	if (ret || !z)
+		return ret;
+	ret = gm_snap_frame_ok(r, &p, r->scratch);
+	if (ret)
+		return ret;
+	got = ZSTD_decompressDCtx(r->dctx, dst, c->raw_len, r->scratch, p.stored_len);
+	if (ZSTD_isError(got) || got != c->raw_len)
+		return gm_snap_bad(r, -EINVAL, "zstd frame does not decode to raw_len %u bytes",
+				   c->raw_len);
+	return 0;
+}
+
 int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *dst)
 {
 	bool z = c->flags & GM_SNAP_CHUNK_ZSTD;
@@ -507,6 +618,8 @@ int gm_snap_load(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void *
 	size_t got;
 	int ret;
 
+	if (gm_snap_sealed(r))
+		return gm_snap_load_sealed(r, c, dst);
 	ret = gm_snap_take(r, into, c->stored_len);
 	if (ret)
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
@@ -532,6 +645,14 @@ int gm_snap_fetch(struct gm_snap_reader *r, const struct gm_snap_chunk *c, void 
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
 	if (c->hash != gm_snap_chunk_hash(c, r->index, buf))
 		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	if (gm_snap_sealed(r)) {
+		struct gm_snap_chunk p = gm_seal_plain(c);
+
+		if (gm_snap_opaque(r))
+			return 0;
+		ret = gm_snap_unseal(r, c, buf, buf);
+		return ret ? ret : gm_snap_frame_ok(r, &p, buf);
+	}
 	return gm_snap_frame_ok(r, c, buf);
 }
 
@@ -594,6 +715,8 @@ static int gm_snap_take_checked(struct gm_snap_reader *r, const struct gm_snap_c
 		return gm_snap_bad(r, ret, "reading the payload: %s", strerror(-ret));
 	if (c->hash != gm_snap_chunk_hash(c, r->index, r->scratch))
 		return gm_snap_bad(r, -EINVAL, "checksum mismatch");
+	if (r->seal)
+		return gm_snap_unseal(r, c, r->scratch, r->scratch);
 	return 0;
 }
 
@@ -608,10 +731,11 @@ static int gm_snap_runs_ok(struct gm_snap_reader *r, const struct gm_snap_chunk 
 	if (!c->raw_len || c->raw_len % 8 || c->raw_len > r->hdr.chunk_max)
 		return gm_snap_bad(r, -EINVAL, "raw_len %u: must be a multiple of 8 up to "
 				   "chunk_max %u", c->raw_len, r->hdr.chunk_max);
-	if (c->stored_len != c->raw_len)
-		return gm_snap_bad(r, -EINVAL, "stored_len %u: must equal raw_len %u",
-				   c->stored_len, c->raw_len);
-	if (c->first != covered)
+	if (c->stored_len != c->raw_len + (gm_snap_sealed(r) ? GM_SNAP_TAG_BYTES : 0))
+		return gm_snap_bad(r, -EINVAL, "stored_len %u: must equal raw_len %u%s",
+				   c->stored_len, c->raw_len, gm_snap_sealed(r) ? " + 16" : "");
+	/* Without the key the runs before are not known: the hash binds it. */
+	if (c->first != covered && !gm_snap_opaque(r))
 		return gm_snap_bad(r, -EINVAL, "first %llu: the runs before end at page %llu",
 				   (unsigned long long)c->first, (unsigned long long)covered);
 	return 0;
@@ -653,6 +777,12 @@ static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	ret = gm_snap_runs_ok(r, c, w->runs_pages);
 	if (!ret)
 		ret = gm_snap_take_checked(r, c);
+	if (!ret && gm_snap_opaque(r)) {
+		/* Sealed runs, no key: counted, not read. */
+		w->sum.runs += n;
+		w->runs_pages = r->hdr.mem_size >> GM_PAGE_SHIFT;
+		return 0;
+	}
 	if (!ret)
 		ret = gm_snap_runs_check(r, n, &w->runs_pages);
 	if (ret)
@@ -704,6 +834,10 @@ static int gm_snap_changed(struct gm_snap_reader *r, const struct gm_snap_chunk 
 	ret = gm_snap_runs_ok(r, c, w->chg_pages);
 	if (!ret)
 		ret = gm_snap_take_checked(r, c);
+	if (!ret && gm_snap_opaque(r)) {
+		w->chg_pages = npages;  /* sealed runs, no key: not read */
+		return 0;
+	}
 	if (!ret)
 		ret = gm_snap_runs_check(r, n, &w->chg_pages);
 	if (ret)
@@ -736,8 +870,8 @@ static int gm_snap_parent(struct gm_snap_reader *r, const struct gm_snap_chunk *
 				   "0, 1..%u, raw_len%s", c->flags, c->raw_len, c->stored_len,
 				   GM_SNAP_PARENT_MAX, gm_snap_sealed(r) ? " + 16" : "");
 	ret = gm_snap_take_checked(r, c);
-	if (ret)
-		return ret;
+	if (ret || gm_snap_opaque(r))
+		return ret;     /* sealed path, no key: not read */
 	if (memchr(r->scratch, 0, c->raw_len))
 		return gm_snap_bad(r, -EINVAL, "the parent's path holds a NUL byte");
 	memcpy(r->parent, r->scratch, c->raw_len);
@@ -839,7 +973,7 @@ static int gm_snap_data(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 {
 	int ret = gm_snap_data_ok(r, c, w);
 
-	if (!ret && w->parent)
+	if (!ret && w->parent && !gm_snap_opaque(r))
 		ret = gm_snap_data_changed(r, c, w);
 	if (ret)
 		return ret;
@@ -869,7 +1003,11 @@ static int gm_snap_finish(struct gm_snap_reader *r, struct gm_snap_seen *w)
 	if (r->chunk_off != r->end_offset)
 		return gm_snap_bad(r, -EINVAL, "an END chunk before the one the footer names "
 				   "(offset %llu)", (unsigned long long)r->end_offset);
-	if (w->parent && !r->parent[0])
+	if (gm_snap_opaque(r)) {
+		/* What only the sealed payloads could tell. */
+		e.shared_pages = r->end.shared_pages;
+		e.changed_pages = r->end.changed_pages;
+	} else if (w->parent && !r->parent[0])
 		return gm_snap_bad(r, -EINVAL, "the file has a parent but no parent chunk");
 	for (unsigned i = 0; i < fields; i++)
 		if (got[i] != said[i])
@@ -937,6 +1075,12 @@ int gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, v
 			break;
 		}
 		XXH3_64bits_update(&w.dig, &r->chunk, sizeof(r->chunk));
+		/* Sealed: a payload past the END chunk is damage, not an I/O error. */
+		if (gm_snap_sealed(r) && r->chunk.stored_len > r->end_offset - r->pos) {
+			ret = gm_snap_bad(r, -EINVAL, "stored_len %u runs past the END chunk",
+					  r->chunk.stored_len);
+			break;
+		}
 		ret = gm_snap_walk_one(r, &w, ops, ctx);
 		if (ret)
 			break;

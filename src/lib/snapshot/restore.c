@@ -52,6 +52,7 @@
 
 #include "sys.h"
 #include "in.h"
+#include "seal.h"
 #include "snap.h"
 #include "snapshot.h"
 
@@ -108,7 +109,7 @@ static int gm_ranges_add(struct gm_ranges *r, uint64_t lo, uint64_t hi)
 }
 
 /* Why a job failed, for the message. */
-enum gm_ld_fail { GM_LD_READ = 1, GM_LD_HASH, GM_LD_DECODE, GM_LD_WRITE };
+enum gm_ld_fail { GM_LD_READ = 1, GM_LD_HASH, GM_LD_DECODE, GM_LD_WRITE, GM_LD_SEAL };
 
 struct gm_ld_job {
 	struct gm_snap_chunk c;
@@ -140,6 +141,7 @@ struct gm_ld {
 	size_t bufs_len;
 	uint8_t *out;           /* worker 0's decompressed payload, if it writes */
 	struct gm_in *in;       /* the file's ring, if read that way           */
+	const struct gm_seal *seal;     /* sealed file: payloads opened (seal.h) */
 };
 
 struct gm_ld_arg {
@@ -212,6 +214,16 @@ static int gm_ld_payload(struct gm_ld *u, const struct gm_ld_job *j, uint8_t *in
 	return 0;
 }
 
+/* Sealed: open job @j's checked payload @src into @dst (@dst may be @src).
+ * A zstd payload is then decoded as chunk *@plain says. */
+static int gm_ld_unseal(struct gm_ld *u, const struct gm_ld_job *j, const uint8_t *src,
+			uint8_t *dst, struct gm_snap_chunk *plain, enum gm_ld_fail *why)
+{
+	*why = GM_LD_SEAL;
+	*plain = gm_seal_plain(&j->c);
+	return gm_seal_open(u->seal, &j->c, j->index, src, dst);
+}
+
 /* Load job @j by writing the memory's file (worker 0 only): 0, or -errno
  * and *@why. */
 static int gm_ld_job_write(struct gm_ld *u, struct gm_ld_job *j, enum gm_ld_fail *why)
@@ -219,12 +231,18 @@ static int gm_ld_job_write(struct gm_ld *u, struct gm_ld_job *j, enum gm_ld_fail
 	const uint8_t *src;
 	int ret;
 
+	struct gm_snap_chunk p = j->c;
+
 	ret = gm_ld_payload(u, j, j->buf, &src, why);
+	if (!ret && u->seal) {
+		ret = gm_ld_unseal(u, j, src, j->zstd ? j->buf : u->out, &p, why);
+		src = j->zstd ? j->buf : u->out;
+	}
 	if (ret)
 		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
-		ret = gm_snap_decode(u->dctx[0], &j->c, src, u->out, j->why, sizeof(j->why));
+		ret = gm_snap_decode(u->dctx[0], &p, src, u->out, j->why, sizeof(j->why));
 		if (ret)
 			return ret;
 		src = u->out;
@@ -242,13 +260,21 @@ static int gm_ld_job_map(struct gm_ld *u, unsigned worker, struct gm_ld_job *j,
 	const uint8_t *src;
 	int ret;
 
+	struct gm_snap_chunk p = j->c;
+
 	gm_restore_populate(dst, j->c.raw_len);
-	ret = gm_ld_payload(u, j, j->zstd ? j->buf : dst, &src, why);
+	/* Sealed: the payload is longer than its pages (the tag), so it is
+	 * read into the job's buffer and opened into guest memory. */
+	ret = gm_ld_payload(u, j, j->zstd || u->seal ? j->buf : dst, &src, why);
+	if (!ret && u->seal) {
+		ret = gm_ld_unseal(u, j, src, j->zstd ? j->buf : dst, &p, why);
+		src = j->zstd ? j->buf : dst;
+	}
 	if (ret)
 		return ret;
 	if (j->zstd) {
 		*why = GM_LD_DECODE;
-		return gm_snap_decode(u->dctx[worker], &j->c, src, dst, j->why, sizeof(j->why));
+		return gm_snap_decode(u->dctx[worker], &p, src, dst, j->why, sizeof(j->why));
 	}
 	if (src != dst)
 		memcpy(dst, src, j->c.raw_len);
@@ -323,6 +349,8 @@ static int gm_ld_report(struct gm_restorer *x, const struct gm_ld *u)
 		return gm_snap_bad(r, u->err, "checksum mismatch");
 	case GM_LD_WRITE:
 		return gm_snap_bad(r, u->err, "writing into the memory: %s", strerror(-u->err));
+	case GM_LD_SEAL:
+		return gm_snap_bad(r, u->err, "authentication failed");
 	case GM_LD_DECODE:
 		break;
 	}
@@ -347,7 +375,7 @@ static int gm_ld_stop(struct gm_restorer *x, bool say)
 		pthread_join(u->thread[i], NULL);
 	ret = u->err;
 	if (ret && say)
-		gm_ld_report(x, u);
+		ret = gm_ld_report(x, u);       /* sealed: -EBADMSG */
 	for (unsigned i = 0; i < GM_LD_WORKERS; i++)
 		ZSTD_freeDCtx(u->dctx[i]);
 	if (u->bufs)
@@ -401,6 +429,7 @@ static void gm_ld_start(struct gm_restorer *x)
 	pthread_cond_init(&u->cv, NULL);
 	u->base = x->g->kvm_view;
 	u->fd = x->r->fd;
+	u->seal = x->r->seal;
 	u->mem_fd = x->g->b.writable ? x->g->b.fd : -1;
 	x->ld = u;
 	if (gm_ld_bufs(u))
@@ -696,7 +725,7 @@ static int gm_restore_layer(struct gm_restorer *x, struct gm_snap_chain *ch, uns
 		/* Every chunk loaded, or why not. */
 		int uret = gm_ld_stop(x, !ret || x->ld_failed);
 
-		ret = ret ? ret : uret;
+		ret = ret && !x->ld_failed ? ret : uret;
 	}
 	if (r->in) {
 		/* The workers are gone: nothing reads the ring any more. */
@@ -740,7 +769,7 @@ int gm_snap_restore(const char *path, const struct gmem_config *cfg,
 	struct gmem_config use;
 	int ret, init;
 
-	ret = gm_chain_open(&ch, path);
+	ret = gm_chain_open(&ch, path, o->key);
 	if (ret)
 		return ret;
 	x.r = &ch.r[0];

@@ -56,6 +56,7 @@
 
 #include "clock.h"
 #include "out.h"
+#include "seal.h"
 #include "snap.h"
 #include "sys.h"
 #include "track.h"
@@ -123,6 +124,7 @@ struct gm_saver {
 	/* Version 2 (a parent, a key or a tracked memory): the header as
 	 * written, the digest of the chunk headers, the END chunk's header. */
 	bool v2;
+	struct gm_seal *seal;   /* o->key: every payload sealed (seal.h)       */
 	uint8_t hdr[sizeof(struct gm_snap_header2)];
 	uint32_t hdr_len;
 	XXH3_state_t dig;
@@ -188,14 +190,18 @@ static int gm_save_emit(struct gm_saver *s, uint32_t type, uint32_t flags, uint6
 				   .raw_len = raw_len, .stored_len = stored_len };
 	uint8_t *at = s->arena + s->len;
 
+	if (s->seal) {
+		c.stored_len = raw_len + GM_SNAP_TAG_BYTES;
+		gm_seal_chunk(s->seal, &c, s->index, at + sizeof(c), at + sizeof(c), raw_len);
+	}
 	c.hash = gm_snap_chunk_hash(&c, s->index, at + sizeof(c));
 	memcpy(at, &c, sizeof(c));
 	if (type == GM_SNAP_END)
-		gm_snap_identity(s->hdr, s->hdr_len, &c, at + sizeof(c), stored_len, s->id);
+		gm_snap_identity(s->hdr, s->hdr_len, &c, at + sizeof(c), c.stored_len, s->id);
 	else if (s->v2)
 		XXH3_64bits_update(&s->dig, &c, sizeof(c));
 	s->index++;
-	s->len += sizeof(c) + stored_len;
+	s->len += sizeof(c) + c.stored_len;
 	return s->len >= GM_ARENA_FLUSH ? gm_save_flush(s) : 0;
 }
 
@@ -227,12 +233,15 @@ static int gm_save_header_v2(struct gm_saver *s)
 		.header_size = sizeof(h),
 		.page_size = GMEM_PAGE_SIZE,
 		.flags = (s->o->flags & GM_SNAP_ZSTD_FLAGS ? GM_SNAP_HDR_COMPRESSED : 0) |
-			 (s->incremental ? GM_SNAP_HDR_PARENT : 0),
+			 (s->incremental ? GM_SNAP_HDR_PARENT : 0) |
+			 (s->o->key ? GM_SNAP_HDR_SEALED : 0),
 		.mem_size = s->g->size,
 		.backend = s->g->b.kind,
 		.mem_flags = s->g->flags,
 		.chunk_max = GM_SNAP_CHUNK_MAX,
+		.aead = s->o->key ? gm_seal_pick() : GM_SNAP_AEAD_NONE,
 	};
+	int ret;
 
 	memcpy(h.magic, GM_SNAP_MAGIC, sizeof(h.magic));
 	/* Random: two saves of the same memory are two files (and, sealed,
@@ -243,7 +252,15 @@ static int gm_save_header_v2(struct gm_saver *s)
 	}
 	if (s->incremental)
 		memcpy(h.parent_id, s->parent_id, sizeof(h.parent_id));
+	if (s->o->key) {
+		ret = gm_seal_new(s->o->key, h.aead, h.file_id, &s->seal);
+		if (ret)
+			return ret;
+		gm_seal_header(s->seal, &h, h.seal);
+	}
 	h.hash = gm_snap_header2_hash(&h);
+	if (s->seal)
+		gm_seal_bind(s->seal, &h, sizeof(h));
 	memcpy(s->hdr, &h, sizeof(h));
 	s->hdr_len = sizeof(h);
 	XXH3_64bits_reset(&s->dig);
@@ -269,7 +286,7 @@ static int gm_save_header(struct gm_saver *s)
 static int gm_save_parent(struct gm_saver *s)
 {
 	uint32_t n = (uint32_t)strlen(s->parent_rec);
-	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + n);
+	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + n + GM_SNAP_TAG_BYTES);
 
 	if (ret)
 		return ret;
@@ -281,7 +298,7 @@ static int gm_save_runs(struct gm_saver *s, uint32_t type, uint64_t first,
 			const uint64_t *runs, uint64_t n)
 {
 	uint32_t bytes = (uint32_t)(n * sizeof(*runs));
-	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + bytes);
+	int ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + bytes + GM_SNAP_TAG_BYTES);
 
 	if (ret)
 		return ret;
@@ -385,9 +402,9 @@ static size_t gm_slot_size(void)
 }
 
 /* File bytes of batch @b if filled raw. */
-static size_t gm_batch_raw_len(const struct gm_batch *b)
+static size_t gm_batch_raw_len(const struct gm_saver *s, const struct gm_batch *b)
 {
-	return b->n * sizeof(struct gm_snap_chunk) + b->raw;
+	return b->n * (sizeof(struct gm_snap_chunk) + (s->seal ? GM_SNAP_TAG_BYTES : 0)) + b->raw;
 }
 
 static int gm_save_level(const struct gm_saver *s)
@@ -432,14 +449,20 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 				flags = GM_SNAP_CHUNK_ZSTD;
 			}
 		}
-		if (!flags)
+		if (!flags && !s->seal)
 			memcpy(dst, src, len);
 		c.flags = flags;
 		c.stored_len = stored;
+		if (s->seal) {
+			/* Raw: encrypted from guest memory straight into the arena. */
+			c.stored_len += GM_SNAP_TAG_BYTES;
+			gm_seal_chunk(s->seal, &c, b->first_index + i, flags ? dst : src, dst,
+				      stored);
+		}
 		c.hash = gm_snap_chunk_hash(&c, b->first_index + i, dst);
 		memcpy(at, &c, sizeof(c));
-		b->len += sizeof(c) + stored;
-		b->stored += stored;
+		b->len += sizeof(c) + c.stored_len;
+		b->stored += c.stored_len;
 	}
 }
 
@@ -539,7 +562,7 @@ static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t
 
 	b->arena = b->room + (phase < 0 ? 0 : phase);
 	b->end_phase = phase < 0 || z ? -1 :
-		       (int)((phase + gm_batch_raw_len(b)) % GM_OUT_ALIGN);
+		       (int)((phase + gm_batch_raw_len(s, b)) % GM_OUT_ALIGN);
 	pthread_mutex_unlock(&s->mu);
 	gm_batch_fill(s, b, z ? cctx : NULL);
 	ns = z ? gm_now_ns() - t0 : 0;
@@ -697,13 +720,17 @@ static void gm_batch_digest(struct gm_saver *s, const struct gm_batch *b)
 /* Write filled batch @b at the end of the file. */
 static int gm_batch_write(struct gm_saver *s, struct gm_batch *b)
 {
-	uint64_t t0 = gm_now_ns(), c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
-	int ret = gm_out_put(&s->out, b->room, b->arena, b->len);
+	uint64_t t0, c0;
+	int ret;
 
-	if (ret)
-		return ret;
+	/* Before the write, which may move the batch. */
 	if (s->v2)
 		gm_batch_digest(s, b);
+	t0 = gm_now_ns();
+	c0 = s->adaptive ? gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+	ret = gm_out_put(&s->out, b->room, b->arena, b->len);
+	if (ret)
+		return ret;
 	if (s->adaptive)
 		gm_batch_waited(s, gm_now_ns() - t0, gm_clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
 	s->end.data_chunks += b->n;
@@ -774,7 +801,8 @@ static void gm_arenas_unmap(struct gm_saver *s)
 static int gm_pipe_start(struct gm_saver *s)
 {
 	bool z = s->o->flags & GM_SNAP_ZSTD_FLAGS;
-	unsigned want = z ? GM_FILLERS_MAX : 1;
+	/* Sealing, like zstd, is CPU work: two fillers. */
+	unsigned want = z || s->seal ? GM_FILLERS_MAX : 1;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (cpus < 2)
@@ -911,7 +939,8 @@ static int gm_save_end(struct gm_saver *s)
 
 	uint32_t n = s->v2 ? sizeof(struct gm_snap_end2) : sizeof(struct gm_snap_end);
 
-	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(s->end) + sizeof(f));
+	ret = gm_save_room(s, sizeof(struct gm_snap_chunk) + sizeof(s->end) + GM_SNAP_TAG_BYTES +
+			   sizeof(f));
 	if (ret)
 		return ret;
 	end_off = s->out.off + s->len;
@@ -1154,6 +1183,7 @@ out_file:
 out:
 	free(s.tmp);
 	ZSTD_freeCCtx(s.cctx);
+	gm_seal_free(s.seal);
 	gm_sys_guarded_free(s.room);
 	return ret;
 }

@@ -24,6 +24,7 @@
 #include "internal.h"
 
 struct gm_in;
+struct gm_seal;
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "snapshot format is little-endian; add byte swapping for this host"
@@ -233,6 +234,8 @@ struct gm_snap_reader {
 	size_t refill;          /* bytes read into it at a time                */
 	uint8_t *scratch;       /* one stored payload (compressed or states)   */
 	struct gm_in *in;       /* if set, bytes come from its ring (in.c)      */
+	struct gm_seal *seal;   /* sealed file opened with its key (seal.h)    */
+	bool keyed;             /* a key was given: refusals are -EBADMSG      */
 	void *dctx;             /* ZSTD_DCtx                                   */
 	struct gm_snap_hdr hdr;
 	struct gm_snap_end2 end;        /* v1 files: changed_pages, digest 0   */
@@ -256,6 +259,13 @@ extern void (*gm_snap_opened_hook)(const char *path);
  * truncation is refused before any work). -errno with gmem_last_error() set
  * naming what is wrong and where. */
 int  gm_snap_open(struct gm_snap_reader *r, const char *path);
+/* The same with user key @key (NULL: as gm_snap_open): the file must be
+ * sealed (-EINVAL), the key its own (-EBADMSG, checked first), and every
+ * refusal after is -EBADMSG; payloads are opened as they are read. */
+int  gm_snap_open_key(struct gm_snap_reader *r, const char *path, const uint8_t *key);
+/* A sealed file opened without its key: restore refuses it (-ENOKEY,
+ * message set); 0 otherwise. */
+int  gm_snap_seal_need_key(struct gm_snap_reader *r);
 void gm_snap_close(struct gm_snap_reader *r);
 
 /* What the walk does with each chunk. on_states gets the decoded runs;
@@ -319,10 +329,11 @@ struct gm_snap_chain {
 	unsigned n;
 };
 
-/* Open @path and every parent it names, each checked against the identity
+/* Open @path and every parent it names, with @key (NULL: none) if sealed
+ * (-ENOKEY without one, -EBADMSG on a wrong one), each checked against the identity
  * its child recorded: 0, or -ESTALE (a parent missing, changed or another
  * file), -ELOOP (too deep), or the reader's error; message set. */
-int  gm_chain_open(struct gm_snap_chain *ch, const char *path);
+int  gm_chain_open(struct gm_snap_chain *ch, const char *path, const uint8_t *key);
 void gm_chain_close(struct gm_snap_chain *ch);
 /* The path a parent recorded as @rec in the file at @child_path lies at
  * (malloc'ed), or NULL. */

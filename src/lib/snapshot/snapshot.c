@@ -186,7 +186,7 @@ int gmem_snapshot_inspect(const char *path, unsigned flags,
 	ret = gm_snap_opts_ok(opts ? opts : &none);
 	if (ret)
 		return ret;
-	ret = gm_snap_open(&r, path);
+	ret = gm_snap_open_key(&r, path, opts ? opts->key : NULL);
 	if (ret)
 		return ret;
 	if (flags & GMEM_SNAP_VERIFY)
