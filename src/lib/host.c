@@ -18,6 +18,7 @@
 #include "kvm_uapi.h"
 #include "sys.h"
 #include "track.h"
+#include "uffd_uapi.h"
 
 #define GM_SHMEM_TOP  "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
 #define GM_SHMEM_2M   "/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled"
@@ -252,6 +253,30 @@ static int gm_probe_userfaultfd(void)
 		return 0;
 	close(fd);
 	return 1;
+}
+
+bool gm_track_host_supports(void)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED |
+			    UFFD_FEATURE_WP_ASYNC,
+	};
+	struct pm_scan_arg a = { .size = sizeof(a) };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), pm;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = !ioctl(fd, UFFDIO_API, &api);
+	close(fd);
+	pm = ok ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+	if (pm < 0)
+		return false;
+	/* An empty scan: the ioctl exists (Linux 6.7). */
+	ok = !ioctl(pm, PAGEMAP_SCAN, &a);
+	close(pm);
+	return ok;
 }
 
 int gmem_probe(struct gmem_probe *p)

@@ -54,24 +54,7 @@
 #include "sys.h"
 #include "track.h"
 
-/* Linux 6.7 uapi, which Debian 12's headers predate. */
-#ifndef UFFD_FEATURE_WP_ASYNC
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#define UFFD_FEATURE_WP_ASYNC       (1 << 15)
-#endif
-#ifndef PAGEMAP_SCAN
-struct page_region {
-	uint64_t start, end, categories;
-};
-struct pm_scan_arg {
-	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-#define PAGEMAP_SCAN          _IOWR('f', 16, struct pm_scan_arg)
-#define PM_SCAN_WP_MATCHING   (1 << 0)
-#define PM_SCAN_CHECK_WPASYNC (1 << 1)
-#define PAGE_IS_WRITTEN       (1 << 1)
-#endif
+#include "uffd_uapi.h"
 
 #define GM_TRACK_FEATURES (UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED)
 /* Regions a PAGEMAP_SCAN call returns at most. */
@@ -106,24 +89,6 @@ static int gm_track_uffd_new(bool async)
 		return ret == -EINVAL ? -EOPNOTSUPP : ret;
 	}
 	return fd;
-}
-
-bool gm_track_host_supports(void)
-{
-	int fd = gm_track_uffd_new(true), pm;
-
-	if (fd < 0)
-		return false;
-	close(fd);
-	pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (pm < 0)
-		return false;
-	/* An empty scan: the ioctl exists (Linux 6.7). */
-	struct pm_scan_arg a = { .size = sizeof(a) };
-	bool ok = !ioctl(pm, PAGEMAP_SCAN, &a);
-
-	close(pm);
-	return ok;
 }
 
 int gm_track_open(struct gmem *g)

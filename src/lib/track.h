@@ -42,7 +42,8 @@ struct gm_track {
  * baseline; it is armed by the first save. */
 int  gm_track_open(struct gmem *g);
 void gm_track_close(struct gmem *g);
-/* Can a tracker on this host see writes through a memfd mapping? (probe) */
+/* Can a tracker on this host see writes through a memfd mapping? (host.c,
+ * for the probe and for gm_track_open) */
 bool gm_track_host_supports(void);
 
 /* Pages [first, first + n) changed, or are about to: by a conversion, a
