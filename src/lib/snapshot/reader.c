@@ -690,6 +690,27 @@ int gm_snap_check(struct gm_snap_reader *r, const struct gm_snap_chunk *c, uint6
 	return gm_snap_fetch(r, c, r->scratch);
 }
 
+int gm_ranges_add(struct gm_ranges *r, uint64_t lo, uint64_t hi)
+{
+	if (r->n && r->v[r->n - 1][1] == lo) {
+		r->v[r->n - 1][1] = hi;
+		return 0;
+	}
+	if (r->n == r->cap) {
+		uint64_t cap = r->cap ? 2 * r->cap : 64;
+		void *p = realloc(r->v, cap * sizeof(*r->v));
+
+		if (!p)
+			return -ENOMEM;
+		r->v = p;
+		r->cap = cap;
+	}
+	r->v[r->n][0] = lo;
+	r->v[r->n][1] = hi;
+	r->n++;
+	return 0;
+}
+
 /* Walk state: what has been seen so far. */
 struct gm_snap_seen {
 	uint64_t runs_pages;    /* pages the STATES runs covered so far        */
@@ -699,10 +720,10 @@ struct gm_snap_seen {
 	bool in_data;           /* a DATA chunk was seen: no more STATES       */
 	bool parent;            /* the file has a parent (v2 PARENT flag)      */
 	struct gm_snap_end2 sum;
-	/* Changed extents [start, end) in pages, ascending; DATA must lie in
-	 * them. Grows with the file (8 bytes of file per run at least). */
-	uint64_t (*chg)[2];
-	uint64_t nchg, capchg, atchg;
+	/* Changed extents in pages; DATA must lie in them. Grows with the
+	 * file (8 bytes of file per run at least). */
+	struct gm_ranges chg;
+	uint64_t atchg;
 	XXH3_state_t dig;       /* digest of the chunk headers (v2)            */
 };
 
@@ -793,28 +814,6 @@ static int gm_snap_states(struct gm_snap_reader *r, const struct gm_snap_chunk *
 	return ops->on_states ? ops->on_states(ctx, at, runs, n) : 0;
 }
 
-/* Note a changed extent of @len pages from page @at. */
-static int gm_snap_chg_add(struct gm_snap_seen *w, uint64_t at, uint64_t len)
-{
-	if (w->nchg && w->chg[w->nchg - 1][1] == at) {
-		w->chg[w->nchg - 1][1] += len;
-		return 0;
-	}
-	if (w->nchg == w->capchg) {
-		uint64_t cap = w->capchg ? 2 * w->capchg : 64;
-		void *p = realloc(w->chg, cap * sizeof(*w->chg));
-
-		if (!p)
-			return -ENOMEM;
-		w->chg = p;
-		w->capchg = cap;
-	}
-	w->chg[w->nchg][0] = at;
-	w->chg[w->nchg][1] = at + len;
-	w->nchg++;
-	return 0;
-}
-
 static int gm_snap_changed(struct gm_snap_reader *r, const struct gm_snap_chunk *c,
 			   struct gm_snap_seen *w, const struct gm_snap_walk_ops *ops, void *ctx)
 {
@@ -847,7 +846,7 @@ static int gm_snap_changed(struct gm_snap_reader *r, const struct gm_snap_chunk 
 
 		if (runs[i] & 1) {
 			w->sum.changed_pages += len;
-			if (gm_snap_chg_add(w, pos, len))
+			if (gm_ranges_add(&w->chg, pos, pos + len))
 				return gm_snap_bad(r, -ENOMEM, "out of memory");
 		}
 		pos += len;
@@ -959,9 +958,9 @@ static int gm_snap_data_changed(struct gm_snap_reader *r, const struct gm_snap_c
 {
 	uint64_t lo = c->first >> GM_PAGE_SHIFT, hi = lo + (c->raw_len >> GM_PAGE_SHIFT);
 
-	while (w->atchg < w->nchg && w->chg[w->atchg][1] <= lo)
+	while (w->atchg < w->chg.n && w->chg.v[w->atchg][1] <= lo)
 		w->atchg++;
-	if (w->atchg == w->nchg || w->chg[w->atchg][0] > lo || w->chg[w->atchg][1] < hi)
+	if (w->atchg == w->chg.n || w->chg.v[w->atchg][0] > lo || w->chg.v[w->atchg][1] < hi)
 		return gm_snap_bad(r, -EINVAL, "first %#llx + raw_len %u: pages the changed "
 				   "runs do not mark changed", (unsigned long long)c->first,
 				   c->raw_len);
@@ -1085,6 +1084,6 @@ int gm_snap_walk(struct gm_snap_reader *r, const struct gm_snap_walk_ops *ops, v
 		if (ret)
 			break;
 	}
-	free(w.chg);
+	free(w.chg.v);
 	return ret;
 }

@@ -81,33 +81,6 @@ _Static_assert(ZSTD_COMPRESSBOUND(GM_SNAP_CHUNK_MAX) <= GM_IN_SPILL,
 
 enum { GM_JOB_FREE, GM_JOB_READY, GM_JOB_BUSY };
 
-/* Ascending page ranges [v[i][0], v[i][1]). */
-struct gm_ranges {
-	uint64_t (*v)[2];
-	uint64_t n, cap;
-};
-
-static int gm_ranges_add(struct gm_ranges *r, uint64_t lo, uint64_t hi)
-{
-	if (r->n && r->v[r->n - 1][1] == lo) {
-		r->v[r->n - 1][1] = hi;
-		return 0;
-	}
-	if (r->n == r->cap) {
-		uint64_t cap = r->cap ? 2 * r->cap : 64;
-		void *p = realloc(r->v, cap * sizeof(*r->v));
-
-		if (!p)
-			return -ENOMEM;
-		r->v = p;
-		r->cap = cap;
-	}
-	r->v[r->n][0] = lo;
-	r->v[r->n][1] = hi;
-	r->n++;
-	return 0;
-}
-
 /* Why a job failed, for the message. */
 enum gm_ld_fail { GM_LD_READ = 1, GM_LD_HASH, GM_LD_DECODE, GM_LD_WRITE, GM_LD_SEAL };
 

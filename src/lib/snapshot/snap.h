@@ -221,6 +221,17 @@ int  gm_scan_next(struct gm_scan *s, uint64_t *start, uint64_t *len);
  * GM_SCAN_NONZERO mode). */
 int  gm_scan_total(struct gmem *g, uint64_t *bytes);
 
+/* ---- page ranges (reader.c) ---------------------------------------------- */
+
+/* Ascending page ranges [v[i][0], v[i][1]), adjacent ones merged. */
+struct gm_ranges {
+	uint64_t (*v)[2];
+	uint64_t n, cap;
+};
+
+/* Append [lo, hi) after the last range: 0 or -ENOMEM. */
+int  gm_ranges_add(struct gm_ranges *r, uint64_t lo, uint64_t hi);
+
 /* ---- reading a snapshot (reader.c) --------------------------------------- */
 
 struct gm_snap_reader {
