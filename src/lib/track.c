@@ -185,36 +185,46 @@ static int gm_track_register(struct gm_track *t, uint8_t *addr, uint64_t len)
 	return gm_track_protect(t, addr, len, true);
 }
 
-/* Register and write-protect the KVM view and the host view's shared runs
- * (its private runs are inaccessible placeholders). Caller holds g->lock. */
-static int gm_track_register_views(struct gmem *g)
+/* What a tracker does to one stretch of a view: @base the view, bytes
+ * [off, off + len) of it. */
+typedef int (*gm_track_view_fn)(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len);
+
+/* @fn on the whole KVM view, then on each shared run of the host view (its
+ * private runs are inaccessible placeholders): the mappings guest memory
+ * is written through. Stops at the first error. Caller holds g->lock. */
+static int gm_track_each_view(struct gmem *g, gm_track_view_fn fn)
 {
-	struct gm_track *t = g->trk;
 	uint64_t pos = 0, s, len;
-	int ret = gm_track_register(t, g->kvm_view, g->size);
+	int ret = fn(g, g->kvm_view, 0, g->size);
 
 	while (!ret && pos < g->st.npages &&
 	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
-		ret = gm_track_register(t, g->view + (s << GM_PAGE_SHIFT), len << GM_PAGE_SHIFT);
+		ret = fn(g, g->view, s << GM_PAGE_SHIFT, len << GM_PAGE_SHIFT);
 		pos = s + len;
 	}
 	return ret;
 }
 
+static int gm_track_register_one(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	return gm_track_register(g->trk, base + off, len);
+}
+
+static int gm_track_protect_one(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	return gm_track_protect(g->trk, base + off, len, true);
+}
+
+/* Register and write-protect both views. Caller holds g->lock. */
+static int gm_track_register_views(struct gmem *g)
+{
+	return gm_track_each_view(g, gm_track_register_one);
+}
+
 /* Write-protect both views again (synchronous mode, a new interval). */
 static int gm_track_protect_views(struct gmem *g)
 {
-	struct gm_track *t = g->trk;
-	uint64_t pos = 0, s, len;
-	int ret = gm_track_protect(t, g->kvm_view, g->size, true);
-
-	while (!ret && pos < g->st.npages &&
-	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
-		ret = gm_track_protect(t, g->view + (s << GM_PAGE_SHIFT), len << GM_PAGE_SHIFT,
-				       true);
-		pos = s + len;
-	}
-	return ret;
+	return gm_track_each_view(g, gm_track_protect_one);
 }
 
 /* Arm asynchronous tracking. Caller holds g->lock. */
@@ -276,15 +286,7 @@ static int gm_track_scan(struct gmem *g, uint8_t *base, uint64_t off, uint64_t l
  * g->lock. */
 static int gm_track_harvest(struct gmem *g)
 {
-	uint64_t pos = 0, s, len;
-	int ret = gm_track_scan(g, g->kvm_view, 0, g->size);
-
-	while (!ret && pos < g->st.npages &&
-	       gm_state_next_run(&g->st, pos, g->st.npages - pos, 1, &s, &len)) {
-		ret = gm_track_scan(g, g->view, s << GM_PAGE_SHIFT, len << GM_PAGE_SHIFT);
-		pos = s + len;
-	}
-	return ret;
+	return gm_track_each_view(g, gm_track_scan);
 }
 
 void gm_track_changed(struct gmem *g, uint64_t first, uint64_t n)
