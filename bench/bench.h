@@ -106,6 +106,8 @@ int  open_mem(enum gmem_backend be, uint64_t size, unsigned flags, struct gmem *
 void *reserve(uint64_t size);
 void  unreserve(void *p, uint64_t size);
 const char *fmt_size(uint64_t bytes, char *buf, unsigned n);
+/* Bytes in the file at @path, or -1. */
+long file_size(const char *path);
 
 /* The benchmarks. */
 int bench_convert4k(void);

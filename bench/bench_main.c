@@ -477,6 +477,19 @@ void unreserve(void *p, uint64_t size)
 		munmap(p, size);
 }
 
+long file_size(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long n;
+
+	if (!f)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fclose(f);
+	return n;
+}
+
 const char *fmt_size(uint64_t b, char *buf, unsigned n)
 {
 	if (b >= TiB && b % TiB == 0)

@@ -206,19 +206,6 @@ static double mibps(uint64_t bytes, uint64_t ns)
 	return (double)bytes / (double)MiB / ((double)ns / 1e9);
 }
 
-static long file_size(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	long n;
-
-	if (!f)
-		return -1;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fclose(f);
-	return n;
-}
-
 /* The @n measurements of a round, baseline (0) and the files, in an order
  * rotated by @round: a position in a round is not neutral on this disk (a
  * burst allowance drained by the one before), so each measurement takes

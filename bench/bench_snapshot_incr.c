@@ -39,19 +39,6 @@ static void incr_drop(struct incr *x)
 		close(fd);
 }
 
-static long incr_size(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	long n;
-
-	if (!f)
-		return -1;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fclose(f);
-	return n;
-}
-
 /* Read @path whole with read(2) into fresh anonymous memory at @dst. */
 static int incr_read_file(const char *path, uint8_t *dst, uint64_t *got)
 {
@@ -131,8 +118,8 @@ static int incr_round(struct incr *x, struct gmem *g, uint64_t size, uint64_t *r
 	ret = incr_save(g, x->diff, x->full, &diff_ns);
 	if (ret)
 		return ret;
-	fs = incr_size(x->full);
-	ds = incr_size(x->diff);
+	fs = file_size(x->full);
+	ds = file_size(x->diff);
 	bytes = (uint64_t)(fs + ds);
 	/* Which goes first alternates by round: the first read of a round
 	 * gets this disk's burst allowance (see bench_snapshot.c). */
