@@ -329,6 +329,7 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 			bool *incremental)
 {
 	struct gm_track *t = g->trk;
+	bool was_lost, ok = true;
 	uint64_t *cur;
 
 	*chg = NULL;
@@ -340,27 +341,29 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 			     "memory");
 		return -ESTALE;
 	}
-	if (t->armed && t->how == GMEM_TRACK_PAGEMAP && gm_track_harvest(g))
-		gm_track_lose(t);
-	/* Synchronous: the thread set the bits; protect what it let go. */
-	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && gm_track_protect_views(g))
-		gm_track_lose(t);
 	cur = malloc(t->words * sizeof(*cur));
 	if (!cur)
 		return -ENOMEM;
+	was_lost = t->lost;
+	if (t->armed && t->how == GMEM_TRACK_PAGEMAP)
+		ok = !gm_track_harvest(g);
+	/* Synchronous: the thread set the bits; protect what it let go (not
+	 * needed when gm_track_sync_start() has just protected everything). */
+	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && !t->fresh)
+		ok = !gm_track_protect_views(g);
+	t->fresh = false;
 	/* Take the bits and start the next interval with none. The fault
 	 * thread may set bits meanwhile: exchange word by word. */
 	for (uint64_t w = 0; w < t->words; w++)
 		cur[w] = __atomic_exchange_n(&t->dirty[w], 0, __ATOMIC_RELAXED);
-	*incremental = parent_id && t->based && !t->lost && t->how != GMEM_TRACK_NONE;
-	if (!t->armed && t->how == GMEM_TRACK_PAGEMAP) {
-		if (gm_track_arm(g)) {
-			/* Writes from now on are unseen: no baseline after this. */
-			gm_track_lose(t);
-		} else {
-			t->lost = false;
-		}
-	}
+	*incremental = parent_id && t->based && !was_lost && ok && t->how != GMEM_TRACK_NONE;
+	if (!t->armed && t->how == GMEM_TRACK_PAGEMAP)
+		ok = !gm_track_arm(g);
+	/* Whether the interval starting now sees every write: the next save
+	 * may be incremental only if so. */
+	t->lost = !ok || !t->armed;
+	if (t->lost)
+		t->based = false;
 	*chg = cur;
 	return 0;
 }
@@ -402,8 +405,14 @@ static void gm_track_serve(struct gmem *g, uint64_t addr)
 	pthread_mutex_unlock(&t->mu);
 	if (t->dirty)
 		gm_track_set(t->dirty, page, 1);
-	/* Fails only if the view changed meanwhile; the writer retries. */
-	gm_track_protect(t, a, GMEM_PAGE_SIZE, false);
+	/* Lifting the protection wakes the writer. It fails only if the view
+	 * changed meanwhile (remapped by a conversion): wake the writer
+	 * anyway, and it faults again on whatever is there now. */
+	if (gm_track_protect(t, a, GMEM_PAGE_SIZE, false)) {
+		struct uffdio_range r = { .start = (uintptr_t)a, .len = GMEM_PAGE_SIZE };
+
+		gm_sys_ioctl(t->uffd, UFFDIO_WAKE, &r);
+	}
 }
 
 static void *gm_track_main(void *arg)
@@ -417,8 +426,11 @@ static void *gm_track_main(void *arg)
 	for (;;) {
 		ssize_t n;
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
 			break;
+		}
 		if (p[1].revents)
 			break;
 		n = read(t->uffd, msg, sizeof(msg));
@@ -433,6 +445,52 @@ static void *gm_track_main(void *arg)
 	}
 	gm_sys_stack_wipe();      /* the before-hook copies page data */
 	return NULL;
+}
+
+static void gm_track_hook_set(struct gm_track *t, gm_track_before_fn before, void *ctx)
+{
+	pthread_mutex_lock(&t->mu);
+	t->before = before;
+	t->before_ctx = ctx;
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Move to a synchronous userfaultfd with its fault thread. The hook is set
+ * first: a write while the views are being protected is served by it. */
+static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx)
+{
+	struct gm_track *t = g->trk;
+	int ret;
+
+	/* Asynchronous until now: what it saw goes into the bitmap; then the
+	 * views move to the new userfaultfd (a range takes one at a time). A
+	 * write between the two is unseen: the baseline goes, and this save
+	 * is a full one. */
+	if (t->armed) {
+		gm_track_harvest(g);
+		gm_track_lose(t);
+	}
+	gm_track_disarm(t);
+	gm_track_hook_set(t, before, ctx);
+	t->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (t->stop_fd < 0)
+		return -errno;
+	t->uffd = gm_track_uffd_new(false);
+	if (t->uffd < 0) {
+		ret = t->uffd;
+		t->uffd = -1;
+		return ret;
+	}
+	if (pthread_create(&t->thread, NULL, gm_track_main, g))
+		return -EAGAIN;
+	t->thread_started = true;
+	ret = gm_track_register_views(g);
+	if (ret)
+		return ret;
+	t->armed = true;
+	if (t->dirty)
+		t->how = GMEM_TRACK_UFFD_SYNC;
+	return 0;
 }
 
 int gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx)
@@ -455,45 +513,21 @@ int gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx)
 		pthread_mutex_init(&t->mu, NULL);
 		g->trk = t;
 	}
-	if (t->how == GMEM_TRACK_UFFD_SYNC && t->thread_started)
-		goto hook;      /* already synchronous: just set the hook */
-	/* Asynchronous until now: what it saw goes into the bitmap first;
-	 * then the same views move to a synchronous userfaultfd. A write
-	 * between the two is part of the start image the caller saves. */
-	if (t->armed && gm_track_harvest(g))
-		gm_track_lose(t);
-	gm_track_disarm(t);
-	ret = -ENOMEM;
-	t->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (t->stop_fd < 0)
-		goto err;
-	t->uffd = gm_track_uffd_new(false);
-	if (t->uffd < 0) {
-		ret = t->uffd;
-		t->uffd = -1;
-		goto err;
+	if (t->how == GMEM_TRACK_UFFD_SYNC && t->thread_started) {
+		/* Synchronous already: the hook, then every page protected
+		 * again (pages written since the last save are not). */
+		gm_track_hook_set(t, before, ctx);
+		ret = gm_track_protect_views(g);
+	} else {
+		ret = gm_track_go_sync(g, before, ctx);
 	}
-	ret = gm_track_register_views(g);
-	if (ret)
-		goto err;
-	if (pthread_create(&t->thread, NULL, gm_track_main, g)) {
-		ret = -EAGAIN;
-		goto err;
+	if (!ret) {
+		t->fresh = true;
+		return 0;
 	}
-	t->thread_started = true;
-	t->armed = true;
-	if (t->dirty)
-		t->how = GMEM_TRACK_UFFD_SYNC;
-hook:
-	pthread_mutex_lock(&t->mu);
-	t->before = before;
-	t->before_ctx = ctx;
-	pthread_mutex_unlock(&t->mu);
-	return 0;
-
-err:
 	gm_set_error("snapshot: write-protecting the memory for a live save: %s",
 		     strerror(-ret));
+	gm_track_hook_set(t, NULL, NULL);
 	gm_track_disarm(t);
 	if (fresh) {
 		pthread_mutex_destroy(&t->mu);

@@ -24,6 +24,7 @@ struct gm_track {
 	int uffd;               /* -1 until armed                              */
 	int pagemap;            /* /proc/self/pagemap, for PAGEMAP_SCAN         */
 	bool armed;             /* views registered and write-protected        */
+	bool fresh;             /* sync mode protected every view just now     */
 	bool lost;              /* a change may have gone unseen: no baseline  */
 	bool based;             /* base_id names the last file saved from it   */
 	uint8_t base_id[GM_TRACK_ID_BYTES];
