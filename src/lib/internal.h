@@ -86,6 +86,8 @@ struct gmem {
 	gmem_convert_fn notify_fn;      /* gmem_convert_notify                    */
 	struct gm_track *trk;           /* GMEM_F_TRACK_WRITES or a live save,    */
 	                                /* or NULL (track.c)                      */
+	bool saving_live;               /* a GMEM_SNAP_LIVE save is writing: no   */
+	                                /* other save meanwhile (snapshot/save.c) */
 	void *notify_ctx;
 };
 

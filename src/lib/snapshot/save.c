@@ -55,6 +55,7 @@
 #include <zstd.h>
 
 #include "clock.h"
+#include "live.h"
 #include "out.h"
 #include "seal.h"
 #include "snap.h"
@@ -95,6 +96,7 @@ struct gm_batch {
 	int end_phase;          /* file offset % GM_OUT_ALIGN after this batch,
 				 * -1 while unknown (gm_batch_phase)           */
 	uint64_t raw, stored;   /* page bytes, payload bytes                   */
+	int err;                /* a live save lost a page: the save fails     */
 	bool filled;
 };
 
@@ -104,6 +106,7 @@ struct gm_filler {
 	struct gm_saver *s;
 	pthread_t thread;
 	ZSTD_CCtx *cctx;
+	uint8_t *bounce;        /* live save: a chunk assembled from copies    */
 	bool started;
 	bool zstd_only;         /* adaptive: takes only batches it compresses  */
 };
@@ -137,6 +140,10 @@ struct gm_saver {
 	uint64_t *chg;
 	uint64_t *track_chg;    /* what the tracker handed over (track.c)       */
 	uint64_t total, done;   /* populated bytes, for progress                */
+	/* GMEM_SNAP_LIVE: the start image (live.c), the saving thread's bounce
+	 * buffer for chunks it fills itself. */
+	struct gm_live *live;
+	uint8_t *bounce;
 	/* The data pipeline (see GM_BATCH_RAW). */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* any change of the sequence numbers below    */
@@ -426,11 +433,14 @@ static void gm_mean_add(uint64_t *mean, uint64_t ns, bool first)
 
 /* Copy or compress (with @cctx) every chunk of @b into its arena and hash
  * it. Reads guest memory only: the saving thread holds g->lock for all of
- * it. */
-static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cctx)
+ * it, or, in a live save, the pages read are those of the start image
+ * (gm_live_read_begin; @bounce is where copies are assembled). */
+static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cctx,
+			  uint8_t *bounce)
 {
 	b->len = 0;
 	b->stored = 0;
+	b->err = 0;
 	for (uint32_t i = 0; i < b->n; i++) {
 		const uint8_t *src = s->g->kvm_view + b->piece[i].gpa;
 		uint32_t len = b->piece[i].len, stored = len, flags = 0;
@@ -438,6 +448,11 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 					   .raw_len = len };
 		uint8_t *at = b->arena + b->len, *dst = at + sizeof(c);
 
+		if (s->live) {
+			src = gm_live_read_begin(s->live, b->piece[i].gpa, len, bounce, &b->err);
+			if (!src)
+				return;
+		}
 		if (cctx) {
 			size_t bound = ZSTD_compressBound(len), z;
 
@@ -459,6 +474,8 @@ static void gm_batch_fill(struct gm_saver *s, struct gm_batch *b, ZSTD_CCtx *cct
 			gm_seal_chunk(s->seal, &c, b->first_index + i, flags ? dst : src, dst,
 				      stored);
 		}
+		if (s->live)
+			gm_live_read_end(s->live, b->piece[i].gpa, len);
 		c.hash = gm_snap_chunk_hash(&c, b->first_index + i, dst);
 		memcpy(at, &c, sizeof(c));
 		b->len += sizeof(c) + c.stored_len;
@@ -554,7 +571,7 @@ static int gm_batch_phase(const struct gm_saver *s, uint64_t seq)
  * is time, raw otherwise, at its phase in the file; then mark it filled.
  * Called with s->mu held, which is dropped while filling. */
 static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t seq,
-				ZSTD_CCtx *cctx)
+				ZSTD_CCtx *cctx, uint8_t *bounce)
 {
 	bool z = cctx && gm_batch_has_time(s, seq);
 	uint64_t t0 = z ? gm_now_ns() : 0, ns;
@@ -564,7 +581,7 @@ static void gm_batch_fill_taken(struct gm_saver *s, struct gm_batch *b, uint64_t
 	b->end_phase = phase < 0 || z ? -1 :
 		       (int)((phase + gm_batch_raw_len(s, b)) % GM_OUT_ALIGN);
 	pthread_mutex_unlock(&s->mu);
-	gm_batch_fill(s, b, z ? cctx : NULL);
+	gm_batch_fill(s, b, z ? cctx : NULL, bounce);
 	ns = z ? gm_now_ns() - t0 : 0;
 	pthread_mutex_lock(&s->mu);
 	b->filled = true;
@@ -601,7 +618,7 @@ static void *gm_filler_main(void *arg)
 			pthread_cond_wait(&s->cv, &s->mu);
 		if (!b)
 			break;
-		gm_batch_fill_taken(s, b, seq, f->cctx);
+		gm_batch_fill_taken(s, b, seq, f->cctx, f->bounce);
 	}
 	pthread_mutex_unlock(&s->mu);
 	gm_sys_stack_wipe();      /* page data passed through this stack */
@@ -611,6 +628,7 @@ static void *gm_filler_main(void *arg)
 /* Scan position between batches: the rest of the current extent. */
 struct gm_cutter {
 	struct gm_scan scan;
+	uint64_t live_pos;              /* a live save's start image instead  */
 	uint64_t start, len;
 	uint64_t pstart, plen;  /* incremental: the populated extent left      */
 	bool done;
@@ -620,6 +638,8 @@ struct gm_cutter {
  * next part of one that changed since the parent. 1, 0 at the end, -errno. */
 static int gm_cut_extent(struct gm_saver *s, struct gm_cutter *k)
 {
+	if (s->live)
+		return gm_live_cut_next(s->live, &k->live_pos, &k->start, &k->len);
 	for (;;) {
 		uint64_t p, e, end;
 		int ret;
@@ -828,6 +848,11 @@ static int gm_pipe_start(struct gm_saver *s)
 
 		f->s = s;
 		f->zstd_only = s->adaptive && i > 0;
+		if (s->live) {
+			f->bounce = gm_sys_guarded_alloc(GM_SNAP_CHUNK_MAX);
+			if (!f->bounce)
+				break;
+		}
 		if (z) {
 			f->cctx = ZSTD_createCCtx();
 			if (!f->cctx)
@@ -857,6 +882,7 @@ static void gm_pipe_stop(struct gm_saver *s)
 		if (s->fill[i].started)
 			pthread_join(s->fill[i].thread, NULL);
 		ZSTD_freeCCtx(s->fill[i].cctx);
+		gm_sys_guarded_free(s->fill[i].bounce);
 	}
 	if (s->adaptive)
 		gm_zstd_memo_store(s, gm_save_level(s));        /* fillers are gone */
@@ -902,13 +928,13 @@ static int gm_pipe_run(struct gm_saver *s)
 
 			/* Rather than wait, fill one here, by the same rule. */
 			if (mine) {
-				gm_batch_fill_taken(s, mine, seq, s->cctx);
+				gm_batch_fill_taken(s, mine, seq, s->cctx, s->bounce);
 				continue;
 			}
 			pthread_cond_wait(&s->cv, &s->mu);
 		}
 		pthread_mutex_unlock(&s->mu);
-		ret = gm_batch_write(s, b);
+		ret = b->err ? b->err : gm_batch_write(s, b);
 		if (ret)
 			return ret;
 		pthread_mutex_lock(&s->mu);
@@ -962,14 +988,19 @@ static int gm_save_end(struct gm_saver *s)
 	return ret ? ret : gm_out_finish(&s->out);
 }
 
-/* Everything that reads the memory. Caller holds g->lock. */
-static int gm_save_locked(struct gm_saver *s)
+/* The start: what the file says of the memory as a whole, and which
+ * pages it holds. Caller holds g->lock. */
+static int gm_save_start(struct gm_saver *s)
 {
 	struct gmem *g = s->g;
 	int ret;
 
 	if (g->broken)
 		return -EIO;
+	if (g->saving_live) {
+		gm_set_error("snapshot: a live save of this memory is being written");
+		return -EBUSY;
+	}
 	/* Pages a lazy restore has not loaded yet look like holes to the scan. */
 	ret = gm_loader_ensure(g, 0, g->st.npages);
 	if (ret)
@@ -979,12 +1010,23 @@ static int gm_save_locked(struct gm_saver *s)
 			     "to private pages; they cannot be saved without sharing them");
 		return -EOPNOTSUPP;
 	}
+	/* Live: every view protected, with the copying hook, before the
+	 * changed pages are taken, so none is written unseen in between. */
+	if (s->o->flags & GMEM_SNAP_LIVE) {
+		ret = gm_live_start(g, &s->live);
+		if (ret)
+			return ret;
+	}
 	ret = gm_track_save_begin(g, s->o->parent ? s->parent_id : NULL, &s->track_chg,
 				  &s->incremental);
 	if (ret)
 		return ret;
 	s->chg = s->incremental ? s->track_chg : NULL;
-	if (s->o->progress) {
+	if (s->live)
+		gm_live_set_changed(s->live, s->chg);
+	if (s->o->progress && s->live) {
+		s->total = gm_live_populated(s->live) << GM_PAGE_SHIFT;
+	} else if (s->o->progress) {
 		ret = gm_scan_total(g, &s->total);
 		if (ret)
 			return ret;
@@ -996,10 +1038,41 @@ static int gm_save_locked(struct gm_saver *s)
 		ret = gm_save_states(s);
 	if (!ret && s->incremental)
 		ret = gm_save_changed(s);
-	if (!ret)
-		ret = gm_save_data(s);
-	if (!ret)
-		ret = gm_save_end(s);
+	return ret;
+}
+
+/* The page data and the end. Caller holds g->lock, or in a live save
+ * need not. */
+static int gm_save_rest(struct gm_saver *s)
+{
+	int ret = gm_save_data(s);
+
+	return ret ? ret : gm_save_end(s);
+}
+
+/* Start and write under the lock; a live save drops it after the start
+ * and tells the caller (progress at 0: a paused guest may run again). */
+static int gm_save_run(struct gm_saver *s)
+{
+	struct gmem *g = s->g;
+	int ret;
+
+	pthread_mutex_lock(&g->lock);
+	ret = gm_save_start(s);
+	if (ret || !s->live) {
+		if (!ret)
+			ret = gm_save_rest(s);
+		pthread_mutex_unlock(&g->lock);
+		return ret;
+	}
+	g->saving_live = true;
+	pthread_mutex_unlock(&g->lock);
+	if (s->o->progress)
+		s->o->progress(s->o->progress_ctx, 0, s->total);
+	ret = gm_save_rest(s);
+	pthread_mutex_lock(&g->lock);
+	g->saving_live = false;
+	pthread_mutex_unlock(&g->lock);
 	return ret;
 }
 
@@ -1076,6 +1149,11 @@ static int gm_save_setup(struct gm_saver *s)
 	s->room = gm_sys_guarded_alloc(GM_OUT_ALIGN + s->cap);
 	if (!s->room)
 		return -ENOMEM;
+	if (s->o->flags & GMEM_SNAP_LIVE) {
+		s->bounce = gm_sys_guarded_alloc(GM_SNAP_CHUNK_MAX);
+		if (!s->bounce)
+			return -ENOMEM;
+	}
 	s->arena = s->room;
 	if (!(s->o->flags & GM_SNAP_ZSTD_FLAGS))
 		return 0;
@@ -1168,9 +1246,11 @@ int gm_snap_save(struct gmem *g, const char *path, const struct gmem_snapshot_op
 	ret = gm_out_init(&s.out, s.fd, s.tmp, !(o->flags & GMEM_SNAP_BUFFERED));
 	if (ret)
 		goto out_file;
-	pthread_mutex_lock(&g->lock);
-	ret = gm_save_locked(&s);
-	pthread_mutex_unlock(&g->lock);
+	ret = gm_save_run(&s);
+	if (s.live) {
+		gm_live_end(s.live);    /* the hook goes before the lock is taken */
+		s.live = NULL;
+	}
 	if (!ret)
 		ret = gm_save_commit(&s, path);
 	if (s.track_chg || !ret)
@@ -1185,5 +1265,6 @@ out:
 	ZSTD_freeCCtx(s.cctx);
 	gm_seal_free(s.seal);
 	gm_sys_guarded_free(s.room);
+	gm_sys_guarded_free(s.bounce);
 	return ret;
 }

@@ -1,0 +1,502 @@
+// SPDX-License-Identifier: MIT
+/*
+ * live.c - live saves (GMEM_SNAP_LIVE): the file holds every page as it was
+ * when the save started, while the guest, device I/O and the library's own
+ * calls go on changing the memory during the write.
+ *
+ * Model: under g->lock the save fixes its start. Both views are
+ * write-protected with a synchronous userfaultfd (track.c), whose thread
+ * calls gm_live_before() before the first write to each page; the library
+ * calls it too before it discards a page or maps it in a temporary window
+ * (gm_track_will_write), and here, at the start, for every page a pin or a
+ * window may write without a fault. The start also lists the populated
+ * pages ("data": one lseek pair per populated extent). It cannot be asked
+ * later: by the time a write to a hole is reported, shmem has allocated the
+ * page. gm_live_before() decides a page once ("touched"): unless it is
+ * saved already ("done"), was a hole, or is not part of this file (an
+ * incremental save's unchanged pages), it copies it. The lock then goes and
+ * the data is written as in any save, except that:
+ *  - the cutter takes the pages in "data" (and changed), not a new scan;
+ *  - a filler reads a chunk's pages from the copies where there are any,
+ *    from the KVM view otherwise, and marks them done, with the chunk's
+ *    stripe locks held, so no first write can slip between its check and
+ *    its read (gm_live_read_begin / _end).
+ * Every page in a chunk that was touched has a copy: it is in "data" and
+ * in the file, and was not done when its hook ran.
+ *
+ * Copies are bounded (gm_live_copy_max): a hook that finds no room waits,
+ * without any lock, until the save has written its page (then no copy is
+ * needed) or a copy is freed. The fault thread is the only writer-facing
+ * thread that waits; the saving thread and the fillers never wait for it,
+ * so the wait always ends.
+ *
+ * What a live save cannot see: writes through mappings the library did not
+ * make (a VMM's own alias of guest memory) and DMA through pins taken before
+ * the start; the latter is why pinned pages are copied at the start.
+ *
+ * Lock rules: l->stripe[] serialize a page's hook with the chunk that reads
+ * it (a page's stripe: (page / GM_LIVE_STRIPE_PAGES) % GM_LIVE_STRIPES; a
+ * chunk takes its one or two stripes in index order). l->mu guards the copy
+ * pool and `ending`. Never both at once. Bitmaps are read and set with
+ * atomics: the cutter reads them without a lock.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "live.h"
+#include "sys.h"
+#include "track.h"
+
+#define GM_LIVE_STRIPE_PAGES (GM_SNAP_CHUNK_MAX / GMEM_PAGE_SIZE)
+#define GM_LIVE_STRIPES      64
+#define GM_LIVE_BLOCK_PAGES  512u            /* copies are mapped 2 MiB at a time */
+#define GM_LIVE_COPY_MIN     (64ull << 20)
+
+uint64_t gm_live_copy_max;
+struct gm_live_stats gm_live_last;
+
+struct gm_live {
+	struct gmem *g;
+	uint64_t npages;
+	const uint64_t *chg;    /* incremental: the pages in the file; or NULL */
+	uint64_t *touched, *data, *done;
+	uint64_t populated;     /* pages in data                               */
+	uint32_t *slot_of;      /* page -> its copy's slot + 1, 0: none       */
+	pthread_mutex_t stripe[GM_LIVE_STRIPES];
+	/* The copy pool: slots of GMEM_PAGE_SIZE in blocks mapped on demand. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;      /* a slot freed, a page done, the end          */
+	uint8_t **block;
+	uint32_t nslots, used, nfree;   /* slots allowed, handed out, on free[] */
+	uint32_t *free;
+	uint32_t waiters;
+	bool ending;
+	int failed;             /* -ENOMEM: a copy could not be made          */
+	struct gm_live_stats st;
+};
+
+static bool gm_live_test(const uint64_t *bits, uint64_t page)
+{
+	return __atomic_load_n(&bits[page / 64], __ATOMIC_ACQUIRE) >> (page % 64) & 1;
+}
+
+static void gm_live_mark(uint64_t *bits, uint64_t page)
+{
+	__atomic_fetch_or(&bits[page / 64], 1ull << (page % 64), __ATOMIC_RELEASE);
+}
+
+static pthread_mutex_t *gm_live_stripe(struct gm_live *l, uint64_t page)
+{
+	return &l->stripe[(page / GM_LIVE_STRIPE_PAGES) % GM_LIVE_STRIPES];
+}
+
+static uint8_t *gm_live_copy(const struct gm_live *l, uint32_t slot)
+{
+	uint32_t i = slot - 1;
+
+	return l->block[i / GM_LIVE_BLOCK_PAGES] + (uint64_t)(i % GM_LIVE_BLOCK_PAGES) *
+						     GMEM_PAGE_SIZE;
+}
+
+/* ---- the copy pool --------------------------------------------------------- */
+
+/* A fresh slot, mapping its block if it is the block's first. Caller holds
+ * l->mu and has checked used < nslots. 0 if the block cannot be mapped. */
+static uint32_t gm_live_slot_new(struct gm_live *l)
+{
+	uint32_t i = l->used, b = i / GM_LIVE_BLOCK_PAGES;
+
+	if (!l->block[b]) {
+		size_t len = (size_t)GM_LIVE_BLOCK_PAGES * GMEM_PAGE_SIZE;
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+
+		if (p == MAP_FAILED)
+			return 0;
+		/* Guest pages, private ones too: no core dump, no child. */
+		if (gm_sys_guard(p, len, true)) {
+			munmap(p, len);
+			return 0;
+		}
+		l->block[b] = p;
+	}
+	l->used++;
+	return i + 1;
+}
+
+/* A slot for a copy of @page; 0 if none is needed any more (the page was
+ * saved meanwhile, or the save ends) or none can be had. May wait. */
+static uint32_t gm_live_slot_get(struct gm_live *l, uint64_t page)
+{
+	uint32_t slot = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		if (l->ending || gm_live_test(l->done, page))
+			break;
+		if (l->nfree) {
+			slot = l->free[--l->nfree];
+			break;
+		}
+		if (l->used < l->nslots) {
+			slot = gm_live_slot_new(l);
+			break;
+		}
+		l->st.waits++;
+		l->waiters++;
+		pthread_cond_wait(&l->cv, &l->mu);
+		l->waiters--;
+	}
+	if (slot) {
+		uint64_t held = (uint64_t)(l->used - l->nfree) * GMEM_PAGE_SIZE;
+
+		if (held > l->st.copy_peak)
+			l->st.copy_peak = held;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return slot;
+}
+
+static void gm_live_slots_put(struct gm_live *l, const uint32_t *slot, unsigned n, bool done)
+{
+	pthread_mutex_lock(&l->mu);
+	for (unsigned i = 0; i < n; i++)
+		l->free[l->nfree++] = slot[i];
+	/* A waiter wants a slot or its page done. */
+	if (l->waiters && (n || done))
+		pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- the hook ---------------------------------------------------------------- */
+
+/* Does the file want @page's start contents, as far as is known before
+ * its stripe is taken? */
+static bool gm_live_wanted(const struct gm_live *l, uint64_t page)
+{
+	const uint64_t *chg = __atomic_load_n(&l->chg, __ATOMIC_ACQUIRE);
+
+	return gm_live_test(l->data, page) && !gm_live_test(l->done, page) &&
+	       (!chg || gm_live_test(chg, page));
+}
+
+/* gm_track_before_fn: @page is about to be written or discarded for the
+ * first time since the start, or may be written unseen (the start). */
+static void gm_live_before(void *ctx, uint64_t page)
+{
+	struct gm_live *l = ctx;
+	pthread_mutex_t *m;
+	uint32_t slot = 0;
+
+	if (page >= l->npages || gm_live_test(l->touched, page))
+		return;
+	if (gm_live_wanted(l, page))
+		slot = gm_live_slot_get(l, page);
+	m = gm_live_stripe(l, page);
+	pthread_mutex_lock(m);
+	if (!gm_live_test(l->touched, page)) {
+		__atomic_fetch_add(&l->st.touched, 1, __ATOMIC_RELAXED);
+		if (gm_live_wanted(l, page)) {
+			if (slot) {
+				memcpy(gm_live_copy(l, slot),
+				       l->g->kvm_view + (page << GM_PAGE_SHIFT), GMEM_PAGE_SIZE);
+				l->slot_of[page] = slot;
+				slot = 0;
+				__atomic_fetch_add(&l->st.copied, 1, __ATOMIC_RELAXED);
+			} else if (!l->ending) {
+				/* No room could be mapped: the save must fail. */
+				__atomic_store_n(&l->failed, -ENOMEM, __ATOMIC_RELEASE);
+			}
+		}
+		/* After the copy: the cutter and the fillers go by this bit. */
+		gm_live_mark(l->touched, page);
+	}
+	pthread_mutex_unlock(m);
+	if (slot)
+		gm_live_slots_put(l, &slot, 1, false);
+}
+
+/* ---- start and end ------------------------------------------------------------ */
+
+static void gm_live_free(struct gm_live *l)
+{
+	if (l->block) {
+		for (uint32_t b = 0; b * GM_LIVE_BLOCK_PAGES < l->nslots; b++)
+			if (l->block[b])
+				munmap(l->block[b], (size_t)GM_LIVE_BLOCK_PAGES * GMEM_PAGE_SIZE);
+	}
+	for (unsigned i = 0; i < GM_LIVE_STRIPES; i++)
+		pthread_mutex_destroy(&l->stripe[i]);
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	free(l->block);
+	free(l->free);
+	free(l->slot_of);
+	free(l->touched);
+	free(l->data);
+	free(l->done);
+	free(l);
+}
+
+static uint32_t gm_live_nslots(const struct gmem *g)
+{
+	uint64_t max = gm_live_copy_max ? gm_live_copy_max : g->size / 16;
+
+	if (!gm_live_copy_max && max < GM_LIVE_COPY_MIN)
+		max = GM_LIVE_COPY_MIN;
+	if (max > g->size)
+		max = g->size;
+	max /= GMEM_PAGE_SIZE;
+	return (uint32_t)(max ? (max < UINT32_MAX - 1 ? max : UINT32_MAX - 1) : 1);
+}
+
+static struct gm_live *gm_live_alloc(struct gmem *g)
+{
+	struct gm_live *l = calloc(1, sizeof(*l));
+	uint64_t words = (g->st.npages + 63) / 64;
+
+	if (!l)
+		return NULL;
+	l->g = g;
+	l->npages = g->st.npages;
+	l->nslots = gm_live_nslots(g);
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	for (unsigned i = 0; i < GM_LIVE_STRIPES; i++)
+		pthread_mutex_init(&l->stripe[i], NULL);
+	l->touched = calloc(words, sizeof(uint64_t));
+	l->data = calloc(words, sizeof(uint64_t));
+	l->done = calloc(words, sizeof(uint64_t));
+	l->slot_of = calloc(l->npages, sizeof(uint32_t));
+	l->free = calloc(l->nslots, sizeof(uint32_t));
+	l->block = calloc((l->nslots + GM_LIVE_BLOCK_PAGES - 1) / GM_LIVE_BLOCK_PAGES,
+			  sizeof(*l->block));
+	if (!l->touched || !l->data || !l->done || !l->slot_of || !l->free || !l->block) {
+		gm_live_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+/* Pins (DMA may write them without a fault) and temporary windows (not
+ * write-protected) that exist at the start: copy their pages now. Caller
+ * holds g->lock. */
+static void gm_live_copy_busy(struct gm_live *l)
+{
+	uint64_t pos = 0, p;
+
+	while (pos < l->npages && gm_state_first_busy(&l->g->st, pos, l->npages - pos, &p)) {
+		gm_live_before(l, p);
+		pos = p + 1;
+	}
+}
+
+/* Which pages hold data now. Caller holds g->lock. */
+static int gm_live_list_data(struct gm_live *l)
+{
+	struct gm_scan sc;
+	uint64_t start, len;
+	int ret;
+
+	gm_scan_init(&sc, l->g);
+	while ((ret = gm_scan_next(&sc, &start, &len)) > 0) {
+		uint64_t p = start >> GM_PAGE_SHIFT, e = (start + len) >> GM_PAGE_SHIFT;
+
+		l->populated += e - p;
+		for (; p < e && p % 64; p++)
+			l->data[p / 64] |= 1ull << (p % 64);
+		for (; p + 64 <= e; p += 64)
+			l->data[p / 64] = ~0ull;
+		for (; p < e; p++)
+			l->data[p / 64] |= 1ull << (p % 64);
+	}
+	return ret;
+}
+
+int gm_live_start(struct gmem *g, struct gm_live **out)
+{
+	struct gm_live *l;
+	int ret;
+
+	*out = NULL;
+	if (g->b.kind != GMEM_BACKEND_MEMFD || g->b.huge == GMEM_HUGE_HUGETLB) {
+		gm_set_error("snapshot: a live save needs memfd backing without hugetlb pages "
+			     "(guest_memfd and hugetlb writes cannot be intercepted per page)");
+		return -EOPNOTSUPP;
+	}
+	l = gm_live_alloc(g);
+	if (!l)
+		return -ENOMEM;
+	ret = gm_live_list_data(l);
+	if (ret) {
+		gm_set_error("snapshot: finding populated pages: %s", strerror(-ret));
+		gm_live_free(l);
+		return ret;
+	}
+	ret = gm_track_sync_start(g, gm_live_before, l);
+	if (ret) {
+		gm_live_free(l);
+		return ret;
+	}
+	gm_live_copy_busy(l);
+	*out = l;
+	return 0;
+}
+
+void gm_live_set_changed(struct gm_live *l, const uint64_t *chg)
+{
+	__atomic_store_n(&l->chg, chg, __ATOMIC_RELEASE);
+}
+
+void gm_live_end(struct gm_live *l)
+{
+	struct gmem *g = l->g;
+
+	pthread_mutex_lock(&l->mu);
+	l->ending = true;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	/* Waits for a hook in progress: it holds the tracker's mutex. */
+	pthread_mutex_lock(&g->lock);
+	gm_track_sync_stop(g);
+	pthread_mutex_unlock(&g->lock);
+	gm_live_stats(l, &gm_live_last);
+	gm_live_free(l);
+}
+
+void gm_live_stats(const struct gm_live *l, struct gm_live_stats *st)
+{
+	st->touched = __atomic_load_n(&l->st.touched, __ATOMIC_RELAXED);
+	st->copied = __atomic_load_n(&l->st.copied, __ATOMIC_RELAXED);
+	st->waits = l->st.waits;
+	st->copy_peak = l->st.copy_peak;
+}
+
+/* ---- the cutter --------------------------------------------------------------- */
+
+/* 64 pages' worth of "in the file" from word @w: held data at the start
+ * (and, incremental, changed since the parent). */
+static uint64_t gm_live_word(const struct gm_live *l, uint64_t w)
+{
+	const uint64_t *chg = __atomic_load_n(&l->chg, __ATOMIC_ACQUIRE);
+
+	return chg ? l->data[w] & chg[w] : l->data[w];
+}
+
+/* First page at or after @pos, below @end, whose bit is not @v. */
+static uint64_t gm_live_run_end(const struct gm_live *l, uint64_t pos, uint64_t end, int v)
+{
+	while (pos < end) {
+		uint64_t w = gm_live_word(l, pos / 64) ^ (v ? ~0ull : 0);
+
+		w >>= pos % 64;
+		if (w) {
+			pos += (uint64_t)__builtin_ctzll(w);
+			return pos < end ? pos : end;
+		}
+		pos += 64 - pos % 64;
+	}
+	return end;
+}
+
+uint64_t gm_live_populated(const struct gm_live *l)
+{
+	return l->populated;
+}
+
+int gm_live_cut_next(struct gm_live *l, uint64_t *pos, uint64_t *start, uint64_t *len)
+{
+	uint64_t a = gm_live_run_end(l, *pos, l->npages, 0);
+	uint64_t b = gm_live_run_end(l, a, l->npages, 1);
+
+	*pos = b;
+	if (b == a)
+		return 0;
+	*start = a << GM_PAGE_SHIFT;
+	*len = (b - a) << GM_PAGE_SHIFT;
+	return 1;
+}
+
+/* ---- the fillers ---------------------------------------------------------------- */
+
+static void gm_live_lock_range(struct gm_live *l, uint64_t first, uint64_t n, bool lock)
+{
+	pthread_mutex_t *a = gm_live_stripe(l, first), *b = gm_live_stripe(l, first + n - 1);
+
+	/* A chunk spans at most two stripes: in index order. */
+	if (b < a) {
+		pthread_mutex_t *t = a;
+
+		a = b;
+		b = t;
+	}
+	if (lock) {
+		pthread_mutex_lock(a);
+		if (b != a)
+			pthread_mutex_lock(b);
+	} else {
+		if (b != a)
+			pthread_mutex_unlock(b);
+		pthread_mutex_unlock(a);
+	}
+}
+
+const uint8_t *gm_live_read_begin(struct gm_live *l, uint64_t gpa, uint32_t len,
+				  uint8_t *bounce, int *err)
+{
+	uint64_t first = gpa >> GM_PAGE_SHIFT, n = len >> GM_PAGE_SHIFT;
+	const uint8_t *view = l->g->kvm_view + gpa;
+	bool copies = false;
+
+	assert(n && n <= GM_LIVE_STRIPE_PAGES);
+	gm_live_lock_range(l, first, n, true);
+	for (uint64_t i = 0; i < n && !copies; i++)
+		copies = gm_live_test(l->touched, first + i);
+	if (!copies)
+		return view;    /* nothing written since the start */
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = first + i;
+		const uint8_t *src = view + (i << GM_PAGE_SHIFT);
+
+		if (gm_live_test(l->touched, p)) {
+			if (!l->slot_of[p]) {
+				/* In the file, touched, no copy: only if a copy could
+				 * not be mapped (see the model). */
+				int why = __atomic_load_n(&l->failed, __ATOMIC_ACQUIRE);
+
+				gm_live_lock_range(l, first, n, false);
+				gm_set_error("snapshot: live save: no copy of page %llu as it "
+					     "was at the start%s", (unsigned long long)p,
+					     why ? " (out of memory)" : "");
+				*err = why ? why : -EIO;
+				return NULL;
+			}
+			src = gm_live_copy(l, l->slot_of[p]);
+		}
+		memcpy(bounce + (i << GM_PAGE_SHIFT), src, GMEM_PAGE_SIZE);
+	}
+	return bounce;
+}
+
+void gm_live_read_end(struct gm_live *l, uint64_t gpa, uint32_t len)
+{
+	uint64_t first = gpa >> GM_PAGE_SHIFT, n = len >> GM_PAGE_SHIFT;
+	uint32_t freed[GM_LIVE_STRIPE_PAGES];
+	unsigned nfreed = 0;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t p = first + i;
+
+		gm_live_mark(l->done, p);
+		if (l->slot_of[p]) {
+			freed[nfreed++] = l->slot_of[p];
+			l->slot_of[p] = 0;
+		}
+	}
+	gm_live_lock_range(l, first, n, false);
+	gm_live_slots_put(l, freed, nfreed, true);
+}
