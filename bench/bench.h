@@ -119,6 +119,8 @@ int bench_repair(void);
 int bench_snapshot(void);
 /* Part of bench_snapshot: incremental saves of a @size memory, files in @dir. */
 int bench_snapshot_incr(const char *dir, uint64_t size);
+/* Part of bench_snapshot: live saves (GMEM_BENCH_LIVE_GIB, 0: none). */
+int bench_snapshot_live(const char *dir);
 int bench_snapshot_seal(void);   /* bench_snapshot_seal.c, also run by snapshot */
 
 #endif /* GMEM_BENCH_H */

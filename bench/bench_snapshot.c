@@ -390,6 +390,7 @@ int bench_snapshot(void)
 	const char *rounds_env = getenv("GMEM_BENCH_SNAP_ROUNDS");
 	const char *only = getenv("GMEM_BENCH_SNAP_ONLY");
 	bool only_incr = only && !strcmp(only, "incr");
+	bool only_live = only && !strcmp(only, "live");
 	uint64_t max = max_env ? strtoull(max_env, NULL, 0) * GiB : 8 * GiB;
 	struct snap_bench b = { 0 };
 	struct statvfs vfs;
@@ -417,8 +418,8 @@ int bench_snapshot(void)
 	avail = statvfs(b.dir, &vfs) ? 0 : (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	out_note("files in %s (%.0f GiB free); page cache %s before each timed read", b.dir,
 		 (double)avail / (double)GiB, b.drop ? "dropped" : "NOT dropped (not root)");
-	/* GMEM_BENCH_SNAP_ONLY=incr: the incremental case alone. */
-	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]) && !only_incr; i++) {
+	/* GMEM_BENCH_SNAP_ONLY=incr|live: that case alone. */
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]) && !only; i++) {
 		if (cases[i].size > max) {
 			out_skip("%llu GiB: above GMEM_BENCH_SNAP_MAX_GIB",
 				 (unsigned long long)(cases[i].size / GiB));
@@ -441,8 +442,11 @@ int bench_snapshot(void)
 	}
 	out_note("baseline: one write(2)/read(2) stream of the populated byte count; "
 		 "ratios are medians of per-round ratios");
-	bench_snapshot_incr(b.dir, GiB);
+	if (!only_live)
+		bench_snapshot_incr(b.dir, GiB);
 	if (!only_incr)
+		bench_snapshot_live(b.dir);
+	if (!only)
 		bench_snapshot_seal();  /* with a key vs without, same CPUs */
 	free(b.buf);
 	rmdir(b.dir);
