@@ -49,11 +49,20 @@
 #define GV_SNAP_VM_MAJOR 1
 #define GV_SNAP_VM_MINOR 1
 #define GV_BUILTIN_PIO   3u     /* console, exit, hypercall (gv_pio_builtin) */
-/* From docs/snapshot-format.md: file header, chunk header, and the END
- * chunk's payload plus the footer at the end of the file. */
-#define GV_FILE_HDR      64u
-#define GV_CHUNK_HDR     32u
-#define GV_MEM_TAIL      64u
+/* From docs/snapshot-format.md, what the tag walk reads of PATH (the
+ * library's own structures are src/lib/snapshot/snap.h, which the VMM does
+ * not include): file headers of versions 1 and 2, chunk header, END type,
+ * footer, the largest END payload as stored (version 2 sealed: 64 + tag),
+ * and where version 2's END payload holds its digest. */
+#define GV_MEM_MAGIC      "GMEMSNAP"
+#define GV_MEM_END_MAGIC  "GMEMEND1"
+#define GV_MEM_HDR1       64u
+#define GV_MEM_HDR2       128u
+#define GV_CHUNK_HDR      32u
+#define GV_MEM_END        3u
+#define GV_FOOTER         16u
+#define GV_END_STORED_MAX 80u
+#define GV_END2_DIGEST    56u
 
 /* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, ndevs device
  * records (dev_bytes in all), an XXH3_64bits of everything before it.
@@ -131,43 +140,118 @@ static char *gv_vm_path(const char *path)
 	return p;
 }
 
-/* Hash the chunk headers of the memory snapshot on @fd (each carries the
- * hash of its payload, so this stands for the whole file) and its END
- * payload and footer: one 32-byte read per chunk (≤ 1 MiB of data each). */
-static int gv_mem_tag_walk(int fd, uint64_t size, XXH3_state_t *x)
+/* Hash the memory snapshot on @fd, @size bytes (docs/snapshot-format.md,
+ * "FILE.vm", mem_tag): version 2, its file header as stored first; then
+ * every chunk header from the end of the file header to END included (each
+ * carries the hash of its payload, so this stands for the whole file), END's
+ * stored payload and the footer. One 32-byte read per chunk. Every byte is
+ * hostile: the version and header size must be known ones, the footer must
+ * point at an END chunk that ends where the footer starts, and every chunk
+ * must end at or before END, so the walk reads only inside the file and
+ * lands exactly on END. Version 2: END's digest (XXH3_64bits of the chunk
+ * headers before it) must match them, so an edit that kept END is refused
+ * here, before any VM is made. -EINVAL (@why set) or -EIO. */
+static int gv_mem_tag_walk(int fd, uint64_t size, XXH3_state_t *x, const char **why)
 {
-	uint8_t hdr[GV_CHUNK_HDR], tail[GV_MEM_TAIL];
-	uint64_t pos = GV_FILE_HDR;
-	uint32_t stored;
+	uint8_t hdr[GV_MEM_HDR2], chunk[GV_CHUNK_HDR], tail[GV_END_STORED_MAX + GV_FOOTER];
+	uint64_t pos, end, digest, want;
+	uint32_t hsize, stored, type;
+	uint16_t major;
+	XXH3_state_t *d = XXH3_createState();
+	int ret = -EINVAL;
 
-	if (size < GV_FILE_HDR + GV_MEM_TAIL)
-		return -EIO;
-	while (pos < size - GV_MEM_TAIL) {
-		if (pread(fd, hdr, sizeof(hdr), (off_t)pos) != sizeof(hdr))
-			return -EIO;
-		XXH3_64bits_update(x, hdr, sizeof(hdr));
-		memcpy(&stored, hdr + 20, sizeof(stored));      /* stored_len */
-		pos += sizeof(hdr) + stored;
+	if (!d)
+		return -ENOMEM;
+	XXH3_64bits_reset(d);
+	*why = "too short to be a memory snapshot";
+	if (size < GV_MEM_HDR1 + GV_CHUNK_HDR + GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (pread(fd, hdr, GV_MEM_HDR1, 0) != GV_MEM_HDR1)
+		goto out;
+	ret = -EINVAL;
+	memcpy(&major, hdr + 8, sizeof(major));
+	memcpy(&hsize, hdr + 12, sizeof(hsize));
+	*why = "not a memory snapshot (magic)";
+	if (memcmp(hdr, GV_MEM_MAGIC, 8))
+		goto out;
+	*why = "unknown version or header size";
+	if (!((major == 1 && hsize == GV_MEM_HDR1) || (major == 2 && hsize == GV_MEM_HDR2)) ||
+	    size < (uint64_t)hsize + GV_CHUNK_HDR + GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (major == 2 && pread(fd, hdr, hsize, 0) != (ssize_t)hsize)
+		goto out;
+	if (pread(fd, tail, GV_FOOTER, (off_t)(size - GV_FOOTER)) != GV_FOOTER)
+		goto out;
+	ret = -EINVAL;
+	memcpy(&end, tail, sizeof(end));
+	*why = "no footer at its end";
+	if (memcmp(tail + 8, GV_MEM_END_MAGIC, 8) || end < hsize ||
+	    end > size - GV_FOOTER - GV_CHUNK_HDR)
+		goto out;
+	if (major == 2)
+		XXH3_64bits_update(x, hdr, hsize);
+	for (pos = hsize;; pos += GV_CHUNK_HDR + stored) {
+		ret = -EIO;
+		if (pread(fd, chunk, sizeof(chunk), (off_t)pos) != sizeof(chunk))
+			goto out;
+		ret = -EINVAL;
+		XXH3_64bits_update(x, chunk, sizeof(chunk));
+		memcpy(&type, chunk, sizeof(type));
+		memcpy(&stored, chunk + 20, sizeof(stored));
+		if (pos == end)
+			break;
+		*why = "a chunk runs past its END chunk";
+		if (type == GV_MEM_END || stored > end - pos - GV_CHUNK_HDR)
+			goto out;
+		XXH3_64bits_update(d, chunk, sizeof(chunk));
 	}
-	if (pread(fd, tail, sizeof(tail), (off_t)(size - sizeof(tail))) != sizeof(tail))
-		return -EIO;
-	XXH3_64bits_update(x, tail, sizeof(tail));
-	return 0;
+	*why = "its END chunk does not end at the footer";
+	if (type != GV_MEM_END || stored > GV_END_STORED_MAX ||
+	    end + GV_CHUNK_HDR + stored != size - GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (pread(fd, tail, stored + GV_FOOTER, (off_t)(end + GV_CHUNK_HDR)) !=
+	    (ssize_t)(stored + GV_FOOTER))
+		goto out;
+	ret = -EINVAL;
+	if (major == 2) {
+		*why = "its END chunk's digest does not match its chunk headers";
+		digest = XXH3_64bits_digest(d);
+		if (stored < GV_END2_DIGEST + 8)
+			goto out;
+		memcpy(&want, tail + GV_END2_DIGEST, sizeof(want));
+		if (want != digest)
+			goto out;
+	}
+	XXH3_64bits_update(x, tail, stored + GV_FOOTER);
+	ret = 0;
+out:
+	XXH3_freeState(d);
+	return ret;
 }
 
-/* The tag binding PATH.vm to the memory snapshot at @path. */
+/* The tag binding PATH.vm to the memory snapshot at @path (a regular
+ * file, opened once; only that descriptor is read). */
 static int gv_mem_tag(const char *path, uint64_t *size, uint64_t *tag)
 {
 	XXH3_state_t *x = XXH3_createState();
+	const char *why = NULL;
 	struct stat sb;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret = 0;
 
 	if (!x || fd < 0 || fstat(fd, &sb)) {
 		ret = x ? -errno : -ENOMEM;
 		goto out;
 	}
+	if (!S_ISREG(sb.st_mode)) {
+		ret = -EINVAL;
+		why = "not a regular file";
+		goto out;
+	}
 	XXH3_64bits_reset(x);
-	ret = gv_mem_tag_walk(fd, (uint64_t)sb.st_size, x);
+	ret = gv_mem_tag_walk(fd, (uint64_t)sb.st_size, x, &why);
 	if (ret)
 		goto out;
 	*size = (uint64_t)sb.st_size;
@@ -176,7 +260,9 @@ out:
 	if (fd >= 0)
 		close(fd);
 	XXH3_freeState(x);
-	if (ret)
+	if (ret == -EINVAL && why)
+		gv_set_error("snapshot %s: %s", path, why);
+	else if (ret)
 		gv_set_error("snapshot %s: cannot read its chunk headers: %s", path,
 			     strerror(-ret));
 	return ret;
