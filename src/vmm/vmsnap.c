@@ -12,10 +12,12 @@
  * memory first: PATH.vm carries a tag of the PATH it belongs to (its size
  * and a hash of its chunk headers, which hold the payloads' hashes), so a
  * pair torn by a crash between the two renames is refused, not mixed.
+ * With a key (opts->key, which seals PATH too) the records of PATH.vm are
+ * sealed with an AEAD, its header bound in the associated data.
  *
- * Restore checks PATH.vm whole (magic, version, sizes, hash, tag) before
- * anything is created, then creates a VM of the saved size and vCPU count
- * whose RAM is PATH restored on the new VM (gv_config.open_mem: on the
+ * Restore checks PATH.vm whole (magic, version, sizes, hash, seal, tag)
+ * before anything is created, then creates a VM of the saved size and vCPU
+ * count whose RAM is PATH restored on the new VM (gv_config.open_mem: on the
  * best backend, a guest_memfd on that VM where KVM has one; a memfd with
  * GMEM_SNAP_LAZY), gives each vCPU
  * the CPUID a booted one gets and its saved registers, and marks the VM
@@ -40,6 +42,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <xxhash.h>
 
 #include "vmm_internal.h"
@@ -47,7 +50,14 @@
 
 #define GV_SNAP_VM_MAGIC "GMEMVMS1"
 #define GV_SNAP_VM_MAJOR 1
-#define GV_SNAP_VM_MINOR 1
+#define GV_SNAP_VM_MINOR 2
+#define GV_SNAP_VM_SEALED 1u    /* header flags: records sealed with a key  */
+#define GV_SNAP_VM_AEAD   2u    /* XChaCha20-Poly1305-IETF (the memory      */
+				/* format's number for it)                  */
+#define GV_SEAL_NONCE     crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  /* 24 */
+#define GV_SEAL_TAG       crypto_aead_xchacha20poly1305_ietf_ABYTES     /* 16 */
+/* Sealed: a nonce after the header, a tag after the records. */
+#define GV_SEAL_EXTRA     (GV_SEAL_NONCE + GV_SEAL_TAG)
 #define GV_BUILTIN_PIO   3u     /* console, exit, hypercall (gv_pio_builtin) */
 /* From docs/snapshot-format.md, what the tag walk reads of PATH (the
  * library's own structures are src/lib/snapshot/snap.h, which the VMM does
@@ -66,7 +76,9 @@
 
 /* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, ndevs device
  * records (dev_bytes in all), an XXH3_64bits of everything before it.
- * Little-endian, no padding. Minor 0 files have ndevs = dev_bytes = 0. */
+ * Little-endian, no padding. Minor 0 files have ndevs = dev_bytes = 0.
+ * Sealed (flags GV_SNAP_VM_SEALED, minor 2): the header, a random nonce,
+ * the records encrypted, their AEAD tag, the hash. */
 struct gv_snap_vm_header {
 	char magic[8];          /* GV_SNAP_VM_MAGIC                            */
 	uint16_t major, minor;
@@ -79,10 +91,73 @@ struct gv_snap_vm_header {
 				/* payload and footer (gv_mem_tag)             */
 	uint32_t ndevs;         /* device records (minor 1), <= GV_MAX_MMIO    */
 	uint32_t dev_bytes;     /* bytes of device records                     */
-	uint64_t reserved;      /* 0                                           */
+	uint32_t flags;         /* GV_SNAP_VM_SEALED or 0 (minor <= 1: 0)      */
+	uint32_t aead;          /* GV_SNAP_VM_AEAD when sealed, else 0         */
 };
 
 _Static_assert(sizeof(struct gv_snap_vm_header) == 64, "PATH.vm header is 64 bytes");
+_Static_assert(GV_SEAL_NONCE == 24 && GV_SEAL_TAG == 16, "XChaCha20-Poly1305-IETF");
+_Static_assert(GMEM_SNAP_KEY_BYTES == crypto_generichash_KEYBYTES, "BLAKE2b key");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == 32, "XChaCha key");
+
+/* ---- sealing (docs/snapshot-format.md, "Sealed FILE.vm") -----------------
+ *
+ * The records (vCPU registers, device state) are encrypted with
+ * XChaCha20-Poly1305-IETF under a subkey of the user's key for this file
+ * alone: BLAKE2b-256 keyed with the user key over a domain of its own (no
+ * memory snapshot subkey can equal it) and the file's random nonce. The
+ * associated data is the header and the nonce, as stored. The subkey lives
+ * on the stack and is wiped at once; so is every plaintext buffer. */
+static const char gv_seal_domain[16] = { 'g', 'm', 'e', 'm', '-', 'v', 'm', '-',
+					 's', 't', 'a', 't', 'e', '-', 'v', '1' };
+
+static void gv_seal_subkey(const uint8_t *key, const uint8_t nonce[GV_SEAL_NONCE],
+			   uint8_t subkey[32])
+{
+	uint8_t msg[sizeof(gv_seal_domain) + GV_SEAL_NONCE];
+
+	memcpy(msg, gv_seal_domain, sizeof(gv_seal_domain));
+	memcpy(msg + sizeof(gv_seal_domain), nonce, GV_SEAL_NONCE);
+	crypto_generichash(subkey, 32, msg, sizeof(msg), key, GMEM_SNAP_KEY_BYTES);
+}
+
+/* Seal @len bytes of records at @buf + 64 + GV_SEAL_NONCE in place, the
+ * tag after them; @buf holds the header. Draws the nonce. */
+static int gv_seal(const uint8_t *key, uint8_t *buf, size_t len)
+{
+	uint8_t subkey[32], *nonce = buf + sizeof(struct gv_snap_vm_header),
+		*recs = nonce + GV_SEAL_NONCE;
+
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	randombytes_buf(nonce, GV_SEAL_NONCE);
+	gv_seal_subkey(key, nonce, subkey);
+	crypto_aead_xchacha20poly1305_ietf_encrypt_detached(recs, recs + len, NULL, recs, len,
+							   buf, (size_t)(recs - buf), NULL,
+							   nonce, subkey);
+	sodium_memzero(subkey, sizeof(subkey));
+	return 0;
+}
+
+/* Open what gv_seal made: 0, or -EBADMSG (wrong key, or any byte of the
+ * header, nonce, records or tag changed). The records are plain in place
+ * only on success. */
+static int gv_unseal(const uint8_t *key, uint8_t *buf, size_t len)
+{
+	uint8_t subkey[32], *nonce = buf + sizeof(struct gv_snap_vm_header),
+		*recs = nonce + GV_SEAL_NONCE;
+	int ret;
+
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	gv_seal_subkey(key, nonce, subkey);
+	ret = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(recs, NULL, recs, len,
+								 recs + len, buf,
+								 (size_t)(recs - buf), nonce,
+								 subkey);
+	sodium_memzero(subkey, sizeof(subkey));
+	return ret ? -EBADMSG : 0;
+}
 
 /* One device record: this, then state_len bytes of state, zero-padded to a
  * multiple of 8. */
@@ -350,17 +425,19 @@ static int gv_save_devs(struct gv_vm *vm, uint8_t *p, size_t *len)
 	return 0;
 }
 
-/* PATH.vm for @vm, paused, whose memory was just saved at @path. */
-static int gv_save_vm_side(struct gv_vm *vm, const char *path)
+/* PATH.vm for @vm, paused, whose memory was just saved at @path; sealed
+ * with @key unless it is NULL. */
+static int gv_save_vm_side(struct gv_vm *vm, const char *path, const uint8_t *key)
 {
-	size_t len = sizeof(struct gv_snap_vm_header) + vm->ncpus * GV_VCPU_REC +
-		     vm->nmmio * GV_DEV_REC_MAX + 8, dev_bytes;
+	size_t cap = sizeof(struct gv_snap_vm_header) + GV_SEAL_EXTRA + vm->ncpus * GV_VCPU_REC +
+		     vm->nmmio * GV_DEV_REC_MAX + 8, len, dev_bytes;
 	struct gv_snap_vm_header h = {
 		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
 		.header_size = sizeof(h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
 		.mem_size = vm->cfg.mem_size,
+		.flags = key ? GV_SNAP_VM_SEALED : 0, .aead = key ? GV_SNAP_VM_AEAD : 0,
 	};
-	uint8_t *buf = calloc(1, len), *p;
+	uint8_t *buf = calloc(1, cap), *p, *recs;
 	char *vpath = gv_vm_path(path);
 	uint64_t hash;
 	int ret;
@@ -372,24 +449,33 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 	ret = gv_mem_tag(path, &h.mem_file_size, &h.mem_tag);
 	if (ret)
 		goto out;
-	memcpy(buf, &h, sizeof(h));
-	p = buf + sizeof(h);
+	recs = p = buf + sizeof(h) + (key ? GV_SEAL_NONCE : 0);
 	for (unsigned i = 0; i < vm->ncpus; i++, p += GV_VCPU_REC) {
 		struct gv_vcpu_state st;
 
 		ret = gv_vcpu_get_state(vm, i, &st);
+		if (!ret)
+			gv_rec_put(p, &st);
+		sodium_memzero(&st, sizeof(st));
 		if (ret)
 			goto out;
-		gv_rec_put(p, &st);
 	}
 	ret = gv_save_devs(vm, p, &dev_bytes);
 	if (ret)
 		goto out;
 	p += dev_bytes;
-	len = (size_t)(p - buf) + 8;
 	h.ndevs = vm->nmmio;
 	h.dev_bytes = (uint32_t)dev_bytes;
 	memcpy(buf, &h, sizeof(h));
+	if (key) {
+		ret = gv_seal(key, buf, (size_t)(p - recs));
+		if (ret) {
+			gv_set_error("snapshot: libsodium does not start");
+			goto out;
+		}
+		p += GV_SEAL_TAG;
+	}
+	len = (size_t)(p - buf) + 8;
 	hash = XXH3_64bits(buf, len - 8);
 	memcpy(p, &hash, 8);
 	ret = gv_write_atomic(vpath, buf, len);
@@ -397,6 +483,8 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 		gv_set_error("writing %s: %s", vpath, strerror(-ret));
 out:
 	free(vpath);
+	if (buf)
+		sodium_memzero(buf, cap);
 	free(buf);
 	return ret;
 }
@@ -441,7 +529,7 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 		gv_set_error("saving guest memory: %s", gmem_last_error()[0] ? gmem_last_error()
 									   : gmem_strerror(ret));
 	if (!ret)
-		ret = gv_save_vm_side(vm, path);
+		ret = gv_save_vm_side(vm, path, opts ? opts->key : NULL);
 	ret2 = gv_vm_resume(vm);
 	return ret ? ret : ret2;
 }
@@ -513,28 +601,41 @@ bad:
 	return 0;
 }
 
-/* Read PATH.vm whole and check it against the memory snapshot at @path. */
-static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_t **recs)
+/* Read PATH.vm whole and check it against the memory snapshot at @path;
+ * open it with @key if it is sealed. On success *@recs holds the vCPU and
+ * device records, plain, right after a copy of the header (as in an
+ * unsealed file), *@recs_len bytes in all: wipe them before freeing. With a
+ * key every integrity refusal of PATH.vm is -EBADMSG, as for the memory
+ * file; a sealed file without a key is -ENOKEY, a key for an unsealed one
+ * -EINVAL. Nothing is created here: a refusal leaves nothing behind. */
+static int gv_read_vm_side(const char *path, const uint8_t *key, struct gv_snap_vm_header *h,
+			   uint8_t **recs, size_t *recs_len)
 {
 	char *vpath = gv_vm_path(path);
 	uint8_t *buf = NULL;
 	uint64_t size, tag, hash;
 	struct stat sb;
-	size_t len;
-	int fd = -1, ret;
+	size_t len = 0, body;
+	bool sealed;
+	int fd = -1, ret, bad = key ? -EBADMSG : -EINVAL;
 
 	if (!vpath)
 		return -ENOMEM;
-	fd = open(vpath, O_RDONLY | O_CLOEXEC);
+	fd = open(vpath, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &sb)) {
 		ret = -errno;
 		gv_set_error("%s: %s", vpath, strerror(errno));
 		goto out;
 	}
+	ret = bad;
+	if (!S_ISREG(sb.st_mode)) {
+		gv_set_error("%s: not a regular file", vpath);
+		goto out;
+	}
 	len = (size_t)sb.st_size;
-	ret = -EINVAL;
 	if (len < sizeof(*h) + 8 ||
-	    len > sizeof(*h) + GV_MAX_CPUS * GV_VCPU_REC + GV_MAX_MMIO * GV_DEV_REC_MAX + 8) {
+	    len > sizeof(*h) + GV_SEAL_EXTRA + GV_MAX_CPUS * GV_VCPU_REC +
+		  GV_MAX_MMIO * GV_DEV_REC_MAX + 8) {
 		gv_set_error("%s: %zu bytes: truncated or not a VM snapshot", vpath, len);
 		goto out;
 	}
@@ -559,17 +660,50 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 		gv_set_error("%s: checksum mismatch (offset %zu)", vpath, len - 8);
 		goto out;
 	}
+	sealed = h->flags & GV_SNAP_VM_SEALED;
+	if ((h->flags & ~GV_SNAP_VM_SEALED) || h->aead != (sealed ? GV_SNAP_VM_AEAD : 0)) {
+		gv_set_error("%s: flags %#x, aead %u at offset 56: unknown", vpath, h->flags,
+			     h->aead);
+		goto out;
+	}
+	if (sealed && !key) {
+		ret = -ENOKEY;
+		gv_set_error("%s: sealed with a key; give it (--key-file)", vpath);
+		goto out;
+	}
+	if (!sealed && key) {
+		ret = -EINVAL;
+		gv_set_error("%s: not sealed, yet a key was given (a sealed file stripped of its "
+			     "flag is refused, not read in the clear)", vpath);
+		goto out;
+	}
+	body = len - sizeof(*h) - 8;
+	if (sealed) {
+		if (body < GV_SEAL_EXTRA) {
+			gv_set_error("%s: %zu bytes: too short to be sealed", vpath, len);
+			goto out;
+		}
+		body -= GV_SEAL_EXTRA;
+		ret = gv_unseal(key, buf, body);
+		if (ret) {
+			gv_set_error("%s: wrong key, or the file was changed (its seal does not "
+				     "open)", vpath);
+			goto out;
+		}
+		/* The records where an unsealed file has them. */
+		memmove(buf + sizeof(*h), buf + sizeof(*h) + GV_SEAL_NONCE, body);
+		sodium_memzero(buf + sizeof(*h) + body, len - sizeof(*h) - body);
+	}
+	ret = -EINVAL;
 	if (h->header_size != sizeof(*h) || h->vcpu_size != GV_VCPU_REC || !h->ncpus ||
 	    h->ncpus > GV_MAX_CPUS || h->ndevs > GV_MAX_MMIO ||
-	    len != sizeof(*h) + (size_t)h->ncpus * GV_VCPU_REC + h->dev_bytes + 8 ||
-	    h->reserved) {
+	    body != (size_t)h->ncpus * GV_VCPU_REC + h->dev_bytes) {
 		gv_set_error("%s: header field out of range", vpath);
 		goto out;
 	}
 	ret = gv_check_devs(vpath, h, buf + sizeof(*h) + h->ncpus * GV_VCPU_REC);
 	if (ret)
 		goto out;
-	ret = -EINVAL;
 	ret = gv_mem_tag(path, &size, &tag);
 	if (ret)
 		goto out;
@@ -580,10 +714,13 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 		goto out;
 	}
 	*recs = buf;
+	*recs_len = len;
 	buf = NULL;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (buf)
+		sodium_memzero(buf, len);
 	free(buf);
 	free(vpath);
 	return ret;
@@ -621,10 +758,11 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 			   const struct gmem_snapshot_opts *opts, struct gv_vm **out)
 {
 	struct gv_restorer x = { .path = path, .opts = opts };
-	struct gv_snap_vm_header h;
+	struct gv_snap_vm_header h = { 0 };
 	struct gv_config c;
 	struct gv_vm *vm;
 	uint8_t *buf = NULL;
+	size_t len = 0;
 	int ret;
 
 	if (!cfg || !path || !out) {
@@ -638,7 +776,7 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 			     "(its guest mapping is outside userfaultfd's reach): restore eagerly");
 		return -EOPNOTSUPP;
 	}
-	ret = gv_read_vm_side(path, &h, &buf);
+	ret = gv_read_vm_side(path, opts ? opts->key : NULL, &h, &buf, &len);
 	if (ret)
 		return ret;
 	c = *cfg;
@@ -658,6 +796,7 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 		ret = gv_boot_cpuid(&vm->cpu[i]);
 		if (!ret)
 			ret = gv_vcpu_set_state(vm, i, &st);
+		sodium_memzero(&st, sizeof(st));
 	}
 	if (!ret)
 		ret = gv_take_devs(vm, &h, buf + sizeof(h) + h.ncpus * GV_VCPU_REC);
@@ -668,6 +807,8 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 	vm->loaded = true;
 	*out = vm;
 out:
+	if (buf)
+		sodium_memzero(buf, len);
 	free(buf);
 	return ret;
 }

@@ -349,6 +349,7 @@ Test(vm_snapshot, damaged_or_mismatched_vm_side_refused)
 #define VS_DEV_BASE 0xd0000000ull
 
 static const uint8_t vs_key[GMEM_SNAP_KEY_BYTES] = "vm-snapshot-test-key-0123456789";
+static const uint8_t vs_other_key[GMEM_SNAP_KEY_BYTES] = "vm-snapshot-test-key-0123456780";
 
 struct vs_dev {
 	char loaded[64];
@@ -641,6 +642,12 @@ Test(vm_snapshot, vm_side_with_another_or_damaged_v2_memory_refused)
 	TH_EQ(vs_restore_test(d.mem, NULL, &back), -EINVAL);
 	cr_assert_null(back);
 	cr_assert(strstr(gv_last_error(), "digest"), "message: %s", gv_last_error());
+	/* A chunk's hash changed, END left as it was: its digest refuses it. */
+	vs_copy(keep, d.mem);
+	vs_patch(d.mem, 128 + 24, "\x5a", 1);
+	TH_EQ(vs_restore_test(d.mem, NULL, &back), -EINVAL);
+	cr_assert_null(back);
+	cr_assert(strstr(gv_last_error(), "digest"), "message: %s", gv_last_error());
 	/* A header_size no version has. */
 	vs_copy(keep, d.mem);
 	big = 4096;
@@ -654,5 +661,107 @@ Test(vm_snapshot, vm_side_with_another_or_damaged_v2_memory_refused)
 	unlink(keep);
 	unlink(other_vm);
 	unlink(other);
+	vs_dir_remove(&d);
+}
+
+/* Whether @needle occurs in the file at @path. */
+static bool vs_file_has(const char *path, const char *needle, size_t n)
+{
+	size_t len;
+	uint8_t *b = vt_read(path, &len);
+	bool found = false;
+
+	cr_assert_not_null(b);
+	for (size_t i = 0; i + n <= len && !found; i++)
+		found = !memcmp(b + i, needle, n);
+	free(b);
+	return found;
+}
+
+Test(vm_snapshot, sealed_vm_side_hides_vcpu_and_device_state)
+{
+	struct vs_dir d;
+	struct vs_dev dev = { 0 };
+	struct gv_vm *vm, *back;
+
+	vs_dir_make(&d);
+	/* Without a key the markers are there to find: the test can see them. */
+	vm = vs_marker_vm(false, &dev);
+	vs_save(vm, d.mem, NULL, NULL);
+	cr_assert(vs_file_has(d.vm, VS_REG_MARK, 8));
+	cr_assert(vs_file_has(d.vm, VS_XMM_MARK, 16));
+	cr_assert(vs_file_has(d.vm, VS_DEV_MARK, sizeof(VS_DEV_MARK) - 1));
+	/* With one, none of them. */
+	vs_save(vm, d.mem, vs_key, NULL);
+	gv_vm_destroy(vm);
+	cr_assert_not(vs_file_has(d.vm, VS_REG_MARK, 8), "rbx in the clear in %s", d.vm);
+	cr_assert_not(vs_file_has(d.vm, VS_XMM_MARK, 16), "xmm0 in the clear in %s", d.vm);
+	cr_assert_not(vs_file_has(d.vm, VS_DEV_MARK, 8), "device state in the clear in %s",
+		      d.vm);
+	cr_assert_eq(vs_restore_test(d.mem, vs_key, &back), 0, "%s", gv_last_error());
+	vs_expect_markers(back);
+	gv_vm_destroy(back);
+	vs_dir_remove(&d);
+}
+
+Test(vm_snapshot, sealed_vm_side_refuses_a_changed_byte_or_wrong_key)
+{
+	struct vs_dir d;
+	struct vs_dev dev = { 0 };
+	struct gv_vm *vm, *back;
+	size_t len;
+	uint8_t *orig;
+
+	vs_dir_make(&d);
+	vm = vs_marker_vm(false, &dev);
+	vs_save(vm, d.mem, vs_key, NULL);
+	orig = vt_read(d.vm, &len);
+	cr_assert_not_null(orig);
+	/* Wrong key, no key: refused before any VM is made. */
+	TH_EQ(vs_restore_test(d.mem, vs_other_key, &back), -EBADMSG);
+	cr_assert_null(back);
+	cr_assert(strstr(gv_last_error(), d.vm), "message: %s", gv_last_error());
+	TH_EQ(vs_restore_test(d.mem, NULL, &back), -ENOKEY);
+	cr_assert_null(back);
+	/* Every byte flipped in turn. */
+	for (size_t i = 0; i < len; i++) {
+		uint8_t b = orig[i] ^ 0x01;
+		int ret;
+
+		vs_patch(d.vm, (off_t)i, &b, 1);
+		ret = vs_restore_test(d.mem, vs_key, &back);
+		cr_assert_eq(ret, -EBADMSG, "byte %zu of %zu flipped: %d: %s", i, len, ret,
+			     gv_last_error());
+		cr_assert_null(back);
+		vs_patch(d.vm, (off_t)i, orig + i, 1);
+	}
+	/* A byte of the sealed records, and one of the header (ncpus), changed
+	 * with the file's checksum made to fit: the AEAD refuses. */
+	for (size_t at = 0; at < 2; at++) {
+		size_t i = at ? 16 : 64 + 24 + 40;
+		uint8_t *b = malloc(len);
+		uint64_t h;
+		int fd;
+
+		memcpy(b, orig, len);
+		b[i] ^= 0x01;
+		h = XXH3_64bits(b, len - 8);
+		memcpy(b + len - 8, &h, 8);
+		fd = open(d.vm, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		cr_assert_eq(write(fd, b, len), (ssize_t)len);
+		close(fd);
+		free(b);
+		TH_EQ(vs_restore_test(d.mem, vs_key, &back), -EBADMSG);
+		cr_assert_null(back);
+	}
+	vs_patch(d.vm, 0, orig, len);
+	cr_assert_eq(vs_restore_test(d.mem, vs_key, &back), 0, "%s", gv_last_error());
+	gv_vm_destroy(back);
+	free(orig);
+	/* A key for a VM side saved without one. */
+	vs_save(vm, d.mem, NULL, NULL);
+	gv_vm_destroy(vm);
+	TH_EQ(vs_restore_test(d.mem, vs_key, &back), -EINVAL);
+	cr_assert_null(back);
 	vs_dir_remove(&d);
 }
