@@ -564,6 +564,15 @@ Test(vm_snapshot, v2_memory_files_round_trip_and_carry_the_documented_tag)
 	snprintf(child, sizeof(child), "%s/child.snap", d.dir);
 	snprintf(child_vm, sizeof(child_vm), "%s.vm", child);
 	vs_save(vm, child, NULL, d.mem);
+	{
+		struct gmem_info in;
+
+		/* Where writes are tracked the child is incremental (flag
+		 * PARENT, bit 1 at offset 20); elsewhere a full file. */
+		gmem_info(gv_vm_gmem(vm), &in);
+		if (in.track == GMEM_TRACK_PAGEMAP)
+			cr_assert(vs_u16_at(child, 20) & 2, "%s is not incremental", child);
+	}
 	gv_vm_destroy(vm);
 	TH_EQ(vs_u16_at(child, 8), 2);
 	vs_expect_doc_tag(child, child_vm);
