@@ -12,10 +12,12 @@
  * memory first: PATH.vm carries a tag of the PATH it belongs to (its size
  * and a hash of its chunk headers, which hold the payloads' hashes), so a
  * pair torn by a crash between the two renames is refused, not mixed.
+ * With a key (opts->key, which seals PATH too) the records of PATH.vm are
+ * sealed with an AEAD, its header bound in the associated data.
  *
- * Restore checks PATH.vm whole (magic, version, sizes, hash, tag) before
- * anything is created, then creates a VM of the saved size and vCPU count
- * whose RAM is PATH restored on the new VM (gv_config.open_mem: on the
+ * Restore checks PATH.vm whole (magic, version, sizes, hash, seal, tag)
+ * before anything is created, then creates a VM of the saved size and vCPU
+ * count whose RAM is PATH restored on the new VM (gv_config.open_mem: on the
  * best backend, a guest_memfd on that VM where KVM has one; a memfd with
  * GMEM_SNAP_LAZY), gives each vCPU
  * the CPUID a booted one gets and its saved registers, and marks the VM
@@ -40,6 +42,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <xxhash.h>
 
 #include "vmm_internal.h"
@@ -47,17 +50,35 @@
 
 #define GV_SNAP_VM_MAGIC "GMEMVMS1"
 #define GV_SNAP_VM_MAJOR 1
-#define GV_SNAP_VM_MINOR 1
+#define GV_SNAP_VM_MINOR 2
+#define GV_SNAP_VM_SEALED 1u    /* header flags: records sealed with a key  */
+#define GV_SNAP_VM_AEAD   2u    /* XChaCha20-Poly1305-IETF (the memory      */
+				/* format's number for it)                  */
+#define GV_SEAL_NONCE     crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  /* 24 */
+#define GV_SEAL_TAG       crypto_aead_xchacha20poly1305_ietf_ABYTES     /* 16 */
+/* Sealed: a nonce after the header, a tag after the records. */
+#define GV_SEAL_EXTRA     (GV_SEAL_NONCE + GV_SEAL_TAG)
 #define GV_BUILTIN_PIO   3u     /* console, exit, hypercall (gv_pio_builtin) */
-/* From docs/snapshot-format.md: file header, chunk header, and the END
- * chunk's payload plus the footer at the end of the file. */
-#define GV_FILE_HDR      64u
-#define GV_CHUNK_HDR     32u
-#define GV_MEM_TAIL      64u
+/* From docs/snapshot-format.md, what the tag walk reads of PATH (the
+ * library's own structures are src/lib/snapshot/snap.h, which the VMM does
+ * not include): file headers of versions 1 and 2, chunk header, END type,
+ * footer, the largest END payload as stored (version 2 sealed: 64 + tag),
+ * and where version 2's END payload holds its digest. */
+#define GV_MEM_MAGIC      "GMEMSNAP"
+#define GV_MEM_END_MAGIC  "GMEMEND1"
+#define GV_MEM_HDR1       64u
+#define GV_MEM_HDR2       128u
+#define GV_CHUNK_HDR      32u
+#define GV_MEM_END        3u
+#define GV_FOOTER         16u
+#define GV_END_STORED_MAX 80u
+#define GV_END2_DIGEST    56u
 
 /* PATH.vm: this header, ncpus records of GV_VCPU_REC bytes, ndevs device
  * records (dev_bytes in all), an XXH3_64bits of everything before it.
- * Little-endian, no padding. Minor 0 files have ndevs = dev_bytes = 0. */
+ * Little-endian, no padding. Minor 0 files have ndevs = dev_bytes = 0.
+ * Sealed (flags GV_SNAP_VM_SEALED, minor 2): the header, a random nonce,
+ * the records encrypted, their AEAD tag, the hash. */
 struct gv_snap_vm_header {
 	char magic[8];          /* GV_SNAP_VM_MAGIC                            */
 	uint16_t major, minor;
@@ -70,10 +91,73 @@ struct gv_snap_vm_header {
 				/* payload and footer (gv_mem_tag)             */
 	uint32_t ndevs;         /* device records (minor 1), <= GV_MAX_MMIO    */
 	uint32_t dev_bytes;     /* bytes of device records                     */
-	uint64_t reserved;      /* 0                                           */
+	uint32_t flags;         /* GV_SNAP_VM_SEALED or 0 (minor <= 1: 0)      */
+	uint32_t aead;          /* GV_SNAP_VM_AEAD when sealed, else 0         */
 };
 
 _Static_assert(sizeof(struct gv_snap_vm_header) == 64, "PATH.vm header is 64 bytes");
+_Static_assert(GV_SEAL_NONCE == 24 && GV_SEAL_TAG == 16, "XChaCha20-Poly1305-IETF");
+_Static_assert(GMEM_SNAP_KEY_BYTES == crypto_generichash_KEYBYTES, "BLAKE2b key");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == 32, "XChaCha key");
+
+/* ---- sealing (docs/snapshot-format.md, "Sealed FILE.vm") -----------------
+ *
+ * The records (vCPU registers, device state) are encrypted with
+ * XChaCha20-Poly1305-IETF under a subkey of the user's key for this file
+ * alone: BLAKE2b-256 keyed with the user key over a domain of its own (no
+ * memory snapshot subkey can equal it) and the file's random nonce. The
+ * associated data is the header and the nonce, as stored. The subkey lives
+ * on the stack and is wiped at once; so is every plaintext buffer. */
+static const char gv_seal_domain[16] = { 'g', 'm', 'e', 'm', '-', 'v', 'm', '-',
+					 's', 't', 'a', 't', 'e', '-', 'v', '1' };
+
+static void gv_seal_subkey(const uint8_t *key, const uint8_t nonce[GV_SEAL_NONCE],
+			   uint8_t subkey[32])
+{
+	uint8_t msg[sizeof(gv_seal_domain) + GV_SEAL_NONCE];
+
+	memcpy(msg, gv_seal_domain, sizeof(gv_seal_domain));
+	memcpy(msg + sizeof(gv_seal_domain), nonce, GV_SEAL_NONCE);
+	crypto_generichash(subkey, 32, msg, sizeof(msg), key, GMEM_SNAP_KEY_BYTES);
+}
+
+/* Seal @len bytes of records at @buf + 64 + GV_SEAL_NONCE in place, the
+ * tag after them; @buf holds the header. Draws the nonce. */
+static int gv_seal(const uint8_t *key, uint8_t *buf, size_t len)
+{
+	uint8_t subkey[32], *nonce = buf + sizeof(struct gv_snap_vm_header),
+		*recs = nonce + GV_SEAL_NONCE;
+
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	randombytes_buf(nonce, GV_SEAL_NONCE);
+	gv_seal_subkey(key, nonce, subkey);
+	crypto_aead_xchacha20poly1305_ietf_encrypt_detached(recs, recs + len, NULL, recs, len,
+							   buf, (size_t)(recs - buf), NULL,
+							   nonce, subkey);
+	sodium_memzero(subkey, sizeof(subkey));
+	return 0;
+}
+
+/* Open what gv_seal made: 0, or -EBADMSG (wrong key, or any byte of the
+ * header, nonce, records or tag changed). The records are plain in place
+ * only on success. */
+static int gv_unseal(const uint8_t *key, uint8_t *buf, size_t len)
+{
+	uint8_t subkey[32], *nonce = buf + sizeof(struct gv_snap_vm_header),
+		*recs = nonce + GV_SEAL_NONCE;
+	int ret;
+
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	gv_seal_subkey(key, nonce, subkey);
+	ret = crypto_aead_xchacha20poly1305_ietf_decrypt_detached(recs, NULL, recs, len,
+								 recs + len, buf,
+								 (size_t)(recs - buf), nonce,
+								 subkey);
+	sodium_memzero(subkey, sizeof(subkey));
+	return ret ? -EBADMSG : 0;
+}
 
 /* One device record: this, then state_len bytes of state, zero-padded to a
  * multiple of 8. */
@@ -131,43 +215,118 @@ static char *gv_vm_path(const char *path)
 	return p;
 }
 
-/* Hash the chunk headers of the memory snapshot on @fd (each carries the
- * hash of its payload, so this stands for the whole file) and its END
- * payload and footer: one 32-byte read per chunk (≤ 1 MiB of data each). */
-static int gv_mem_tag_walk(int fd, uint64_t size, XXH3_state_t *x)
+/* Hash the memory snapshot on @fd, @size bytes (docs/snapshot-format.md,
+ * "FILE.vm", mem_tag): version 2, its file header as stored first; then
+ * every chunk header from the end of the file header to END included (each
+ * carries the hash of its payload, so this stands for the whole file), END's
+ * stored payload and the footer. One 32-byte read per chunk. Every byte is
+ * hostile: the version and header size must be known ones, the footer must
+ * point at an END chunk that ends where the footer starts, and every chunk
+ * must end at or before END, so the walk reads only inside the file and
+ * lands exactly on END. Version 2: END's digest (XXH3_64bits of the chunk
+ * headers before it) must match them, so an edit that kept END is refused
+ * here, before any VM is made. -EINVAL (@why set) or -EIO. */
+static int gv_mem_tag_walk(int fd, uint64_t size, XXH3_state_t *x, const char **why)
 {
-	uint8_t hdr[GV_CHUNK_HDR], tail[GV_MEM_TAIL];
-	uint64_t pos = GV_FILE_HDR;
-	uint32_t stored;
+	uint8_t hdr[GV_MEM_HDR2], chunk[GV_CHUNK_HDR], tail[GV_END_STORED_MAX + GV_FOOTER];
+	uint64_t pos, end, digest, want;
+	uint32_t hsize, stored, type;
+	uint16_t major;
+	XXH3_state_t *d = XXH3_createState();
+	int ret = -EINVAL;
 
-	if (size < GV_FILE_HDR + GV_MEM_TAIL)
-		return -EIO;
-	while (pos < size - GV_MEM_TAIL) {
-		if (pread(fd, hdr, sizeof(hdr), (off_t)pos) != sizeof(hdr))
-			return -EIO;
-		XXH3_64bits_update(x, hdr, sizeof(hdr));
-		memcpy(&stored, hdr + 20, sizeof(stored));      /* stored_len */
-		pos += sizeof(hdr) + stored;
+	if (!d)
+		return -ENOMEM;
+	XXH3_64bits_reset(d);
+	*why = "too short to be a memory snapshot";
+	if (size < GV_MEM_HDR1 + GV_CHUNK_HDR + GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (pread(fd, hdr, GV_MEM_HDR1, 0) != GV_MEM_HDR1)
+		goto out;
+	ret = -EINVAL;
+	memcpy(&major, hdr + 8, sizeof(major));
+	memcpy(&hsize, hdr + 12, sizeof(hsize));
+	*why = "not a memory snapshot (magic)";
+	if (memcmp(hdr, GV_MEM_MAGIC, 8))
+		goto out;
+	*why = "unknown version or header size";
+	if (!((major == 1 && hsize == GV_MEM_HDR1) || (major == 2 && hsize == GV_MEM_HDR2)) ||
+	    size < (uint64_t)hsize + GV_CHUNK_HDR + GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (major == 2 && pread(fd, hdr, hsize, 0) != (ssize_t)hsize)
+		goto out;
+	if (pread(fd, tail, GV_FOOTER, (off_t)(size - GV_FOOTER)) != GV_FOOTER)
+		goto out;
+	ret = -EINVAL;
+	memcpy(&end, tail, sizeof(end));
+	*why = "no footer at its end";
+	if (memcmp(tail + 8, GV_MEM_END_MAGIC, 8) || end < hsize ||
+	    end > size - GV_FOOTER - GV_CHUNK_HDR)
+		goto out;
+	if (major == 2)
+		XXH3_64bits_update(x, hdr, hsize);
+	for (pos = hsize;; pos += GV_CHUNK_HDR + stored) {
+		ret = -EIO;
+		if (pread(fd, chunk, sizeof(chunk), (off_t)pos) != sizeof(chunk))
+			goto out;
+		ret = -EINVAL;
+		XXH3_64bits_update(x, chunk, sizeof(chunk));
+		memcpy(&type, chunk, sizeof(type));
+		memcpy(&stored, chunk + 20, sizeof(stored));
+		if (pos == end)
+			break;
+		*why = "a chunk runs past its END chunk";
+		if (type == GV_MEM_END || stored > end - pos - GV_CHUNK_HDR)
+			goto out;
+		XXH3_64bits_update(d, chunk, sizeof(chunk));
 	}
-	if (pread(fd, tail, sizeof(tail), (off_t)(size - sizeof(tail))) != sizeof(tail))
-		return -EIO;
-	XXH3_64bits_update(x, tail, sizeof(tail));
-	return 0;
+	*why = "its END chunk does not end at the footer";
+	if (type != GV_MEM_END || stored > GV_END_STORED_MAX ||
+	    end + GV_CHUNK_HDR + stored != size - GV_FOOTER)
+		goto out;
+	ret = -EIO;
+	if (pread(fd, tail, stored + GV_FOOTER, (off_t)(end + GV_CHUNK_HDR)) !=
+	    (ssize_t)(stored + GV_FOOTER))
+		goto out;
+	ret = -EINVAL;
+	if (major == 2) {
+		*why = "its END chunk's digest does not match its chunk headers";
+		digest = XXH3_64bits_digest(d);
+		if (stored < GV_END2_DIGEST + 8)
+			goto out;
+		memcpy(&want, tail + GV_END2_DIGEST, sizeof(want));
+		if (want != digest)
+			goto out;
+	}
+	XXH3_64bits_update(x, tail, stored + GV_FOOTER);
+	ret = 0;
+out:
+	XXH3_freeState(d);
+	return ret;
 }
 
-/* The tag binding PATH.vm to the memory snapshot at @path. */
+/* The tag binding PATH.vm to the memory snapshot at @path (a regular
+ * file, opened once; only that descriptor is read). */
 static int gv_mem_tag(const char *path, uint64_t *size, uint64_t *tag)
 {
 	XXH3_state_t *x = XXH3_createState();
+	const char *why = NULL;
 	struct stat sb;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), ret = 0;
 
 	if (!x || fd < 0 || fstat(fd, &sb)) {
 		ret = x ? -errno : -ENOMEM;
 		goto out;
 	}
+	if (!S_ISREG(sb.st_mode)) {
+		ret = -EINVAL;
+		why = "not a regular file";
+		goto out;
+	}
 	XXH3_64bits_reset(x);
-	ret = gv_mem_tag_walk(fd, (uint64_t)sb.st_size, x);
+	ret = gv_mem_tag_walk(fd, (uint64_t)sb.st_size, x, &why);
 	if (ret)
 		goto out;
 	*size = (uint64_t)sb.st_size;
@@ -176,7 +335,9 @@ out:
 	if (fd >= 0)
 		close(fd);
 	XXH3_freeState(x);
-	if (ret)
+	if (ret == -EINVAL && why)
+		gv_set_error("snapshot %s: %s", path, why);
+	else if (ret)
 		gv_set_error("snapshot %s: cannot read its chunk headers: %s", path,
 			     strerror(-ret));
 	return ret;
@@ -264,17 +425,19 @@ static int gv_save_devs(struct gv_vm *vm, uint8_t *p, size_t *len)
 	return 0;
 }
 
-/* PATH.vm for @vm, paused, whose memory was just saved at @path. */
-static int gv_save_vm_side(struct gv_vm *vm, const char *path)
+/* PATH.vm for @vm, paused, whose memory was just saved at @path; sealed
+ * with @key unless it is NULL. */
+static int gv_save_vm_side(struct gv_vm *vm, const char *path, const uint8_t *key)
 {
-	size_t len = sizeof(struct gv_snap_vm_header) + vm->ncpus * GV_VCPU_REC +
-		     vm->nmmio * GV_DEV_REC_MAX + 8, dev_bytes;
+	size_t cap = sizeof(struct gv_snap_vm_header) + GV_SEAL_EXTRA + vm->ncpus * GV_VCPU_REC +
+		     vm->nmmio * GV_DEV_REC_MAX + 8, len, dev_bytes;
 	struct gv_snap_vm_header h = {
 		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
 		.header_size = sizeof(h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
 		.mem_size = vm->cfg.mem_size,
+		.flags = key ? GV_SNAP_VM_SEALED : 0, .aead = key ? GV_SNAP_VM_AEAD : 0,
 	};
-	uint8_t *buf = calloc(1, len), *p;
+	uint8_t *buf = calloc(1, cap), *p, *recs;
 	char *vpath = gv_vm_path(path);
 	uint64_t hash;
 	int ret;
@@ -286,24 +449,33 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 	ret = gv_mem_tag(path, &h.mem_file_size, &h.mem_tag);
 	if (ret)
 		goto out;
-	memcpy(buf, &h, sizeof(h));
-	p = buf + sizeof(h);
+	recs = p = buf + sizeof(h) + (key ? GV_SEAL_NONCE : 0);
 	for (unsigned i = 0; i < vm->ncpus; i++, p += GV_VCPU_REC) {
 		struct gv_vcpu_state st;
 
 		ret = gv_vcpu_get_state(vm, i, &st);
+		if (!ret)
+			gv_rec_put(p, &st);
+		sodium_memzero(&st, sizeof(st));
 		if (ret)
 			goto out;
-		gv_rec_put(p, &st);
 	}
 	ret = gv_save_devs(vm, p, &dev_bytes);
 	if (ret)
 		goto out;
 	p += dev_bytes;
-	len = (size_t)(p - buf) + 8;
 	h.ndevs = vm->nmmio;
 	h.dev_bytes = (uint32_t)dev_bytes;
 	memcpy(buf, &h, sizeof(h));
+	if (key) {
+		ret = gv_seal(key, buf, (size_t)(p - recs));
+		if (ret) {
+			gv_set_error("snapshot: libsodium does not start");
+			goto out;
+		}
+		p += GV_SEAL_TAG;
+	}
+	len = (size_t)(p - buf) + 8;
 	hash = XXH3_64bits(buf, len - 8);
 	memcpy(p, &hash, 8);
 	ret = gv_write_atomic(vpath, buf, len);
@@ -311,6 +483,8 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path)
 		gv_set_error("writing %s: %s", vpath, strerror(-ret));
 out:
 	free(vpath);
+	if (buf)
+		sodium_memzero(buf, cap);
 	free(buf);
 	return ret;
 }
@@ -355,7 +529,7 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 		gv_set_error("saving guest memory: %s", gmem_last_error()[0] ? gmem_last_error()
 									   : gmem_strerror(ret));
 	if (!ret)
-		ret = gv_save_vm_side(vm, path);
+		ret = gv_save_vm_side(vm, path, opts ? opts->key : NULL);
 	ret2 = gv_vm_resume(vm);
 	return ret ? ret : ret2;
 }
@@ -427,28 +601,41 @@ bad:
 	return 0;
 }
 
-/* Read PATH.vm whole and check it against the memory snapshot at @path. */
-static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_t **recs)
+/* Read PATH.vm whole and check it against the memory snapshot at @path;
+ * open it with @key if it is sealed. On success *@recs holds the vCPU and
+ * device records, plain, right after a copy of the header (as in an
+ * unsealed file), *@recs_len bytes in all: wipe them before freeing. With a
+ * key every integrity refusal of PATH.vm is -EBADMSG, as for the memory
+ * file; a sealed file without a key is -ENOKEY, a key for an unsealed one
+ * -EINVAL. Nothing is created here: a refusal leaves nothing behind. */
+static int gv_read_vm_side(const char *path, const uint8_t *key, struct gv_snap_vm_header *h,
+			   uint8_t **recs, size_t *recs_len)
 {
 	char *vpath = gv_vm_path(path);
 	uint8_t *buf = NULL;
 	uint64_t size, tag, hash;
 	struct stat sb;
-	size_t len;
-	int fd = -1, ret;
+	size_t len = 0, body;
+	bool sealed;
+	int fd = -1, ret, bad = key ? -EBADMSG : -EINVAL;
 
 	if (!vpath)
 		return -ENOMEM;
-	fd = open(vpath, O_RDONLY | O_CLOEXEC);
+	fd = open(vpath, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &sb)) {
 		ret = -errno;
 		gv_set_error("%s: %s", vpath, strerror(errno));
 		goto out;
 	}
+	ret = bad;
+	if (!S_ISREG(sb.st_mode)) {
+		gv_set_error("%s: not a regular file", vpath);
+		goto out;
+	}
 	len = (size_t)sb.st_size;
-	ret = -EINVAL;
 	if (len < sizeof(*h) + 8 ||
-	    len > sizeof(*h) + GV_MAX_CPUS * GV_VCPU_REC + GV_MAX_MMIO * GV_DEV_REC_MAX + 8) {
+	    len > sizeof(*h) + GV_SEAL_EXTRA + GV_MAX_CPUS * GV_VCPU_REC +
+		  GV_MAX_MMIO * GV_DEV_REC_MAX + 8) {
 		gv_set_error("%s: %zu bytes: truncated or not a VM snapshot", vpath, len);
 		goto out;
 	}
@@ -473,17 +660,50 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 		gv_set_error("%s: checksum mismatch (offset %zu)", vpath, len - 8);
 		goto out;
 	}
+	sealed = h->flags & GV_SNAP_VM_SEALED;
+	if ((h->flags & ~GV_SNAP_VM_SEALED) || h->aead != (sealed ? GV_SNAP_VM_AEAD : 0)) {
+		gv_set_error("%s: flags %#x, aead %u at offset 56: unknown", vpath, h->flags,
+			     h->aead);
+		goto out;
+	}
+	if (sealed && !key) {
+		ret = -ENOKEY;
+		gv_set_error("%s: sealed with a key; give it (--key-file)", vpath);
+		goto out;
+	}
+	if (!sealed && key) {
+		ret = -EINVAL;
+		gv_set_error("%s: not sealed, yet a key was given (a sealed file stripped of its "
+			     "flag is refused, not read in the clear)", vpath);
+		goto out;
+	}
+	body = len - sizeof(*h) - 8;
+	if (sealed) {
+		if (body < GV_SEAL_EXTRA) {
+			gv_set_error("%s: %zu bytes: too short to be sealed", vpath, len);
+			goto out;
+		}
+		body -= GV_SEAL_EXTRA;
+		ret = gv_unseal(key, buf, body);
+		if (ret) {
+			gv_set_error("%s: wrong key, or the file was changed (its seal does not "
+				     "open)", vpath);
+			goto out;
+		}
+		/* The records where an unsealed file has them. */
+		memmove(buf + sizeof(*h), buf + sizeof(*h) + GV_SEAL_NONCE, body);
+		sodium_memzero(buf + sizeof(*h) + body, len - sizeof(*h) - body);
+	}
+	ret = -EINVAL;
 	if (h->header_size != sizeof(*h) || h->vcpu_size != GV_VCPU_REC || !h->ncpus ||
 	    h->ncpus > GV_MAX_CPUS || h->ndevs > GV_MAX_MMIO ||
-	    len != sizeof(*h) + (size_t)h->ncpus * GV_VCPU_REC + h->dev_bytes + 8 ||
-	    h->reserved) {
+	    body != (size_t)h->ncpus * GV_VCPU_REC + h->dev_bytes) {
 		gv_set_error("%s: header field out of range", vpath);
 		goto out;
 	}
 	ret = gv_check_devs(vpath, h, buf + sizeof(*h) + h->ncpus * GV_VCPU_REC);
 	if (ret)
 		goto out;
-	ret = -EINVAL;
 	ret = gv_mem_tag(path, &size, &tag);
 	if (ret)
 		goto out;
@@ -494,10 +714,13 @@ static int gv_read_vm_side(const char *path, struct gv_snap_vm_header *h, uint8_
 		goto out;
 	}
 	*recs = buf;
+	*recs_len = len;
 	buf = NULL;
 out:
 	if (fd >= 0)
 		close(fd);
+	if (buf)
+		sodium_memzero(buf, len);
 	free(buf);
 	free(vpath);
 	return ret;
@@ -535,10 +758,11 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 			   const struct gmem_snapshot_opts *opts, struct gv_vm **out)
 {
 	struct gv_restorer x = { .path = path, .opts = opts };
-	struct gv_snap_vm_header h;
+	struct gv_snap_vm_header h = { 0 };
 	struct gv_config c;
 	struct gv_vm *vm;
 	uint8_t *buf = NULL;
+	size_t len = 0;
 	int ret;
 
 	if (!cfg || !path || !out) {
@@ -552,7 +776,7 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 			     "(its guest mapping is outside userfaultfd's reach): restore eagerly");
 		return -EOPNOTSUPP;
 	}
-	ret = gv_read_vm_side(path, &h, &buf);
+	ret = gv_read_vm_side(path, opts ? opts->key : NULL, &h, &buf, &len);
 	if (ret)
 		return ret;
 	c = *cfg;
@@ -572,6 +796,7 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 		ret = gv_boot_cpuid(&vm->cpu[i]);
 		if (!ret)
 			ret = gv_vcpu_set_state(vm, i, &st);
+		sodium_memzero(&st, sizeof(st));
 	}
 	if (!ret)
 		ret = gv_take_devs(vm, &h, buf + sizeof(h) + h.ncpus * GV_VCPU_REC);
@@ -582,6 +807,8 @@ int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 	vm->loaded = true;
 	*out = vm;
 out:
+	if (buf)
+		sodium_memzero(buf, len);
 	free(buf);
 	return ret;
 }

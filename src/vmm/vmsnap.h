@@ -15,7 +15,7 @@
 
 /* Pause the vCPUs, save memory to @path and the vCPU state to @path.vm
  * (each atomically), resume. @opts as for gmem_snapshot_save_ex (may be
- * NULL). A guest that has stopped already: -ESRCH. A VM with devices
+ * NULL); with opts->key, PATH.vm is sealed with it as PATH is. A guest that has stopped already: -ESRCH. A VM with devices
  * beyond the built-in console, exit and hypercall ports is refused
  * (-EOPNOTSUPP): their state is not saved. From a vCPU thread: -EDEADLK.
  * 0 or -errno, gv_last_error() set. */
@@ -27,7 +27,10 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
  * the memory restored on it, its vCPUs hold the saved state. gv_vm_start()
  * then runs the guest on from where it was saved. @opts as for
  * gmem_snapshot_restore_ex: with GMEM_SNAP_LAZY the RAM is a memfd served
- * through userfaultfd (pages the guest touches first are loaded first). */
+ * through userfaultfd (pages the guest touches first are loaded first).
+ * opts->key opens a sealed PATH.vm (and PATH): a wrong key or any changed
+ * byte of PATH.vm is -EBADMSG, a sealed one without a key -ENOKEY, a key
+ * for an unsealed one -EINVAL; each before any VM is made. */
 int gv_vm_snapshot_restore(const struct gv_config *cfg, const char *path,
 			   const struct gmem_snapshot_opts *opts, struct gv_vm **out);
 
