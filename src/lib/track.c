@@ -147,13 +147,9 @@ void gm_track_close(struct gmem *g)
 
 	if (!t)
 		return;
-	gm_track_disarm(t);
-	if (t->pagemap >= 0)
-		close(t->pagemap);
-	pthread_mutex_destroy(&t->mu);
-	free(t->dirty);
-	free(t);
 	g->trk = NULL;
+	t->g = NULL;    /* the views go with the memory: just close */
+	gm_track_release(t);
 }
 
 /* Baseline lost: the next save is full. */
@@ -392,17 +388,19 @@ void gm_track_save_end(struct gmem *g, uint64_t *chg, const uint8_t *id)
 
 /* Serve one write-protect fault at @addr: the before-hook, the bit, then
  * lift the protection of that page in that view (which wakes the writer). */
-static void gm_track_serve(struct gmem *g, uint64_t addr)
+static void gm_track_serve(struct gm_track *t, uint64_t addr)
 {
-	struct gm_track *t = g->trk;
+	const struct gmem *g = t->g;
 	uint8_t *a = (uint8_t *)(uintptr_t)(addr & ~(GMEM_PAGE_SIZE - 1));
 	uint8_t *base = a >= g->kvm_view && a < g->kvm_view + g->size ? g->kvm_view : g->view;
 	uint64_t page = (uint64_t)(a - base) >> GM_PAGE_SHIFT;
 
+	/* t->mu is held until the page is unprotected: a hook change
+	 * (gm_track_hook_set) waits for a fault being served under the old
+	 * hook to be over, protection lifted included. */
 	pthread_mutex_lock(&t->mu);
 	if (t->before)
 		t->before(t->before_ctx, page);
-	pthread_mutex_unlock(&t->mu);
 	if (t->dirty)
 		gm_track_set(t->dirty, page, 1);
 	/* Lifting the protection wakes the writer. It fails only if the view
@@ -413,12 +411,14 @@ static void gm_track_serve(struct gmem *g, uint64_t addr)
 
 		gm_sys_ioctl(t->uffd, UFFDIO_WAKE, &r);
 	}
+	pthread_mutex_unlock(&t->mu);
 }
 
+/* The fault thread. It knows the tracker, not g->trk: a tracker being
+ * released (gm_track_release) is no longer the memory's. */
 static void *gm_track_main(void *arg)
 {
-	struct gmem *g = arg;
-	struct gm_track *t = g->trk;
+	struct gm_track *t = arg;
 	struct pollfd p[2] = { { .fd = t->uffd, .events = POLLIN },
 			       { .fd = t->stop_fd, .events = POLLIN } };
 	struct uffd_msg msg[16];
@@ -441,22 +441,34 @@ static void *gm_track_main(void *arg)
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++)
 			if (msg[i].event == UFFD_EVENT_PAGEFAULT &&
 			    msg[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
-				gm_track_serve(g, msg[i].arg.pagefault.address);
+				gm_track_serve(t, msg[i].arg.pagefault.address);
 	}
 	gm_sys_stack_wipe();      /* the before-hook copies page data */
 	return NULL;
 }
 
-static void gm_track_hook_set(struct gm_track *t, gm_track_before_fn before, void *ctx)
+void gm_track_hook_set(struct gmem *g, gm_track_before_fn before, void *ctx)
 {
+	struct gm_track *t = g->trk;
+
 	pthread_mutex_lock(&t->mu);
 	t->before = before;
 	t->before_ctx = ctx;
 	pthread_mutex_unlock(&t->mu);
 }
 
-/* Move to a synchronous userfaultfd with its fault thread. The hook is set
- * first: a write while the views are being protected is served by it. */
+static int gm_track_register_only(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uintptr_t)(base + off), .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+
+	return gm_sys_ioctl(g->trk->uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
+}
+
+/* Move to a synchronous userfaultfd with its fault thread, the views
+ * registered but not yet protected. Caller holds g->lock. */
 static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx)
 {
 	struct gm_track *t = g->trk;
@@ -471,7 +483,7 @@ static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx
 		gm_track_lose(t);
 	}
 	gm_track_disarm(t);
-	gm_track_hook_set(t, before, ctx);
+	gm_track_hook_set(g, before, ctx);
 	t->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (t->stop_fd < 0)
 		return -errno;
@@ -481,19 +493,49 @@ static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx
 		t->uffd = -1;
 		return ret;
 	}
-	if (pthread_create(&t->thread, NULL, gm_track_main, g))
+	t->g = g;
+	if (pthread_create(&t->thread, NULL, gm_track_main, t))
 		return -EAGAIN;
 	t->thread_started = true;
-	ret = gm_track_register_views(g);
+	ret = gm_track_each_view(g, gm_track_register_only);
 	if (ret)
 		return ret;
+	/* From here on fresh host-view mappings are registered and protected
+	 * as they are made (gm_track_mapped). */
 	t->armed = true;
 	if (t->dirty)
 		t->how = GMEM_TRACK_UFFD_SYNC;
 	return 0;
 }
 
-int gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx)
+/* Note a shared run of the host view for gm_track_sync_protect(). */
+static int gm_track_todo_add(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+{
+	struct gm_track *t = g->trk;
+
+	if (base != g->view)
+		return 0;       /* the KVM view is protected whole */
+	if (t->ntodo == t->todo_cap) {
+		uint32_t cap = t->todo_cap ? 2 * t->todo_cap : 64;
+		struct gm_track_run *n = realloc(t->todo, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->todo = n;
+		t->todo_cap = cap;
+	}
+	t->todo[t->ntodo++] = (struct gm_track_run){ .off = off, .len = len };
+	return 0;
+}
+
+static void gm_track_todo_free(struct gm_track *t)
+{
+	free(t->todo);
+	t->todo = NULL;
+	t->ntodo = t->todo_cap = 0;
+}
+
+int gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx)
 {
 	struct gm_track *t = g->trk;
 	bool fresh = !t;
@@ -513,43 +555,165 @@ int gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx)
 		pthread_mutex_init(&t->mu, NULL);
 		g->trk = t;
 	}
+	t->fresh = false;
 	if (t->how == GMEM_TRACK_UFFD_SYNC && t->thread_started) {
-		/* Synchronous already: the hook, then every page protected
-		 * again (pages written since the last save are not). */
-		gm_track_hook_set(t, before, ctx);
-		ret = gm_track_protect_views(g);
+		gm_track_hook_set(g, before, ctx);      /* registered already */
+		ret = 0;
 	} else {
 		ret = gm_track_go_sync(g, before, ctx);
 	}
-	if (!ret) {
-		t->fresh = true;
+	gm_track_todo_free(t);
+	if (!ret)
+		ret = gm_track_each_view(g, gm_track_todo_add);
+	if (!ret)
 		return 0;
-	}
 	gm_set_error("snapshot: write-protecting the memory for a live save: %s",
 		     strerror(-ret));
-	gm_track_hook_set(t, NULL, NULL);
-	gm_track_disarm(t);
-	if (fresh) {
-		pthread_mutex_destroy(&t->mu);
-		free(t);
-		g->trk = NULL;
-	} else {
+	gm_track_release(gm_track_sync_stop(g));
+	if (!fresh) {
+		gm_track_disarm(t);
 		gm_track_lose(t);
 	}
 	return ret;
 }
 
-void gm_track_sync_stop(struct gmem *g)
+/* Protect [addr, addr + len) a piece at a time: the kernel holds the
+ * process's mmap lock for each call, and any mmap() in the process (a
+ * conversion, a temporary mapping) waits for it. */
+#define GM_TRACK_PIECE (256ull << 20)
+
+static int gm_track_protect_pieces(struct gm_track *t, uint8_t *addr, uint64_t len)
+{
+	for (uint64_t off = 0; off < len; off += GM_TRACK_PIECE) {
+		int ret = gm_track_protect(t, addr + off,
+					   len - off < GM_TRACK_PIECE ? len - off : GM_TRACK_PIECE,
+					   true);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int gm_track_sync_protect(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+	int ret = gm_track_protect_pieces(t, g->kvm_view, g->size);
+
+	for (uint32_t i = 0; !ret && i < t->ntodo; i++) {
+		struct gm_track_run *r = &t->todo[i];
+
+		ret = gm_track_protect_pieces(t, g->view + r->off, r->len);
+		/* Remapped by a conversion meanwhile: gm_track_mapped()
+		 * protected what is mapped there now, but the call may have
+		 * stopped at the hole. gm_track_sync_settle() goes again. */
+		r->redo = ret == -ENOENT;
+		if (r->redo)
+			ret = 0;
+	}
+	return ret;
+}
+
+/* Protect the host view's shared runs in [first, first + n) pages. Caller
+ * holds g->lock. */
+static int gm_track_protect_shared(struct gmem *g, uint64_t first, uint64_t n)
+{
+	struct gm_track *t = g->trk;
+	uint64_t pos = first, s, len;
+	int ret = 0;
+
+	while (!ret && pos < first + n &&
+	       gm_state_next_run(&g->st, pos, first + n - pos, 1, &s, &len)) {
+		ret = gm_track_protect(t, g->view + (s << GM_PAGE_SHIFT), len << GM_PAGE_SHIFT,
+				       true);
+		pos = s + len;
+	}
+	return ret;
+}
+
+int gm_track_sync_settle(struct gmem *g)
+{
+	struct gm_track *t = g->trk;
+	int ret = 0;
+
+	for (uint32_t i = 0; !ret && i < t->ntodo; i++)
+		if (t->todo[i].redo)
+			ret = gm_track_protect_shared(g, t->todo[i].off >> GM_PAGE_SHIFT,
+						      t->todo[i].len >> GM_PAGE_SHIFT);
+	gm_track_todo_free(t);
+	if (!ret)
+		t->fresh = true;
+	return ret;
+}
+
+int gm_track_protect_pages(struct gmem *g, uint64_t first, uint64_t n, bool locked)
+{
+	struct gm_track *t = g->trk;
+	uint64_t off = first << GM_PAGE_SHIFT, len = n << GM_PAGE_SHIFT;
+	int ret = gm_track_protect(t, g->kvm_view + off, len, true);
+
+	if (ret)
+		return ret;
+	if (locked)
+		return gm_track_protect_shared(g, first, n);
+	/* Without the lock the states may change: a page at a time, and a
+	 * placeholder (a private page, not registered) has nothing to protect. */
+	for (uint64_t p = first; p < first + n; p++) {
+		ret = gm_track_protect(t, g->view + (p << GM_PAGE_SHIFT), GMEM_PAGE_SIZE, true);
+		if (ret && ret != -ENOENT)
+			return ret;
+	}
+	return 0;
+}
+
+struct gm_track *gm_track_sync_stop(struct gmem *g)
 {
 	struct gm_track *t = g->trk;
 
 	if (!t)
-		return;
+		return NULL;
 	pthread_mutex_lock(&t->mu);
 	t->before = NULL;
 	t->before_ctx = NULL;
 	pthread_mutex_unlock(&t->mu);
 	if (t->dirty)
-		return;         /* it goes on tracking, synchronously */
-	gm_track_close(g);
+		return NULL;    /* it goes on tracking, synchronously */
+	g->trk = NULL;
+	return t;
+}
+
+static void gm_track_unregister_pieces(struct gm_track *t, uint8_t *addr, uint64_t len)
+{
+	for (uint64_t off = 0; off < len; off += GM_TRACK_PIECE) {
+		struct uffdio_range r = {
+			.start = (uintptr_t)(addr + off),
+			.len = len - off < GM_TRACK_PIECE ? len - off : GM_TRACK_PIECE,
+		};
+
+		/* A failure leaves the range to the close below. */
+		gm_sys_ioctl(t->uffd, UFFDIO_UNREGISTER, &r);
+	}
+}
+
+void gm_track_release(struct gm_track *t)
+{
+	const struct gmem *g;
+
+	if (!t)
+		return;
+	g = t->g;
+	/* Closing the userfaultfd would clear every page's write-protection
+	 * in one call, holding the process's mmap lock for all of it (vCPU
+	 * faults and every mmap() wait): a piece at a time instead. */
+	if (g && t->uffd >= 0) {
+		gm_track_unregister_pieces(t, g->kvm_view, g->size);
+		gm_track_unregister_pieces(t, g->view, g->size);
+	}
+	gm_track_disarm(t);
+	if (t->pagemap >= 0)
+		close(t->pagemap);
+	pthread_mutex_destroy(&t->mu);
+	free(t->todo);
+	free(t->dirty);
+	free(t);
 }

@@ -14,17 +14,22 @@
 #define GM_TRACK_ID_BYTES 16
 
 /* Called from the fault thread of a synchronous tracker before the first
- * write to page @page after gm_track_sync_start(), with the page still as
+ * write to page @page after gm_track_sync_arm(), with the page still as
  * it was: a live save copies it here. Also called, under g->lock, before
  * the library itself writes or discards a page (gm_track_will_write). */
 typedef void (*gm_track_before_fn)(void *ctx, uint64_t page);
 
 struct gm_track {
+	struct gmem *g;         /* the memory, for the fault thread; NULL once
+				 * the memory is closing                        */
 	enum gmem_track how;
 	int uffd;               /* -1 until armed                              */
 	int pagemap;            /* /proc/self/pagemap, for PAGEMAP_SCAN         */
 	bool armed;             /* views registered and write-protected        */
 	bool fresh;             /* sync mode protected every view just now     */
+	/* Host-view runs a live save's start protects without g->lock. */
+	struct gm_track_run { uint64_t off, len; bool redo; } *todo;
+	uint32_t ntodo, todo_cap;
 	bool lost;              /* a change may have gone unseen: no baseline  */
 	bool based;             /* base_id names the last file saved from it   */
 	uint8_t base_id[GM_TRACK_ID_BYTES];
@@ -75,17 +80,36 @@ int  gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **ch
 void gm_track_save_end(struct gmem *g, uint64_t *chg, const uint8_t *id);
 
 /*
- * Synchronous write-protection (a live save): from now until
- * gm_track_sync_stop(), @before runs before the first write to each page
- * through the library's views (a fault thread serves them). A memory that
- * tracks writes keeps this mechanism afterwards (GMEM_TRACK_UFFD_SYNC):
- * there is no moment between two mechanisms when a write goes unseen.
- * Caller holds g->lock.
+ * Synchronous write-protection (a live save), in three steps, so that the
+ * walk over every page table happens without g->lock:
+ *  gm_track_sync_arm()     caller holds g->lock: the views move to a
+ *                          synchronous userfaultfd served by a thread that
+ *                          calls @before(ctx, page) before the first write
+ *                          to each protected page; registered, and fresh
+ *                          mappings protected from now on, but not yet
+ *                          the existing ones;
+ *  gm_track_sync_protect() without g->lock: protect them;
+ *  gm_track_sync_settle()  caller holds g->lock: protect again what a
+ *                          conversion remapped during the walk.
+ * A memory that tracks writes keeps this mechanism afterwards
+ * (GMEM_TRACK_UFFD_SYNC): there is no moment between two mechanisms when a
+ * write goes unseen. On failure the hook is gone and -errno returned.
  */
-int  gm_track_sync_start(struct gmem *g, gm_track_before_fn before, void *ctx);
+int  gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx);
+int  gm_track_sync_protect(struct gmem *g);
+int  gm_track_sync_settle(struct gmem *g);
+/* Replace the hook. Returns once no fault is being served under the old
+ * one (its page unprotected included). */
+void gm_track_hook_set(struct gmem *g, gm_track_before_fn before, void *ctx);
+/* Write-protect pages [first, first + n) again in both views (a page the
+ * hook let go before the start). @locked: caller holds g->lock. */
+int  gm_track_protect_pages(struct gmem *g, uint64_t first, uint64_t n, bool locked);
 /* Remove the hook; the userfaultfd stays if the memory tracks writes.
- * Caller holds g->lock. */
-void gm_track_sync_stop(struct gmem *g);
+ * Otherwise the tracker is detached from @g and returned, to be passed to
+ * gm_track_release() without g->lock (or NULL). Caller holds g->lock. */
+struct gm_track *gm_track_sync_stop(struct gmem *g);
+/* Unregister the views a piece at a time, stop the fault thread, free. */
+void gm_track_release(struct gm_track *t);
 
 static inline bool gm_track_test(const uint64_t *bits, uint64_t page)
 {
