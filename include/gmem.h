@@ -279,7 +279,13 @@ struct gmem_snapshot_opts {
 	/* GMEM_SNAP_KEY_BYTES bytes: seal (save) or open (restore, inspect)
 	 * every chunk with an AEAD. NULL: no key. Copied; the caller wipes it. */
 	const uint8_t *key;
-	uint64_t reserved[2];       /* 0                                            */
+	/* GMEM_SNAP_LIVE: called, with progress_ctx, with 1 just before the
+	 * memory is locked to fix the start image and with 0 as soon as it is
+	 * unlocked. A VMM stops its vCPUs and device I/O in between: the file
+	 * is then the memory at one moment. NULL: nothing is called, and the
+	 * image is of one moment if nothing writes until progress reports 0. */
+	void (*live_pause)(void *ctx, int pause);
+	uint64_t reserved[1];       /* 0                                            */
 };
 
 /* As gmem_snapshot_save / _restore, with options (@opts may be NULL). */

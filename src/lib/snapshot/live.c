@@ -4,18 +4,23 @@
  * when the save started, while the guest, device I/O and the library's own
  * calls go on changing the memory during the write.
  *
- * Model: under g->lock the save fixes its start. Both views are
- * write-protected with a synchronous userfaultfd (track.c), whose thread
- * calls gm_live_before() before the first write to each page; the library
- * calls it too before it discards a page or maps it in a temporary window
- * (gm_track_will_write), and here, at the start, for every page a pin or a
- * window may write without a fault. The start also lists the populated
- * pages ("data": one lseek pair per populated extent). It cannot be asked
- * later: by the time a write to a hole is reported, shmem has allocated the
- * page. gm_live_before() decides a page once ("touched"): unless it is
- * saved already ("done"), was a hole, or is not part of this file (an
- * incremental save's unchanged pages), it copies it. The lock then goes and
- * the data is written as in any save, except that:
+ * Model: the save starts in three steps (gm_live_arm, _prepare, _fix). Both
+ * views move to a synchronous userfaultfd (track.c) whose hook at first
+ * only notes which pages are written ("early"). Without g->lock, every
+ * page is write-protected (a walk of all page tables: ~30 ms per GiB
+ * here), the populated pages listed ("data": one lseek pair per extent),
+ * and the early pages protected again, a few passes while the guest goes
+ * on. Then, under g->lock, between the caller's live_pause(1) and (0)
+ * (its vCPUs stopped): the pages written since data was listed ("moved")
+ * are asked again, the hook becomes the copying one (gm_live_before), the
+ * last early pages are protected again, and the pages a pin or a
+ * temporary window may write without a fault are copied. The memory now
+ * is the start image. The library calls gm_live_before() too before it
+ * discards a page or maps it in a temporary window (gm_track_will_write).
+ * gm_live_before() decides a page once ("touched"): unless it is saved
+ * already ("done"), was a hole, or is not part of this file (an
+ * incremental save's unchanged pages), it copies it. The lock then goes
+ * and the data is written as in any save, except that:
  *  - the cutter takes the pages in "data" (and changed), not a new scan;
  *  - a filler reads a chunk's pages from the copies where there are any,
  *    from the KVM view otherwise, and marks them done, with the chunk's
@@ -64,6 +69,8 @@ struct gm_live {
 	uint64_t npages;
 	const uint64_t *chg;    /* incremental: the pages in the file; or NULL */
 	uint64_t *touched, *data, *done;
+	uint64_t *early;        /* written before the start: protect again     */
+	uint64_t *moved;        /* written or discarded since data was listed  */
 	uint64_t populated;     /* pages in data                               */
 	uint32_t *slot_of;      /* page -> its copy's slot + 1, 0: none       */
 	pthread_mutex_t stripe[GM_LIVE_STRIPES];
@@ -174,6 +181,17 @@ static void gm_live_slots_put(struct gm_live *l, const uint32_t *slot, unsigned 
 
 /* ---- the hook ---------------------------------------------------------------- */
 
+/* Does @page hold data? */
+static bool gm_live_has_data(const struct gm_live *l, uint64_t page)
+{
+	off_t off = (off_t)(page << GM_PAGE_SHIFT), at = lseek(l->g->b.fd, off, SEEK_DATA);
+
+	/* An error counts as data: a page too many in the file, never one lost. */
+	if (at < 0)
+		return errno != ENXIO;
+	return at == off;
+}
+
 /* Does the file want @page's start contents, as far as is known before
  * its stripe is taken? */
 static bool gm_live_wanted(const struct gm_live *l, uint64_t page)
@@ -182,6 +200,18 @@ static bool gm_live_wanted(const struct gm_live *l, uint64_t page)
 
 	return gm_live_test(l->data, page) && !gm_live_test(l->done, page) &&
 	       (!chg || gm_live_test(chg, page));
+}
+
+/* gm_track_before_fn before the start: @page was written while the views
+ * were being protected; it is protected again by gm_live_fix(). */
+static void gm_live_before_early(void *ctx, uint64_t page)
+{
+	struct gm_live *l = ctx;
+
+	if (page < l->npages) {
+		gm_live_mark(l->moved, page);
+		gm_live_mark(l->early, page);
+	}
 }
 
 /* gm_track_before_fn: @page is about to be written or discarded for the
@@ -237,6 +267,8 @@ static void gm_live_free(struct gm_live *l)
 	free(l->free);
 	free(l->slot_of);
 	free(l->touched);
+	free(l->early);
+	free(l->moved);
 	free(l->data);
 	free(l->done);
 	free(l);
@@ -269,13 +301,15 @@ static struct gm_live *gm_live_alloc(struct gmem *g)
 	for (unsigned i = 0; i < GM_LIVE_STRIPES; i++)
 		pthread_mutex_init(&l->stripe[i], NULL);
 	l->touched = calloc(words, sizeof(uint64_t));
+	l->early = calloc(words, sizeof(uint64_t));
+	l->moved = calloc(words, sizeof(uint64_t));
 	l->data = calloc(words, sizeof(uint64_t));
 	l->done = calloc(words, sizeof(uint64_t));
 	l->slot_of = calloc(l->npages, sizeof(uint32_t));
 	l->free = calloc(l->nslots, sizeof(uint32_t));
 	l->block = calloc((l->nslots + GM_LIVE_BLOCK_PAGES - 1) / GM_LIVE_BLOCK_PAGES,
 			  sizeof(*l->block));
-	if (!l->touched || !l->data || !l->done || !l->slot_of || !l->free || !l->block) {
+	if (!l->touched || !l->early || !l->moved || !l->data || !l->done || !l->slot_of || !l->free || !l->block) {
 		gm_live_free(l);
 		return NULL;
 	}
@@ -295,7 +329,8 @@ static void gm_live_copy_busy(struct gm_live *l)
 	}
 }
 
-/* Which pages hold data now. Caller holds g->lock. */
+/* Which pages hold data now: the page tables are protected, so a page
+ * whose answer changes later is marked moved first. */
 static int gm_live_list_data(struct gm_live *l)
 {
 	struct gm_scan sc;
@@ -306,7 +341,6 @@ static int gm_live_list_data(struct gm_live *l)
 	while ((ret = gm_scan_next(&sc, &start, &len)) > 0) {
 		uint64_t p = start >> GM_PAGE_SHIFT, e = (start + len) >> GM_PAGE_SHIFT;
 
-		l->populated += e - p;
 		for (; p < e && p % 64; p++)
 			l->data[p / 64] |= 1ull << (p % 64);
 		for (; p + 64 <= e; p += 64)
@@ -317,7 +351,7 @@ static int gm_live_list_data(struct gm_live *l)
 	return ret;
 }
 
-int gm_live_start(struct gmem *g, struct gm_live **out)
+int gm_live_arm(struct gmem *g, struct gm_live **out)
 {
 	struct gm_live *l;
 	int ret;
@@ -331,19 +365,110 @@ int gm_live_start(struct gmem *g, struct gm_live **out)
 	l = gm_live_alloc(g);
 	if (!l)
 		return -ENOMEM;
-	ret = gm_live_list_data(l);
+	ret = gm_track_sync_arm(g, gm_live_before_early, l);
 	if (ret) {
-		gm_set_error("snapshot: finding populated pages: %s", strerror(-ret));
 		gm_live_free(l);
 		return ret;
 	}
-	ret = gm_track_sync_start(g, gm_live_before, l);
+	*out = l;
+	return 0;
+}
+
+/* Protect again, without g->lock, the pages written since the last pass;
+ * how many there were. */
+static int gm_live_pass(struct gm_live *l, bool locked, uint64_t *n)
+{
+	uint64_t words = (l->npages + 63) / 64;
+
+	*n = 0;
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = __atomic_exchange_n(&l->early[w], 0, __ATOMIC_ACQ_REL);
+
+		while (bits) {
+			uint64_t b = (uint64_t)__builtin_ctzll(bits), run = 0;
+			int ret;
+
+			/* A run of set bits from b. */
+			while (b + run < 64 && bits >> (b + run) & 1)
+				run++;
+			bits &= run == 64 ? 0 : ~(((1ull << run) - 1) << b);
+			ret = gm_track_protect_pages(l->g, w * 64 + b, run, locked);
+			if (ret)
+				return ret;
+			*n += run;
+			l->st.reprotected += run;
+		}
+	}
+	return 0;
+}
+
+/* Passes of gm_live_pass() while the guest writes enough to matter: what
+ * is left for the locked start is what the last pass saw. */
+#define GM_LIVE_PASSES     4
+#define GM_LIVE_PASS_SMALL 256
+
+int gm_live_prepare(struct gm_live *l)
+{
+	uint64_t n;
+	int ret = gm_track_sync_protect(l->g);
+
+	if (!ret)
+		ret = gm_live_list_data(l);
+	for (unsigned i = 0; !ret && i < GM_LIVE_PASSES; i++) {
+		ret = gm_live_pass(l, false, &n);
+		if (n < GM_LIVE_PASS_SMALL)
+			break;
+	}
+	if (ret)
+		gm_set_error("snapshot: write-protecting the memory for a live save: %s",
+			     strerror(-ret));
+	return ret;
+}
+
+/* Pages marked moved hold data now or not: ask each again. Caller holds
+ * g->lock. */
+static void gm_live_recheck(struct gm_live *l)
+{
+	uint64_t words = (l->npages + 63) / 64;
+
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = __atomic_exchange_n(&l->moved[w], 0, __ATOMIC_ACQ_REL);
+
+		while (bits) {
+			uint64_t b = (uint64_t)__builtin_ctzll(bits), p = w * 64 + b;
+
+			bits &= bits - 1;
+			if (gm_live_has_data(l, p))
+				l->data[w] |= 1ull << b;
+			else
+				l->data[w] &= ~(1ull << b);
+		}
+	}
+	l->populated = 0;
+	for (uint64_t w = 0; w < words; w++)
+		l->populated += (uint64_t)__builtin_popcountll(l->data[w]);
+}
+
+int gm_live_fix(struct gm_live *l)
+{
+	uint64_t n;
+	int ret = gm_track_sync_settle(l->g);
+
 	if (ret) {
-		gm_live_free(l);
+		gm_set_error("snapshot: fixing the start of a live save: %s", strerror(-ret));
+		return ret;
+	}
+	/* Until the hook changes, a write only marks its page. */
+	gm_live_recheck(l);
+	/* Returns once no fault is served by the early hook any more. */
+	gm_track_hook_set(l->g, gm_live_before, l);
+	ret = gm_live_pass(l, true, &n);
+	if (ret) {
+		gm_set_error("snapshot: write-protecting the memory for a live save: %s",
+			     strerror(-ret));
 		return ret;
 	}
 	gm_live_copy_busy(l);
-	*out = l;
 	return 0;
 }
 
@@ -360,10 +485,13 @@ void gm_live_end(struct gm_live *l)
 	l->ending = true;
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->mu);
+	struct gm_track *t;
+
 	/* Waits for a hook in progress: it holds the tracker's mutex. */
 	pthread_mutex_lock(&g->lock);
-	gm_track_sync_stop(g);
+	t = gm_track_sync_stop(g);
 	pthread_mutex_unlock(&g->lock);
+	gm_track_release(t);    /* the page tables are walked unlocked */
 	gm_live_stats(l, &gm_live_last);
 	gm_live_free(l);
 }
@@ -374,6 +502,7 @@ void gm_live_stats(const struct gm_live *l, struct gm_live_stats *st)
 	st->copied = __atomic_load_n(&l->st.copied, __ATOMIC_RELAXED);
 	st->waits = l->st.waits;
 	st->copy_peak = l->st.copy_peak;
+	st->reprotected = l->st.reprotected;
 }
 
 /* ---- the cutter --------------------------------------------------------------- */

@@ -19,12 +19,22 @@ struct gm_live;
 extern uint64_t gm_live_copy_max;
 
 /*
- * Fix the start image: write-protect the memory's views with a hook that
- * copies each page before its first write, copy the pages a pin or a
- * temporary mapping may write without a fault. Caller holds g->lock, and
- * holds it until gm_live_started().
+ * A live save starts in three steps; the page tables are walked in the
+ * second, without g->lock:
+ *  gm_live_arm()      caller holds g->lock: a synchronous userfaultfd on
+ *                     both views, with a hook that only notes writes;
+ *  gm_live_prepare()  without g->lock: every page write-protected, and
+ *                     the pages written meanwhile again, a few passes;
+ *  gm_live_fix()      caller holds g->lock (the start image is the memory
+ *                     now): the last pages written protected again, the
+ *                     populated pages listed, the copying hook in place,
+ *                     pages a pin or a temporary mapping may write without
+ *                     a fault copied.
+ * After a failure in any step, gm_live_end().
  */
-int  gm_live_start(struct gmem *g, struct gm_live **out);
+int  gm_live_arm(struct gmem *g, struct gm_live **out);
+int  gm_live_prepare(struct gm_live *l);
+int  gm_live_fix(struct gm_live *l);
 /* The tracker's changed pages for an incremental save (NULL: every page
  * counts), known once gm_track_save_begin() ran: pages outside it need no
  * copy. Caller holds g->lock. */
@@ -60,6 +70,8 @@ struct gm_live_stats {
 	uint64_t copied;        /* of them, copied because not yet saved        */
 	uint64_t waits;         /* times a writer waited for room for a copy    */
 	uint64_t copy_peak;     /* most copies held at once, bytes              */
+	uint64_t reprotected;   /* pages written during the start, protected
+				 * again before it was fixed                    */
 };
 void gm_live_stats(const struct gm_live *l, struct gm_live_stats *st);
 /* The last live save's, in this process. */

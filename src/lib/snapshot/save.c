@@ -988,9 +988,8 @@ static int gm_save_end(struct gm_saver *s)
 	return ret ? ret : gm_out_finish(&s->out);
 }
 
-/* The start: what the file says of the memory as a whole, and which
- * pages it holds. Caller holds g->lock. */
-static int gm_save_start(struct gm_saver *s)
+/* Can the memory be saved now? Caller holds g->lock. */
+static int gm_save_check(struct gm_saver *s)
 {
 	struct gmem *g = s->g;
 	int ret;
@@ -1010,13 +1009,18 @@ static int gm_save_start(struct gm_saver *s)
 			     "to private pages; they cannot be saved without sharing them");
 		return -EOPNOTSUPP;
 	}
-	/* Live: every view protected, with the copying hook, before the
-	 * changed pages are taken, so none is written unseen in between. */
-	if (s->o->flags & GMEM_SNAP_LIVE) {
-		ret = gm_live_start(g, &s->live);
-		if (ret)
-			return ret;
-	}
+	return 0;
+}
+
+/* The start: what the file says of the memory as a whole, and which pages
+ * it holds. A live save's start image is fixed already (gm_live_fix), so
+ * no page is written unseen between it and the changed pages taken here.
+ * Caller holds g->lock. */
+static int gm_save_fix(struct gm_saver *s)
+{
+	struct gmem *g = s->g;
+	int ret;
+
 	ret = gm_track_save_begin(g, s->o->parent ? s->parent_id : NULL, &s->track_chg,
 				  &s->incremental);
 	if (ret)
@@ -1050,26 +1054,56 @@ static int gm_save_rest(struct gm_saver *s)
 	return ret ? ret : gm_save_end(s);
 }
 
-/* Start and write under the lock; a live save drops it after the start
- * and tells the caller (progress at 0: a paused guest may run again). */
+/* A live save after gm_live_arm(): the page tables are walked unlocked,
+ * the start fixed under the lock (between the caller's live_pause calls),
+ * the data written unlocked. */
+static int gm_save_live(struct gm_saver *s)
+{
+	const struct gmem_snapshot_opts *o = s->o;
+	struct gmem *g = s->g;
+	int ret = gm_live_prepare(s->live);
+
+	if (ret)
+		return ret;
+	if (o->live_pause)
+		o->live_pause(o->progress_ctx, 1);
+	pthread_mutex_lock(&g->lock);
+	ret = gm_live_fix(s->live);
+	if (!ret)
+		ret = gm_save_fix(s);
+	pthread_mutex_unlock(&g->lock);
+	if (o->live_pause)
+		o->live_pause(o->progress_ctx, 0);
+	if (ret)
+		return ret;
+	if (o->progress)
+		o->progress(o->progress_ctx, 0, s->total);
+	return gm_save_rest(s);
+}
+
+/* The whole save under the lock; a live save holds it for its start only
+ * and keeps other saves away until it ends (g->saving_live). */
 static int gm_save_run(struct gm_saver *s)
 {
 	struct gmem *g = s->g;
 	int ret;
 
 	pthread_mutex_lock(&g->lock);
-	ret = gm_save_start(s);
-	if (ret || !s->live) {
+	ret = gm_save_check(s);
+	if (!ret && s->o->flags & GMEM_SNAP_LIVE) {
+		ret = gm_live_arm(g, &s->live);
+		g->saving_live = !ret;
+	} else if (!ret) {
+		ret = gm_save_fix(s);
 		if (!ret)
 			ret = gm_save_rest(s);
-		pthread_mutex_unlock(&g->lock);
-		return ret;
 	}
-	g->saving_live = true;
 	pthread_mutex_unlock(&g->lock);
-	if (s->o->progress)
-		s->o->progress(s->o->progress_ctx, 0, s->total);
-	ret = gm_save_rest(s);
+	if (!s->live)
+		return ret;
+	ret = gm_save_live(s);
+	gm_live_end(s->live);   /* takes g->lock: the hook goes */
+	s->live = NULL;
 	pthread_mutex_lock(&g->lock);
 	g->saving_live = false;
 	pthread_mutex_unlock(&g->lock);
@@ -1247,10 +1281,6 @@ int gm_snap_save(struct gmem *g, const char *path, const struct gmem_snapshot_op
 	if (ret)
 		goto out_file;
 	ret = gm_save_run(&s);
-	if (s.live) {
-		gm_live_end(s.live);    /* the hook goes before the lock is taken */
-		s.live = NULL;
-	}
 	if (!ret)
 		ret = gm_save_commit(&s, path);
 	if (s.track_chg || !ret)

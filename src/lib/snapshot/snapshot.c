@@ -33,6 +33,10 @@ static int gm_snap_opts_ok(const struct gmem_snapshot_opts *o)
 	for (unsigned i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
 			return -EINVAL;
+	if (o->live_pause && !(o->flags & GMEM_SNAP_LIVE)) {
+		gm_set_error("snapshot: live_pause is for GMEM_SNAP_LIVE saves");
+		return -EINVAL;
+	}
 	return 0;
 }
 
