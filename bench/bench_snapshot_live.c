@@ -6,12 +6,16 @@
  * writer thread writes random pages through the KVM view, as a guest
  * would, from the moment the save says its start is fixed (progress 0).
  *
+ * The writer is paused in the save's live_pause(1) callback and resumed in
+ * live_pause(0), as a VMM stops and resumes its vCPUs; the start image's
+ * page hashes are taken in between, before the library locks the memory.
+ *
  * Target (issue 15): the live save keeps the memory locked at most 20 ms,
  * against the plain save's whole time. The locked time is measured from
- * the call to the progress(0) callback (which also counts opening the
- * file: an upper bound), and, as a check, the longest wait of a thread
- * that calls gmem_kmap() in a loop during the save. The file is then
- * restored and every page's hash compared with the start image's.
+ * live_pause(1) returning to live_pause(0) being called, and, as a check,
+ * as the longest wait of a thread that calls gmem_kmap() in a loop during
+ * the save. The file is then restored and every page's hash compared
+ * with the start image's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +35,11 @@ struct live_run {
 	struct gmem *g;
 	uint64_t size;
 	uint64_t t_call, t_start;       /* the call, progress(0)              */
-	volatile int go, stop;
+	uint64_t t_pause, t_lock, t_unlock;     /* live_pause(1) called and
+						 * returns, (0) called          */
+	uint64_t *start;                /* page hashes at the pause           */
+	int hash_err;
+	volatile int go, stop, paused, parked;
 	uint64_t writes;
 	uint64_t kmap_max_ns, kmaps;
 	pthread_t writer, prober;
@@ -67,12 +75,17 @@ static void *live_writer(void *arg)
 	uint8_t *kv = gmem_kvm_view(r->g);
 	uint64_t rng = 0x9e3779b97f4a7c15ull, pages = r->size / 4096, n = 0;
 
-	while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE) &&
-	       !__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE))
-		;
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t p = rng_next(&rng) % pages;
 
+		/* Paused as a vCPU would be: acknowledged, then spinning. */
+		if (__atomic_load_n(&r->paused, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&r->parked, 1, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&r->paused, __ATOMIC_ACQUIRE))
+				;
+			__atomic_store_n(&r->parked, 0, __ATOMIC_RELEASE);
+			continue;
+		}
 		*(uint64_t *)(kv + p * 4096 + (rng_next(&rng) % 512) * 8) = rng_next(&rng);
 		n++;
 	}
@@ -106,20 +119,38 @@ static void live_progress(void *ctx, uint64_t done, uint64_t total)
 	struct live_run *r = ctx;
 
 	(void)total;
-	if (!done && !r->t_start) {
+	if (!done && !r->t_start)
 		r->t_start = now_ns();
-		__atomic_store_n(&r->go, 1, __ATOMIC_RELEASE);
+}
+
+/* The VMM's side: stop the writer, take the start image, let the save
+ * lock; then resume the writer. */
+static void live_pause(void *ctx, int pause)
+{
+	struct live_run *r = ctx;
+
+	if (!pause) {
+		r->t_unlock = now_ns();
+		__atomic_store_n(&r->paused, 0, __ATOMIC_RELEASE);
+		return;
 	}
+	r->t_pause = now_ns();
+	__atomic_store_n(&r->paused, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&r->parked, __ATOMIC_ACQUIRE))
+		;
+	r->hash_err = live_hashes(r->g, r->size, r->start);
+	r->t_lock = now_ns();
 }
 
 static int live_save(struct live_run *r, const char *path, unsigned flags, uint64_t *ns)
 {
 	struct gmem_snapshot_opts o = { .flags = flags, .progress = live_progress,
-					.progress_ctx = r };
+					.progress_ctx = r,
+					.live_pause = flags & GMEM_SNAP_LIVE ? live_pause : NULL };
 	int ret;
 
-	r->go = r->stop = 0;
-	r->t_start = 0;
+	r->go = r->stop = r->paused = r->parked = 0;
+	r->t_start = r->t_pause = r->t_lock = r->t_unlock = 0;
 	r->writes = r->kmaps = r->kmap_max_ns = 0;
 	if (pthread_create(&r->prober, NULL, live_prober, r))
 		return -EAGAIN;
@@ -168,17 +199,18 @@ static int live_run_all(struct live_run *r, const char *plain, const char *live)
 {
 	uint64_t pages = r->size / 4096, plain_ns, live_ns, plain_kmap, diff;
 	uint64_t *start = malloc(pages * sizeof(*start));
-	char info[160];
+	char info[200];
 	int ret;
 
 	if (!start)
 		return -ENOMEM;
+	r->start = start;
 	ret = live_save(r, plain, 0, &plain_ns);
 	plain_kmap = r->kmap_max_ns;
 	if (!ret)
-		ret = live_hashes(r->g, r->size, start);
-	if (!ret)
 		ret = live_save(r, live, GMEM_SNAP_LIVE, &live_ns);
+	if (!ret && r->hash_err)
+		ret = r->hash_err;
 	if (ret) {
 		free(start);
 		return ret;
@@ -186,13 +218,14 @@ static int live_run_all(struct live_run *r, const char *plain, const char *live)
 	snprintf(info, sizeof(info), "plain save locked %.0f ms (longest gmem_kmap wait %.0f ms)",
 		 (double)plain_ns / 1e6, (double)plain_kmap / 1e6);
 	out_row("plain save: memory locked", (double)plain_ns / 1e6, "ms", info);
-	snprintf(info, sizeof(info), "whole live save %.0f ms; longest gmem_kmap wait %.2f ms "
-		 "of %llu calls", (double)live_ns / 1e6, (double)r->kmap_max_ns / 1e6,
+	snprintf(info, sizeof(info), "whole live save %.0f ms, of which unlocked write-protect "
+		 "%.0f ms; longest gmem_kmap wait %.2f ms of %llu calls", (double)live_ns / 1e6,
+		 (double)(r->t_pause - r->t_call) / 1e6, (double)r->kmap_max_ns / 1e6,
 		 (unsigned long long)r->kmaps);
-	out_target("live save: memory locked (call to progress 0)",
-		   (double)(r->t_start - r->t_call) / 1e6, "ms", CMP_LE, 20, info);
+	out_target("live save: memory locked (between live_pause calls)",
+		   (double)(r->t_unlock - r->t_lock) / 1e6, "ms", CMP_LE, 20, info);
 	out_row("live locked / plain locked",
-		(double)(r->t_start - r->t_call) / (double)plain_ns, "x", "");
+		(double)(r->t_unlock - r->t_lock) / (double)plain_ns, "x", "");
 	gmem_close(r->g);
 	r->g = NULL;
 	ret = live_check(live, r->size, start, &diff);

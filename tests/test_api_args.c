@@ -70,6 +70,12 @@ static struct gmem_io_req *req_seg(struct fx *f, uint64_t gpa, uint64_t len)
 #define OPTS(...) (&(struct gmem_snapshot_opts){ __VA_ARGS__ })
 
 static struct gmem *out_g;
+
+static void th_live_pause_nop(void *ctx, int pause)
+{
+	(void)ctx;
+	(void)pause;
+}
 static struct gmem_io *out_io;
 static struct gmem_stats out_st;
 static struct gmem_info out_info;
@@ -173,7 +179,11 @@ static struct gmem_io_target out_t;
 	X(gmem_snapshot_restore_ex, "unknown flag", -EINVAL,                              \
 	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.flags = 1u << 30), &out_g))       \
 	X(gmem_snapshot_restore_ex, "reserved field set", -EINVAL,                        \
-	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.reserved = { [1] = 1 }), &out_g)) \
+	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.reserved = { [0] = 1 }), &out_g)) \
+	X(gmem_snapshot_save_ex, "live_pause without GMEM_SNAP_LIVE", -EINVAL,            \
+	  gmem_snapshot_save_ex(f->g, f->missing, OPTS(.live_pause = th_live_pause_nop)))  \
+	X(gmem_snapshot_restore_ex, "live_pause on a restore", -EINVAL,                   \
+	  gmem_snapshot_restore_ex(f->snap, NULL, OPTS(.live_pause = th_live_pause_nop), &out_g)) \
 	X(gmem_snapshot_inspect, "NULL path", -EINVAL, gmem_snapshot_inspect(NULL, 0, NULL, &out_si)) \
 	X(gmem_snapshot_inspect, "NULL info", -EINVAL, gmem_snapshot_inspect(f->snap, 0, NULL, NULL)) \
 	X(gmem_snapshot_inspect, "unknown flag", -EINVAL,                                 \

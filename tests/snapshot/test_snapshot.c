@@ -339,7 +339,7 @@ Test(snapshot, bad_arguments)
 	TH_EQ(gmem_snapshot_save(g, "", 0), -EINVAL);
 	TH_EQ(gmem_snapshot_save(g, path, 1u << 7), -EINVAL);
 	TH_EQ(gmem_snapshot_save_ex(g, path, &o), -EINVAL);
-	o = (struct gmem_snapshot_opts){ .reserved[1] = 1 };
+	o = (struct gmem_snapshot_opts){ .reserved[0] = 1 };
 	TH_EQ(gmem_snapshot_save_ex(g, path, &o), -EINVAL);
 	TH_EQ(gmem_snapshot_restore(NULL, NULL, &r), -EINVAL);
 	TH_EQ(gmem_snapshot_restore(path, NULL, NULL), -EINVAL);

@@ -311,6 +311,84 @@ Test(snapshot_live, compressed_and_sealed)
 	snap_rmdir(dir);
 }
 
+/* ---- writers that run all along, paused as vCPUs are -------------------- */
+
+struct lv_vcpus {
+	struct gmem *g;
+	pthread_t t;
+	volatile int stop, paused, parked;
+	uint64_t writes, paused_writes;
+	struct lv_image im;
+	bool captured;
+};
+
+static void *lv_vcpu(void *arg)
+{
+	struct lv_vcpus *v = arg;
+	uint8_t *kv = gmem_kvm_view(v->g);
+	uint64_t r = 99;
+
+	while (!__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t p = lv_rand(&r) % LV_PAGES;
+
+		if (__atomic_load_n(&v->paused, __ATOMIC_ACQUIRE)) {
+			__atomic_store_n(&v->parked, 1, __ATOMIC_RELEASE);
+			while (__atomic_load_n(&v->paused, __ATOMIC_ACQUIRE))
+				;
+			__atomic_store_n(&v->parked, 0, __ATOMIC_RELEASE);
+			continue;
+		}
+		kv[p * TH_PAGE + lv_rand(&r) % TH_PAGE] = (uint8_t)lv_rand(&r) | 1;
+		__atomic_fetch_add(&v->writes, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* live_pause: stop the vCPU and take the start image; resume it. */
+static void lv_vcpu_pause(void *ctx, int pause)
+{
+	struct lv_vcpus *v = ctx;
+
+	if (!pause) {
+		v->paused_writes = v->writes;
+		__atomic_store_n(&v->paused, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_store_n(&v->paused, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&v->parked, __ATOMIC_ACQUIRE))
+		;
+	lv_capture(v->g, &v->im);
+	v->captured = true;
+}
+
+/* The guest writes while the views are protected (the unlocked part of
+ * the start), stops only between live_pause(1) and (0), and goes on. */
+Test(snapshot_live, guest_runs_through_the_start)
+{
+	const char *dir = snap_tmpdir(), *f = snap_file(dir, "live", 0);
+	struct lv_vcpus v = { 0 };
+	struct gmem_snapshot_opts o = { .flags = GMEM_SNAP_LIVE, .live_pause = lv_vcpu_pause,
+					.progress_ctx = &v };
+	int ret;
+
+	v.g = lv_open(0);
+	snap_randomize(v.g, 17, 80);
+	cr_assert_eq(pthread_create(&v.t, NULL, lv_vcpu, &v), 0);
+	while (__atomic_load_n(&v.writes, __ATOMIC_RELAXED) < 10000)
+		;
+	ret = gmem_snapshot_save_ex(v.g, f, &o);
+	__atomic_store_n(&v.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(v.t, NULL);
+	cr_assert_eq(ret, 0, "live save: %s (%s)", gmem_strerror(ret), gmem_last_error());
+	cr_assert(v.captured, "live_pause(1) was never called");
+	cr_assert_gt(gm_live_last.reprotected, 0, "no page was written during the start");
+	cr_assert_gt(v.writes, v.paused_writes, "no write after the start");
+	lv_expect_image(f, 0, NULL, &v.im);
+	lv_image_free(&v.im);
+	gmem_close(v.g);
+	snap_rmdir(dir);
+}
+
 /* Nothing written during it: the file is the plain save's, byte for byte. */
 Test(snapshot_live, quiet_live_save_is_the_plain_file)
 {
