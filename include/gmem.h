@@ -235,7 +235,10 @@ int   gmem_convert_notify(struct gmem *g, gmem_convert_fn fn, void *ctx);
  * only; format: docs/snapshot-format.md. The memory is locked for the whole
  * save (every other call on it except gmem_state/gmem_host waits); writes
  * by a running guest or by device I/O during the save land in the file or
- * not, page by page: pause vCPUs and I/O for a consistent image. */
+ * not, page by page: pause vCPUs and I/O for a consistent image.
+ * GMEM_SNAP_LIVE (memfd backing): locked only while the start is fixed
+ * (opts.live_pause brackets it); every page is saved as it was then, copied
+ * before its first later write; see gmem_snapshot_save(3). */
 /* GMEM_SNAP_COMPRESS compresses what it can without slowing the save: a
  * chunk is compressed when the file's device would otherwise wait for it
  * anyway, so a slow disk gets a small file and a fast one a fast save.
@@ -264,7 +267,8 @@ int   gmem_snapshot_restore(const char *path, const struct gmem_config *cfg,
 
 /* Progress of a long save, restore or verify: @done of @total bytes.
  * Called from the calling thread, with the memory locked during a save:
- * it must not call gmem functions on that memory. */
+ * it must not call gmem functions on that memory (a live save: unlocked,
+ * and first with @done 0 once the start is fixed). */
 typedef void (*gmem_snapshot_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 struct gmem_snapshot_opts {

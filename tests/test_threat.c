@@ -236,7 +236,7 @@ TH_TEST(threat, smaps_shows_dd_on_every_guest_data_mapping)
  * page data in dead stack after hashing a chunk (snapshot/reader.c).
  */
 __attribute__((no_sanitize("address")))
-static unsigned scan_dumpable(char *where, size_t size)
+static unsigned scan_mappings(char *where, size_t size, bool dumpable_only)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512], perms[8] = "", head[160] = "";
@@ -253,7 +253,8 @@ static unsigned scan_dumpable(char *where, size_t size)
 			snprintf(head, sizeof(head), "%.*s", (int)strcspn(line, "\n"), line);
 			continue;
 		}
-		if (strncmp(line, "VmFlags:", 8) || perms[0] != 'r' || strstr(line, " dd") ||
+		if (strncmp(line, "VmFlags:", 8) || perms[0] != 'r' ||
+		    (dumpable_only && strstr(line, " dd")) ||
 		    strstr(line, " io") || strstr(line, " pf"))
 			continue;
 		if (hi - lo > (1ul << 34))
@@ -269,6 +270,11 @@ static unsigned scan_dumpable(char *where, size_t size)
 	}
 	fclose(f);
 	return found;
+}
+
+static unsigned scan_dumpable(char *where, size_t size)
+{
+	return scan_mappings(where, size, true);
 }
 
 static char scan_where[256];
@@ -324,6 +330,68 @@ Test(threat, core_dump_would_hold_no_private_data, .timeout = 120)
 	TH_EQ(gmem_io_rw(io, &q), (int64_t)s.len);
 	cr_assert_eq(scan_hits, 0, "during a bounce request: %s", scan_where);
 	TH_EQ(gmem_io_destroy(io), 0);
+	gmem_close(r);
+	gmem_close(g);
+	unlink(path);
+}
+
+/* ---- row: a live save's copies of private pages --------------------- */
+
+static struct gmem *live_g;
+static unsigned live_child_status;
+
+/* A child forked now: may it read the secret anywhere it can read? */
+static int child_scan_all(void *arg)
+{
+	(void)arg;
+	return scan_mappings(scan_where, sizeof(scan_where), false) ? 2 : 0;
+}
+
+static void live_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	uint8_t *kv = gmem_kvm_view(live_g);
+
+	(void)ctx;
+	if (!done) {
+		/* The guest overwrites the secret pages: the save copies each
+		 * first, so its copy pool now holds the secret. */
+		for (uint64_t p = 100; p < 164; p++)
+			kv[p * PG + 1] ^= 0xff;
+		scan_hits += scan_dumpable(scan_where, sizeof(scan_where));
+		live_child_status = (unsigned)in_child(child_scan_all, NULL);
+	} else if (done < total) {
+		scan_hits += scan_dumpable(scan_where, sizeof(scan_where));
+	}
+}
+
+Test(threat, live_save_copies_are_neither_dumped_nor_inherited, .timeout = 120)
+{
+	struct gmem_snapshot_opts o = { .flags = GMEM_SNAP_LIVE | GMEM_SNAP_BUFFERED,
+					.progress = live_progress };
+	char path[] = "/tmp/gmem-threat-XXXXXX";
+	struct gmem *g = th_open(GMEM_BACKEND_MEMFD, 64 * TH_MIB, 0), *r;
+	uint8_t *w;
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	for (uint64_t p = 100; p < 164; p++)
+		plant_secret(g, p * PG);
+	live_g = g;
+	scan_hits = 0;
+	live_child_status = 9;
+	TH_EQ(gmem_snapshot_save_ex(g, path, &o), 0);
+	cr_assert_eq(scan_hits, 0, "during a live save: %s", scan_where);
+	cr_assert_eq(live_child_status, 0, "a child forked during a live save read the secret "
+		     "(status %u)", live_child_status);
+	cr_assert_eq(scan_dumpable(scan_where, sizeof(scan_where)), 0, "after a live save: %s",
+		     scan_where);
+	/* The copies were used: the file holds the secret as it was. */
+	TH_EQ(gmem_snapshot_restore(path, NULL, &r), 0);
+	w = gmem_kmap(r, 100 * PG);
+	cr_assert_not_null(w);
+	cr_assert(is_secret(w), "the live file lost the start contents of page 100");
+	gmem_kunmap(r, w);
 	gmem_close(r);
 	gmem_close(g);
 	unlink(path);
