@@ -141,6 +141,8 @@ static void gm_track_disarm(struct gm_track *t)
 	t->armed = false;
 }
 
+static void gm_track_free(struct gm_track *t, bool unregister);
+
 void gm_track_close(struct gmem *g)
 {
 	struct gm_track *t = g->trk;
@@ -148,8 +150,7 @@ void gm_track_close(struct gmem *g)
 	if (!t)
 		return;
 	g->trk = NULL;
-	t->g = NULL;    /* the views go with the memory: just close */
-	gm_track_release(t);
+	gm_track_free(t, false);        /* the views go with the memory */
 }
 
 /* Baseline lost: the next save is full. */
@@ -695,19 +696,16 @@ static void gm_track_unregister_pieces(struct gm_track *t, uint8_t *addr, uint64
 	}
 }
 
-void gm_track_release(struct gm_track *t)
+/* Stop the fault thread and free @t; @unregister: the views stay, so
+ * unregister them first, a piece at a time. */
+static void gm_track_free(struct gm_track *t, bool unregister)
 {
-	const struct gmem *g;
-
-	if (!t)
-		return;
-	g = t->g;
 	/* Closing the userfaultfd would clear every page's write-protection
 	 * in one call, holding the process's mmap lock for all of it (vCPU
 	 * faults and every mmap() wait): a piece at a time instead. */
-	if (g && t->uffd >= 0) {
-		gm_track_unregister_pieces(t, g->kvm_view, g->size);
-		gm_track_unregister_pieces(t, g->view, g->size);
+	if (unregister && t->uffd >= 0) {
+		gm_track_unregister_pieces(t, t->g->kvm_view, t->g->size);
+		gm_track_unregister_pieces(t, t->g->view, t->g->size);
 	}
 	gm_track_disarm(t);
 	if (t->pagemap >= 0)
@@ -716,4 +714,10 @@ void gm_track_release(struct gm_track *t)
 	free(t->todo);
 	free(t->dirty);
 	free(t);
+}
+
+void gm_track_release(struct gm_track *t)
+{
+	if (t)
+		gm_track_free(t, t->g != NULL);
 }

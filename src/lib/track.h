@@ -20,8 +20,8 @@
 typedef void (*gm_track_before_fn)(void *ctx, uint64_t page);
 
 struct gm_track {
-	struct gmem *g;         /* the memory, for the fault thread; NULL once
-				 * the memory is closing                        */
+	struct gmem *g;         /* the memory, for the fault thread (set when
+				 * the thread starts)                           */
 	enum gmem_track how;
 	int uffd;               /* -1 until armed                              */
 	int pagemap;            /* /proc/self/pagemap, for PAGEMAP_SCAN         */

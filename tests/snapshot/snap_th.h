@@ -31,9 +31,9 @@ uint64_t snap_populated_pages(struct gmem *g);
 void snap_expect_same(struct gmem *a, struct gmem *b);
 
 /* Number of open file descriptors and mappings of this process. Under
- * ASan the allocator itself carves new mappings as it grows, so mappings
- * are compared in the plain build only (SNAP_MAPS_EXACT). */
-#ifdef __SANITIZE_ADDRESS__
+ * ASan and TSan the allocator itself carves new mappings as it grows, so
+ * mappings are compared in the plain build only (SNAP_MAPS_EXACT). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SNAP_MAPS_EXACT 0
 #else
 #define SNAP_MAPS_EXACT 1
