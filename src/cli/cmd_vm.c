@@ -26,7 +26,7 @@
 
 #define VM_USAGE "[--accel kvm|user] [--cpus N] [--mem SIZE] [--policy convert|stop] " \
 		 "[--virtio-disk FILE] [--io-path auto|inplace|bounce|kmap] " \
-		 "[--save-at MS FILE [--zstd|--zstd-all]] [--key-file KEY] " \
+		 "[--save-at MS FILE [--zstd|--zstd-all] [--live]] [--key-file KEY] " \
 		 "[--verbose] [--no-harden] " \
 		 "GUEST.elf\n       vm --restore FILE [--lazy] [--key-file KEY] [--virtio-disk FILE] [--policy convert|stop] " \
 		 "[--verbose]" \
@@ -44,7 +44,8 @@ struct vm_opts {
 	const char *path;
 	long save_at_ms;        /* --save-at: snapshot after this many ms, or -1 */
 	const char *save;       /* its FILE                                      */
-	unsigned save_flags;    /* --zstd, --zstd-all: GMEM_SNAP_COMPRESS(_ALL)  */
+	unsigned save_flags;    /* --zstd, --zstd-all: GMEM_SNAP_COMPRESS(_ALL); */
+				/* --live: GMEM_SNAP_LIVE                       */
 	const char *restore;    /* --restore FILE: run that instead of an ELF   */
 	bool lazy;              /* --lazy: restore through userfaultfd           */
 	const char *key_file;   /* --key-file: seal the save, open the restore   */
@@ -105,6 +106,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		{ "lazy", no_argument, NULL, 'L' },
 		{ "zstd", no_argument, NULL, 'z' },
 		{ "zstd-all", no_argument, NULL, 'Z' },
+		{ "live", no_argument, NULL, 'W' },
 		{ "no-harden", no_argument, NULL, 'H' },
 		{ "key-file", required_argument, NULL, 'K' },
 		{ "accel", required_argument, NULL, 'A' },
@@ -171,11 +173,14 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 		case 'L':
 			o->lazy = true;
 			break;
+		case 'W':
+			o->save_flags |= GMEM_SNAP_LIVE;
+			break;
 		case 'z':
-			o->save_flags = GMEM_SNAP_COMPRESS;
+			o->save_flags = (o->save_flags & GMEM_SNAP_LIVE) | GMEM_SNAP_COMPRESS;
 			break;
 		case 'Z':
-			o->save_flags = GMEM_SNAP_COMPRESS_ALL;
+			o->save_flags = (o->save_flags & GMEM_SNAP_LIVE) | GMEM_SNAP_COMPRESS_ALL;
 			break;
 		case 'H':
 			o->no_harden = true;
@@ -230,7 +235,7 @@ static int vm_parse(int argc, char **argv, struct vm_opts *o)
 	if (o->key_file && !o->save)
 		return cli_usage("vm", "--key-file needs --save-at MS FILE or --restore FILE");
 	if (o->save_flags && !o->save)
-		return cli_usage("vm", "--zstd and --zstd-all need --save-at MS FILE");
+		return cli_usage("vm", "--zstd, --zstd-all and --live need --save-at MS FILE");
 	if (optind != argc - 1)
 		return cli_usage("vm", "want exactly one guest program; usage: vm %s", VM_USAGE);
 	if (o->io_path_set && !o->vdisk)

@@ -425,31 +425,46 @@ static int gv_save_devs(struct gv_vm *vm, uint8_t *p, size_t *len)
 	return 0;
 }
 
-/* PATH.vm for @vm, paused, whose memory was just saved at @path; sealed
- * with @key unless it is NULL. */
-static int gv_save_vm_side(struct gv_vm *vm, const char *path, const uint8_t *key)
+/* The VM side of a snapshot being taken: vCPU and device records, read
+ * while the vCPUs are paused, then written to PATH.vm once the memory file
+ * it is bound to exists. */
+struct gv_vm_side {
+	uint8_t *buf;           /* header, [nonce], records, [tag], hash       */
+	size_t cap;
+	uint8_t *recs;          /* where the records start                     */
+	size_t recs_len;
+	struct gv_snap_vm_header h;
+};
+
+static void gv_vm_side_free(struct gv_vm_side *v)
 {
-	size_t cap = sizeof(struct gv_snap_vm_header) + GV_SEAL_EXTRA + vm->ncpus * GV_VCPU_REC +
-		     vm->nmmio * GV_DEV_REC_MAX + 8, len, dev_bytes;
-	struct gv_snap_vm_header h = {
-		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
-		.header_size = sizeof(h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
-		.mem_size = vm->cfg.mem_size,
-		.flags = key ? GV_SNAP_VM_SEALED : 0, .aead = key ? GV_SNAP_VM_AEAD : 0,
-	};
-	uint8_t *buf = calloc(1, cap), *p, *recs;
-	char *vpath = gv_vm_path(path);
-	uint64_t hash;
+	if (v->buf)
+		sodium_memzero(v->buf, v->cap);
+	free(v->buf);
+	v->buf = NULL;
+}
+
+/* Read @vm's records (it is paused) into @v, to be sealed with a key if
+ * @sealed. */
+static int gv_vm_side_capture(struct gv_vm *vm, bool sealed, struct gv_vm_side *v)
+{
+	size_t dev_bytes;
+	uint8_t *p;
 	int ret;
 
-	if (!buf || !vpath) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = gv_mem_tag(path, &h.mem_file_size, &h.mem_tag);
-	if (ret)
-		goto out;
-	recs = p = buf + sizeof(h) + (key ? GV_SEAL_NONCE : 0);
+	memset(v, 0, sizeof(*v));
+	v->cap = sizeof(struct gv_snap_vm_header) + GV_SEAL_EXTRA + vm->ncpus * GV_VCPU_REC +
+		 vm->nmmio * GV_DEV_REC_MAX + 8;
+	v->h = (struct gv_snap_vm_header){
+		.magic = GV_SNAP_VM_MAGIC, .major = GV_SNAP_VM_MAJOR, .minor = GV_SNAP_VM_MINOR,
+		.header_size = sizeof(v->h), .ncpus = vm->ncpus, .vcpu_size = GV_VCPU_REC,
+		.mem_size = vm->cfg.mem_size,
+		.flags = sealed ? GV_SNAP_VM_SEALED : 0, .aead = sealed ? GV_SNAP_VM_AEAD : 0,
+	};
+	v->buf = calloc(1, v->cap);
+	if (!v->buf)
+		return -ENOMEM;
+	v->recs = p = v->buf + sizeof(v->h) + (sealed ? GV_SEAL_NONCE : 0);
 	for (unsigned i = 0; i < vm->ncpus; i++, p += GV_VCPU_REC) {
 		struct gv_vcpu_state st;
 
@@ -458,34 +473,158 @@ static int gv_save_vm_side(struct gv_vm *vm, const char *path, const uint8_t *ke
 			gv_rec_put(p, &st);
 		sodium_memzero(&st, sizeof(st));
 		if (ret)
-			goto out;
+			goto err;
 	}
 	ret = gv_save_devs(vm, p, &dev_bytes);
 	if (ret)
+		goto err;
+	v->h.ndevs = vm->nmmio;
+	v->h.dev_bytes = (uint32_t)dev_bytes;
+	v->recs_len = (size_t)(p - v->recs) + dev_bytes;
+	return 0;
+err:
+	gv_vm_side_free(v);
+	return ret;
+}
+
+/* PATH.vm from @v, bound to the memory file just saved at @path; sealed
+ * with @key unless it is NULL. */
+static int gv_vm_side_write(struct gv_vm_side *v, const char *path, const uint8_t *key)
+{
+	char *vpath = gv_vm_path(path);
+	uint8_t *p = v->recs + v->recs_len;
+	uint64_t hash;
+	size_t len;
+	int ret;
+
+	if (!vpath)
+		return -ENOMEM;
+	ret = gv_mem_tag(path, &v->h.mem_file_size, &v->h.mem_tag);
+	if (ret)
 		goto out;
-	p += dev_bytes;
-	h.ndevs = vm->nmmio;
-	h.dev_bytes = (uint32_t)dev_bytes;
-	memcpy(buf, &h, sizeof(h));
+	memcpy(v->buf, &v->h, sizeof(v->h));
 	if (key) {
-		ret = gv_seal(key, buf, (size_t)(p - recs));
+		ret = gv_seal(key, v->buf, v->recs_len);
 		if (ret) {
 			gv_set_error("snapshot: libsodium does not start");
 			goto out;
 		}
 		p += GV_SEAL_TAG;
 	}
-	len = (size_t)(p - buf) + 8;
-	hash = XXH3_64bits(buf, len - 8);
+	len = (size_t)(p - v->buf) + 8;
+	hash = XXH3_64bits(v->buf, len - 8);
 	memcpy(p, &hash, 8);
-	ret = gv_write_atomic(vpath, buf, len);
+	ret = gv_write_atomic(vpath, v->buf, len);
 	if (ret)
 		gv_set_error("writing %s: %s", vpath, strerror(-ret));
 out:
 	free(vpath);
-	if (buf)
-		sodium_memzero(buf, cap);
-	free(buf);
+	return ret;
+}
+
+/* PATH.vm for @vm, paused, whose memory was just saved at @path. */
+static int gv_save_vm_side(struct gv_vm *vm, const char *path, const uint8_t *key)
+{
+	struct gv_vm_side v;
+	int ret = gv_vm_side_capture(vm, key != NULL, &v);
+
+	if (!ret)
+		ret = gv_vm_side_write(&v, path, key);
+	gv_vm_side_free(&v);
+	return ret;
+}
+
+/* Refuse a save of a guest that has stopped. Caller has paused @vm. */
+static int gv_vm_check_running(struct gv_vm *vm)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->result.why != GV_STOP_NONE) {
+		ret = -ESRCH;
+		gv_set_error("snapshot: the guest has stopped already (%s)",
+			     gv_stop_name(vm->result.why));
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+/* ---- live VM snapshots ---------------------------------------------------- */
+
+/*
+ * GMEM_SNAP_LIVE: the vCPUs are paused only while the memory's start image
+ * is fixed: gmem_snapshot_save_ex() calls live_pause(1) just before it
+ * locks the memory and live_pause(0) just after; the vCPU and device
+ * records are read in between, so they belong to the same moment as the
+ * memory file. The guest then runs on while the file is written.
+ */
+struct gv_live {
+	struct gv_vm *vm;
+	const struct gmem_snapshot_opts *user;
+	struct gv_vm_side side;
+	bool paused, captured;
+	int err;
+};
+
+static void gv_live_pause(void *ctx, int pause)
+{
+	struct gv_live *x = ctx;
+
+	if (!pause) {
+		if (x->paused && gv_vm_resume(x->vm) && !x->err)
+			x->err = -EIO;
+		x->paused = false;
+		return;
+	}
+	x->err = gv_vm_pause(x->vm);
+	if (x->err)
+		return;
+	x->paused = true;
+	x->err = gv_vm_check_running(x->vm);
+	if (!x->err)
+		x->err = gv_vm_side_capture(x->vm, x->user->key != NULL, &x->side);
+	x->captured = !x->err;
+}
+
+static void gv_live_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct gv_live *x = ctx;
+
+	if (x->user->progress)
+		x->user->progress(x->user->progress_ctx, done, total);
+}
+
+static int gv_vm_snapshot_save_live(struct gv_vm *vm, const char *path,
+				    const struct gmem_snapshot_opts *opts)
+{
+	struct gv_live x = { .vm = vm, .user = opts };
+	struct gmem_snapshot_opts o = *opts;
+	int ret;
+
+	if (opts->live_pause) {
+		gv_set_error("snapshot: a live VM snapshot pauses the vCPUs itself "
+			     "(live_pause must be NULL)");
+		return -EINVAL;
+	}
+	if (vm->cfg.accel == GV_ACCEL_USER) {
+		gv_set_error("snapshot: the user accelerator writes guest memory through a "
+			     "window of its own, which a live save cannot see");
+		return -EOPNOTSUPP;
+	}
+	o.live_pause = gv_live_pause;
+	o.progress = gv_live_progress;
+	o.progress_ctx = &x;
+	ret = gmem_snapshot_save_ex(vm->g, path, &o);
+	if (x.paused)
+		gv_live_pause(&x, 0);   /* the save failed before unlocking */
+	if (ret)
+		gv_set_error("saving guest memory: %s", gmem_last_error()[0] ? gmem_last_error()
+									  : gmem_strerror(ret));
+	else if (x.err || !x.captured)
+		ret = x.err ? x.err : -EIO;
+	else
+		ret = gv_vm_side_write(&x.side, path, opts->key);
+	gv_vm_side_free(&x.side);
 	return ret;
 }
 
@@ -513,16 +652,12 @@ int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 			return -EOPNOTSUPP;
 		}
 	}
+	if (opts && opts->flags & GMEM_SNAP_LIVE)
+		return gv_vm_snapshot_save_live(vm, path, opts);
 	ret = gv_vm_pause(vm);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&vm->lock);
-	if (vm->result.why != GV_STOP_NONE) {
-		ret = -ESRCH;
-		gv_set_error("snapshot: the guest has stopped already (%s)",
-			     gv_stop_name(vm->result.why));
-	}
-	pthread_mutex_unlock(&vm->lock);
+	ret = gv_vm_check_running(vm);
 	if (!ret)
 		ret = gmem_snapshot_save_ex(vm->g, path, opts);
 	if (ret && ret != -ESRCH)

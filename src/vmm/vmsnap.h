@@ -18,6 +18,13 @@
  * NULL); with opts->key, PATH.vm is sealed with it as PATH is. A guest that has stopped already: -ESRCH. A VM with devices
  * beyond the built-in console, exit and hypercall ports is refused
  * (-EOPNOTSUPP): their state is not saved. From a vCPU thread: -EDEADLK.
+ * With GMEM_SNAP_LIVE in @opts the vCPUs are paused only while the memory's
+ * start image is fixed (the vCPU and device records are read then) and run
+ * on while the file is written; opts->live_pause must be NULL (the VM pauses
+ * itself), and the user accelerator is refused (-EOPNOTSUPP: it writes
+ * guest memory through a window of its own). If the guest stops in the
+ * moment before the pause, PATH may be replaced and PATH.vm not: the old
+ * PATH.vm no longer matches it and is refused at restore.
  * 0 or -errno, gv_last_error() set. */
 int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 			const struct gmem_snapshot_opts *opts);

@@ -108,6 +108,8 @@ static void vs_keep_in_registers(struct gv_vm *vm, uint64_t seed, uint64_t next,
 }
 
 /* Passes @from..VS_PASSES over the pattern, then the exit. */
+static const struct gmem_snapshot_opts *vs_save_opts;   /* NULL: a plain save */
+
 static void vs_drive_passes(struct gv_vm *vm, uint64_t seed, int from, const char *save_at)
 {
 	static uint64_t got[VS_WORDS];
@@ -127,7 +129,7 @@ static void vs_drive_passes(struct gv_vm *vm, uint64_t seed, int from, const cha
 		vs_print(vm, "snapvm: pass %d ok\n", pass);
 		vs_keep_in_registers(vm, seed, (uint64_t)pass + 1, true);
 		if (pass == 1 && save_at) {
-			int ret = gv_vm_snapshot_save(vm, save_at, NULL);
+			int ret = gv_vm_snapshot_save(vm, save_at, vs_save_opts);
 
 			cr_assert_eq(ret, 0, "save: %d: %s", ret, gv_last_error());
 		}
@@ -195,7 +197,7 @@ static void vs_save_running(const char *path)
 		seen = strstr(gv_vm_console(vm, NULL), "snapvm: pass 1 ok\n");
 		gv_vm_resume(vm);
 		if (seen) {
-			ret = gv_vm_snapshot_save(vm, path, NULL);
+			ret = gv_vm_snapshot_save(vm, path, vs_save_opts);
 			cr_assert_eq(ret, 0, "save: %d: %s", ret, gv_last_error());
 		} else {
 			usleep(1000);
@@ -267,6 +269,47 @@ Test(vm_snapshot, guest_runs_on_in_a_new_vm)
 	/* The same snapshot restores again: nothing in it was consumed. */
 	vm = vs_restore(d.mem, 0);
 	vs_expect_carried_on(vm);
+	gv_vm_destroy(vm);
+	vs_dir_remove(&d);
+}
+
+/* GMEM_SNAP_LIVE: the vCPUs pause only while the start is fixed and run on
+ * while the memory file is written (under KVM the guest goes on with its
+ * passes meanwhile); the pair restores to that moment. */
+Test(vm_snapshot, live_snapshot_guest_runs_on_in_a_new_vm)
+{
+	static const struct gmem_snapshot_opts live = { .flags = GMEM_SNAP_LIVE };
+	struct vs_dir d;
+	struct gv_vm *vm;
+
+	vs_dir_make(&d);
+	vs_save_opts = &live;
+	vs_save_running(d.mem);
+	vs_save_opts = NULL;
+	vm = vs_restore(d.mem, 0);
+	vs_expect_carried_on(vm);
+	gv_vm_destroy(vm);
+	vs_dir_remove(&d);
+}
+
+/* The user accelerator writes guest memory through a window of its own. */
+Test(vm_snapshot, live_snapshot_refused_where_writes_are_unseen)
+{
+	struct gv_config cfg = { .mem_size = VT_MEM, .ncpus = 1, .policy = GV_POLICY_CONVERT,
+				 .accel = GV_ACCEL_USER };
+	struct gmem_snapshot_opts o = { .flags = GMEM_SNAP_LIVE };
+	struct vs_dir d;
+	struct gv_vm *vm;
+	int ret;
+
+	vs_dir_make(&d);
+	ret = gv_vm_create(&cfg, &vm);
+	cr_assert_eq(ret, 0, "gv_vm_create(user): %d: %s", ret, gv_last_error());
+	TH_EQ(gv_vm_snapshot_save(vm, d.mem, &o), -EOPNOTSUPP);
+	cr_assert(strstr(gv_last_error(), "window"), "message: %s", gv_last_error());
+	TH_EQ(access(d.mem, F_OK), -1);
+	o.live_pause = (void (*)(void *, int))abort;
+	TH_EQ(gv_vm_snapshot_save(vm, d.mem, &o), -EINVAL);
 	gv_vm_destroy(vm);
 	vs_dir_remove(&d);
 }

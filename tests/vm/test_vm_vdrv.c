@@ -448,7 +448,7 @@ Test(vdrv, cli_runs_the_vblk_guest_on_a_virtio_disk)
  * --save-at), restored with the same image: the device takes its state and
  * the guest finishes every check. Restored without the disk, the VM does
  * not start and says why in one line. */
-Test(vdrv, cli_snapshot_in_the_middle_of_the_vblk_guest)
+static void vd_cli_snapshot(const char *save_flags)
 {
 	char cmd[1024], out[16384], image[] = "/tmp/gmem-vdrv-snap-XXXXXX", snap[80];
 	struct vd t = { 0 };
@@ -459,8 +459,8 @@ Test(vdrv, cli_snapshot_in_the_middle_of_the_vblk_guest)
 	cr_assert_eq(ftruncate(fd, VD_SECTS * 512ull), 0);
 	close(fd);
 	snprintf(snap, sizeof(snap), "%s.snap", image);
-	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --virtio-disk %s --save-at 0 %s %s 2>&1",
-		 GMEM_CLI, vd_accel(), image, snap, vt_guest_path("vblk"));
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --virtio-disk %s --save-at 0 %s %s %s 2>&1",
+		 GMEM_CLI, vd_accel(), image, snap, save_flags, vt_guest_path("vblk"));
 	if (vd_sh(cmd, out, sizeof(out)) && strstr(out, "has stopped already")) {
 		unlink(image);
 		cr_skip_test("the guest ended before the save could pause it (a fast KVM)");
@@ -482,4 +482,32 @@ Test(vdrv, cli_snapshot_in_the_middle_of_the_vblk_guest)
 	unlink(snap);
 	strcat(snap, GV_SNAP_VM_SUFFIX);
 	unlink(snap);
+}
+
+Test(vdrv, cli_snapshot_in_the_middle_of_the_vblk_guest)
+{
+	vd_cli_snapshot("");
+}
+
+/* The same with --live: the vCPUs run on, and the device goes on moving
+ * data into guest memory, while the file is written. The user accelerator
+ * (no KVM) writes through a window of its own: refused there. */
+Test(vdrv, cli_live_snapshot_in_the_middle_of_the_vblk_guest)
+{
+	char cmd[1024], out[16384], snap[] = "/tmp/gmem-vdrv-live-XXXXXX";
+	int fd;
+
+	if (!strcmp(vd_accel(), "")) {
+		vd_cli_snapshot("--live");
+		return;
+	}
+	fd = mkstemp(snap);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	unlink(snap);
+	snprintf(cmd, sizeof(cmd), "timeout 60 %s vm %s --save-at 0 %s --live %s 2>&1",
+		 GMEM_CLI, vd_accel(), snap, vt_guest_path("hello"));
+	TH_EQ(vd_sh(cmd, out, sizeof(out)) != 0, 1);
+	cr_assert(strstr(out, "window"), "output:\n%s", out);
+	TH_EQ(access(snap, F_OK), -1);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kvm_uapi.h"
+#include "snapshot/live.h"
 #include "vmm_internal.h"
 #include "vt.h"
 
@@ -487,4 +488,62 @@ Test(vm, fatal_exits_name_themselves_and_show_the_registers)
 		cr_assert(gv_exit_name(r)[0], "exit %u has no name", r);
 	for (size_t i = 0; i < sizeof(stops) / sizeof(stops[0]); i++)
 		cr_assert_str_eq(gv_stop_name(stops[i].why), stops[i].name);
+}
+
+/* ---- a live save under a running KVM guest -------------------------------- */
+
+struct vt_live {
+	struct gv_vm *vm;
+	uint64_t gpa, at_start;
+};
+
+/* live_pause: the vCPU stops, and the counter is what the file must hold. */
+static void vt_live_pause(void *ctx, int pause)
+{
+	struct vt_live *l = ctx;
+
+	if (pause) {
+		TH_EQ(gv_vm_pause(l->vm), 0);
+		l->at_start = vt_counter(l->vm, l->gpa);
+	} else {
+		TH_EQ(gv_vm_resume(l->vm), 0);
+	}
+}
+
+/* The guest's stores go through KVM's memslot on the KVM view: a live
+ * save must see them (the fault thread copies the counter's page before
+ * KVM may write it) while the guest spins on during the write. */
+Test(vm, live_save_sees_a_kvm_guest_write)
+{
+	char path[] = "/tmp/gmem-vm-live-XXXXXX";
+	struct vt_stopper s = { 0 };
+	struct vt_live l = { 0 };
+	struct gmem_snapshot_opts o = { .flags = GMEM_SNAP_LIVE, .live_pause = vt_live_pause,
+					.progress_ctx = &l };
+	struct gv_result res;
+	struct gmem *r;
+	uint64_t in_file = 0, after;
+	int fd = mkstemp(path);
+
+	if (th_kvm_device_unavailable())
+		cr_skip_test("a guest that writes needs /dev/kvm: %s", th_kvm_device_unavailable());
+	cr_assert_geq(fd, 0);
+	close(fd);
+	l.vm = vt_spin_on(&s, GV_ACCEL_KVM);
+	cr_assert_eq(gv_vm_start(l.vm), 0, "%s", gv_last_error());
+	l.gpa = vt_counter_gpa(l.vm);
+	TH_EQ(gmem_snapshot_save_ex(gv_vm_gmem(l.vm), path, &o), 0);
+	after = vt_counter(l.vm, l.gpa);
+	__atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
+	cr_assert_eq(gv_vm_wait(l.vm, &res), 0);
+	/* The guest wrote during the save, through KVM, and was seen. */
+	cr_assert_gt(after, l.at_start, "the guest did not run during the save");
+	cr_assert_gt(gm_live_last.copied, 0, "no guest write reached the live save (touched %llu)",
+		     (unsigned long long)gm_live_last.touched);
+	TH_EQ(gmem_snapshot_restore(path, NULL, &r), 0);
+	memcpy(&in_file, (uint8_t *)gmem_kvm_view(r) + l.gpa, sizeof(in_file));
+	TH_EQ(in_file, l.at_start);
+	gmem_close(r);
+	gv_vm_destroy(l.vm);
+	unlink(path);
 }
