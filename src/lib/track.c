@@ -91,6 +91,17 @@ static int gm_track_uffd_new(bool async)
 	return fd;
 }
 
+/* A new userfaultfd as t->uffd: 0, or -errno and t->uffd stays -1. */
+static int gm_track_uffd_open(struct gm_track *t, bool async)
+{
+	int fd = gm_track_uffd_new(async);
+
+	if (fd < 0)
+		return fd;
+	t->uffd = fd;
+	return 0;
+}
+
 int gm_track_open(struct gmem *g)
 {
 	struct gm_track *t;
@@ -235,12 +246,9 @@ static int gm_track_arm(struct gmem *g)
 		if (t->pagemap < 0)
 			return -errno;
 	}
-	t->uffd = gm_track_uffd_new(true);
-	if (t->uffd < 0) {
-		ret = t->uffd;
-		t->uffd = -1;
+	ret = gm_track_uffd_open(t, true);
+	if (ret)
 		return ret;
-	}
 	ret = gm_track_register_views(g);
 	if (ret) {
 		gm_track_disarm(t);
@@ -488,12 +496,9 @@ static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx
 	t->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (t->stop_fd < 0)
 		return -errno;
-	t->uffd = gm_track_uffd_new(false);
-	if (t->uffd < 0) {
-		ret = t->uffd;
-		t->uffd = -1;
+	ret = gm_track_uffd_open(t, false);
+	if (ret)
 		return ret;
-	}
 	t->g = g;
 	if (pthread_create(&t->thread, NULL, gm_track_main, t))
 		return -EAGAIN;

@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +143,7 @@ struct lv_writers {
 	struct lv_writer_arg arg[2];
 	volatile int go, stop;
 	uint64_t writes[2];
+	uint64_t count;         /* writes so far, both writers (atomic)      */
 	/* The copy pool and the file do not meet: writers start when the
 	 * save says its start is fixed (progress 0), as vCPUs would resume. */
 	pthread_mutex_t mu;
@@ -164,6 +167,14 @@ __attribute__((no_sanitize("thread")))
 static void lv_guest_flip(uint8_t *at)
 {
 	*(volatile uint8_t *)at ^= 0xff;
+}
+
+static uint64_t lv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t lv_rand(uint64_t *r)
@@ -201,6 +212,7 @@ static void *lv_writer(void *arg)
 			continue;
 		lv_guest_store(at + lv_rand(&r) % TH_PAGE, (uint8_t)lv_rand(&r) | 1);
 		n++;
+		__atomic_fetch_add(&w->count, 1, __ATOMIC_RELAXED);
 	}
 	w->writes[id] = n;
 	return NULL;
@@ -256,8 +268,16 @@ static void lv_progress(void *ctx, uint64_t done, uint64_t total)
 		p->zero_calls++;
 		if (p->at_start)
 			p->at_start(p);
-		if (p->w)
+		if (p->w) {
+			uint64_t t0 = lv_now_ns();
+
 			lv_writers_go(p->w);
+			/* The file is not written before the writers have written
+			 * (a loaded machine may not run them otherwise). */
+			while (__atomic_load_n(&p->w->count, __ATOMIC_RELAXED) < 2000 &&
+			       lv_now_ns() - t0 < 5000000000ull)
+				sched_yield();
+		}
 	}
 }
 
@@ -381,6 +401,20 @@ static void lv_vcpu_pause(void *ctx, int pause)
 	v->captured = true;
 }
 
+/* Writes between the protection and the passes, for certain: holes and
+ * pages with data, through both views. */
+static void lv_write_during_start(struct gmem *g)
+{
+	uint8_t *kv = gmem_kvm_view(g);
+
+	for (uint64_t p = 0; p < LV_PAGES; p += 97) {
+		uint8_t *host = gmem_host(g, p * TH_PAGE);
+
+		lv_guest_store(host && gmem_state(g, p * TH_PAGE) == GMEM_SHARED ? host :
+			       kv + p * TH_PAGE, (uint8_t)(p | 1));
+	}
+}
+
 /* The guest writes while the views are protected (the unlocked part of
  * the start), stops only between live_pause(1) and (0), and goes on. */
 Test(snapshot_live, guest_runs_through_the_start)
@@ -396,7 +430,9 @@ Test(snapshot_live, guest_runs_through_the_start)
 	cr_assert_eq(pthread_create(&v.t, NULL, lv_vcpu, &v), 0);
 	while (__atomic_load_n(&v.writes, __ATOMIC_RELAXED) < 10000)
 		;
+	gm_live_test_protected = lv_write_during_start;
 	ret = gmem_snapshot_save_ex(v.g, f, &o);
+	gm_live_test_protected = NULL;
 	__atomic_store_n(&v.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(v.t, NULL);
 	cr_assert_eq(ret, 0, "live save: %s (%s)", gmem_strerror(ret), gmem_last_error());

@@ -63,6 +63,7 @@
 
 uint64_t gm_live_copy_max;
 struct gm_live_stats gm_live_last;
+void (*gm_live_test_protected)(struct gmem *g);
 
 struct gm_live {
 	struct gmem *g;
@@ -414,6 +415,8 @@ int gm_live_prepare(struct gm_live *l)
 
 	if (!ret)
 		ret = gm_live_list_data(l);
+	if (!ret && gm_live_test_protected)
+		gm_live_test_protected(l->g);
 	for (unsigned i = 0; !ret && i < GM_LIVE_PASSES; i++) {
 		ret = gm_live_pass(l, false, &n);
 		if (n < GM_LIVE_PASS_SMALL)

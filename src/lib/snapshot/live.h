@@ -17,6 +17,9 @@ struct gm_live;
  * default, a sixteenth of the memory, at least 64 MiB). A writer that
  * would need more waits until the save has passed its page. For tests. */
 extern uint64_t gm_live_copy_max;
+/* Called, if set, once every page is protected and before the passes: a
+ * test writes there as a guest would during the start. */
+extern void (*gm_live_test_protected)(struct gmem *g);
 
 /*
  * A live save starts in three steps; the page tables are walked in the
