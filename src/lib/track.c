@@ -330,6 +330,19 @@ static void gm_track_free_chg(uint64_t *chg)
 	free(chg);
 }
 
+int gm_track_parent_check(struct gmem *g, const uint8_t *parent_id)
+{
+	struct gm_track *t = g->trk;
+
+	if (parent_id && t && t->dirty && t->based &&
+	    memcmp(parent_id, t->base_id, GM_TRACK_ID_BYTES)) {
+		gm_set_error("snapshot: the parent is not the last snapshot saved from this "
+			     "memory");
+		return -ESTALE;
+	}
+	return 0;
+}
+
 int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg,
 			bool *incremental)
 {
@@ -341,11 +354,8 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 	*incremental = false;
 	if (!t || !t->dirty)
 		return 0;
-	if (parent_id && t->based && memcmp(parent_id, t->base_id, GM_TRACK_ID_BYTES)) {
-		gm_set_error("snapshot: the parent is not the last snapshot saved from this "
-			     "memory");
+	if (gm_track_parent_check(g, parent_id))
 		return -ESTALE;
-	}
 	cur = malloc(t->words * sizeof(*cur));
 	if (!cur)
 		return -ENOMEM;

@@ -74,6 +74,9 @@ void gm_track_mapped(struct gmem *g, uint64_t off, uint64_t len);
  */
 int  gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg,
 			 bool *incremental);
+/* The parent check of gm_track_save_begin alone (-ESTALE), for a save that
+ * must refuse before it changes anything. Caller holds g->lock. */
+int  gm_track_parent_check(struct gmem *g, const uint8_t *parent_id);
 /* The save ended: @id the identity of the file now at its path, or NULL if
  * it failed (what @chg held counts as changed again). Frees @chg. Takes
  * g->lock. */

@@ -744,3 +744,38 @@ Test(snapshot_live, refused_where_writes_cannot_be_seen)
 	}
 	snap_rmdir(dir);
 }
+
+/* A live save refused for its parent changes nothing: the tracker keeps its
+ * mechanism and its baseline, and the next save is still incremental. */
+Test(snapshot_live, stale_parent_changes_nothing)
+{
+	const char *dir = snap_tmpdir(), *a = snap_file(dir, "a", 0), *b = snap_file(dir, "b", 1),
+		   *c = snap_file(dir, "c", 2);
+	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem_snapshot_opts o = { 0 };
+	struct lv_progress p = { 0 };
+	struct gmem_info gi;
+
+	TH_EQ(gmem_info(g, &gi), 0);
+	if (gi.track != GMEM_TRACK_PAGEMAP) {
+		gmem_close(g);
+		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
+	}
+	snap_randomize(g, 18, 30);
+	TH_EQ(gmem_snapshot_save_ex(g, a, &o), 0);
+	lv_churn(g, 4);
+	o.parent = a;
+	TH_EQ(gmem_snapshot_save_ex(g, b, &o), 0);
+	lv_churn(g, 5);
+	/* a is no longer the last save: refused, before anything is armed. */
+	TH_EQ(lv_save(g, c, 0, a, NULL, &p), -ESTALE);
+	TH_EQ(p.calls, 0);
+	TH_EQ(access(c, F_OK), -1);
+	TH_EQ(gmem_info(g, &gi), 0);
+	TH_EQ(gi.track, GMEM_TRACK_PAGEMAP);
+	o.parent = b;
+	TH_EQ(gmem_snapshot_save_ex(g, c, &o), 0);
+	TH_EQ(lv_info(c, NULL).incremental, 1);
+	gmem_close(g);
+	snap_rmdir(dir);
+}

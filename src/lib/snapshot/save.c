@@ -1009,7 +1009,8 @@ static int gm_save_check(struct gm_saver *s)
 			     "to private pages; they cannot be saved without sharing them");
 		return -EOPNOTSUPP;
 	}
-	return 0;
+	/* Before a live save switches the tracker's mechanism. */
+	return gm_track_parent_check(g, s->o->parent ? s->parent_id : NULL);
 }
 
 /* The start: what the file says of the memory as a whole, and which pages
