@@ -125,14 +125,14 @@ static void live_progress(void *ctx, uint64_t done, uint64_t total)
 
 /* The VMM's side: stop the writer, take the start image, let the save
  * lock; then resume the writer. */
-static void live_pause(void *ctx, int pause)
+static int live_pause(void *ctx, int pause)
 {
 	struct live_run *r = ctx;
 
 	if (!pause) {
 		r->t_unlock = now_ns();
 		__atomic_store_n(&r->paused, 0, __ATOMIC_RELEASE);
-		return;
+		return 0;
 	}
 	r->t_pause = now_ns();
 	__atomic_store_n(&r->paused, 1, __ATOMIC_RELEASE);
@@ -140,6 +140,7 @@ static void live_pause(void *ctx, int pause)
 		;
 	r->hash_err = live_hashes(r->g, r->size, r->start);
 	r->t_lock = now_ns();
+	return 0;
 }
 
 static int live_save(struct live_run *r, const char *path, unsigned flags, uint64_t *ns)

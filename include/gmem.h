@@ -286,9 +286,11 @@ struct gmem_snapshot_opts {
 	/* GMEM_SNAP_LIVE: called, with progress_ctx, with 1 just before the
 	 * memory is locked to fix the start image and with 0 as soon as it is
 	 * unlocked. A VMM stops its vCPUs and device I/O in between: the file
-	 * is then the memory at one moment. NULL: nothing is called, and the
-	 * image is of one moment if nothing writes until progress reports 0. */
-	void (*live_pause)(void *ctx, int pause);
+	 * is then the memory at one moment. A negative errno from the call
+	 * with 1 ends the save with it, nothing written (and no call with 0);
+	 * the call with 0 returns 0. NULL: nothing is called, and the image is
+	 * of one moment if nothing writes until progress reports 0. */
+	int (*live_pause)(void *ctx, int pause);
 	uint64_t reserved[1];       /* 0                                            */
 };
 

@@ -71,10 +71,11 @@ static struct gmem_io_req *req_seg(struct fx *f, uint64_t gpa, uint64_t len)
 
 static struct gmem *out_g;
 
-static void th_live_pause_nop(void *ctx, int pause)
+static int th_live_pause_nop(void *ctx, int pause)
 {
 	(void)ctx;
 	(void)pause;
+	return 0;
 }
 static struct gmem_io *out_io;
 static struct gmem_stats out_st;

@@ -300,6 +300,17 @@ void gm_track_changed(struct gmem *g, uint64_t first, uint64_t n)
 		gm_track_set(g->trk->dirty, first, n);
 }
 
+void gm_track_changed_bits(struct gmem *g, const uint64_t *bits)
+{
+	struct gm_track *t = g->trk;
+
+	if (!t || !t->dirty)
+		return;
+	for (uint64_t w = 0; w < t->words; w++)
+		if (bits[w])
+			__atomic_fetch_or(&t->dirty[w], bits[w], __ATOMIC_RELAXED);
+}
+
 void gm_track_will_write(struct gmem *g, uint64_t first, uint64_t n)
 {
 	struct gm_track *t = g->trk;
@@ -321,8 +332,10 @@ void gm_track_mapped(struct gmem *g, uint64_t off, uint64_t len)
 
 	if (!t || !t->armed)
 		return;
-	if (gm_track_register(t, g->view + off, len))
+	if (gm_track_register(t, g->view + off, len)) {
 		gm_track_lose(t);
+		t->missed = true;       /* a live save cannot vouch for its file */
+	}
 }
 
 static void gm_track_free_chg(uint64_t *chg)
@@ -362,15 +375,17 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 	was_lost = t->lost;
 	if (t->armed && t->how == GMEM_TRACK_PAGEMAP)
 		ok = !gm_track_harvest(g);
-	/* Synchronous: the thread set the bits; protect what it let go (not
-	 * needed when gm_track_sync_start() has just protected everything). */
-	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && !t->fresh)
-		ok = !gm_track_protect_views(g);
-	t->fresh = false;
 	/* Take the bits and start the next interval with none. The fault
 	 * thread may set bits meanwhile: exchange word by word. */
 	for (uint64_t w = 0; w < t->words; w++)
 		cur[w] = __atomic_exchange_n(&t->dirty[w], 0, __ATOMIC_RELAXED);
+	/* Synchronous: protect what the thread let go, after the bits are
+	 * taken: a page written in between is in this file (its contents are
+	 * read later) and, faulting again, in the next. Not needed when a
+	 * live save's start has just protected everything (fresh). */
+	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && !t->fresh)
+		ok = !gm_track_protect_views(g);
+	t->fresh = false;
 	*incremental = parent_id && t->based && !was_lost && ok && t->how != GMEM_TRACK_NONE;
 	if (!t->armed && t->how == GMEM_TRACK_PAGEMAP)
 		ok = !gm_track_arm(g);
@@ -572,6 +587,7 @@ int gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx)
 		g->trk = t;
 	}
 	t->fresh = false;
+	t->missed = false;
 	if (t->how == GMEM_TRACK_UFFD_SYNC && t->thread_started) {
 		gm_track_hook_set(g, before, ctx);      /* registered already */
 		ret = 0;
@@ -587,8 +603,10 @@ int gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx)
 		     strerror(-ret));
 	gm_track_release(gm_track_sync_stop(g));
 	if (!fresh) {
+		/* Back to the asynchronous mechanism, re-armed by the next save. */
 		gm_track_disarm(t);
 		gm_track_lose(t);
+		t->how = GMEM_TRACK_PAGEMAP;
 	}
 	return ret;
 }
@@ -647,19 +665,29 @@ static int gm_track_protect_shared(struct gmem *g, uint64_t first, uint64_t n)
 	return ret;
 }
 
-int gm_track_sync_settle(struct gmem *g)
+int gm_track_sync_settle(struct gmem *g, void (*late)(void *ctx, uint64_t first, uint64_t n),
+			 void *ctx)
 {
 	struct gm_track *t = g->trk;
 	int ret = 0;
 
-	for (uint32_t i = 0; !ret && i < t->ntodo; i++)
-		if (t->todo[i].redo)
-			ret = gm_track_protect_shared(g, t->todo[i].off >> GM_PAGE_SHIFT,
-						      t->todo[i].len >> GM_PAGE_SHIFT);
+	for (uint32_t i = 0; !ret && i < t->ntodo; i++) {
+		uint64_t first = t->todo[i].off >> GM_PAGE_SHIFT, n = t->todo[i].len >> GM_PAGE_SHIFT;
+
+		if (!t->todo[i].redo)
+			continue;
+		ret = gm_track_protect_shared(g, first, n);
+		late(ctx, first, n);
+	}
 	gm_track_todo_free(t);
 	if (!ret)
 		t->fresh = true;
 	return ret;
+}
+
+bool gm_track_missed(const struct gmem *g)
+{
+	return g->trk && g->trk->missed;
 }
 
 int gm_track_protect_pages(struct gmem *g, uint64_t first, uint64_t n, bool locked)
@@ -692,6 +720,7 @@ struct gm_track *gm_track_sync_stop(struct gmem *g)
 	t->before = NULL;
 	t->before_ctx = NULL;
 	pthread_mutex_unlock(&t->mu);
+	t->fresh = false;       /* a failed live start protected nothing lasting */
 	if (t->dirty)
 		return NULL;    /* it goes on tracking, synchronously */
 	g->trk = NULL;

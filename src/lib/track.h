@@ -27,6 +27,8 @@ struct gm_track {
 	int pagemap;            /* /proc/self/pagemap, for PAGEMAP_SCAN         */
 	bool armed;             /* views registered and write-protected        */
 	bool fresh;             /* sync mode protected every view just now     */
+	bool missed;            /* a fresh mapping could not be protected since
+				 * gm_track_sync_arm(): a write may be unseen  */
 	/* Host-view runs a live save's start protects without g->lock. */
 	struct gm_track_run { uint64_t off, len; bool redo; } *todo;
 	uint32_t ntodo, todo_cap;
@@ -59,6 +61,8 @@ void gm_track_will_write(struct gmem *g, uint64_t first, uint64_t n);
 /* Pages [first, first + n) changed state: bits only, no hook (their
  * contents did not change). Caller holds g->lock. */
 void gm_track_changed(struct gmem *g, uint64_t first, uint64_t n);
+/* The same for every page set in @bits (a bit per page). */
+void gm_track_changed_bits(struct gmem *g, const uint64_t *bits);
 /* The host view mapped file bytes [off, off + len) afresh: write-protect
  * them too, or the tracker loses its baseline. Caller holds g->lock. */
 void gm_track_mapped(struct gmem *g, uint64_t off, uint64_t len);
@@ -93,14 +97,20 @@ void gm_track_save_end(struct gmem *g, uint64_t *chg, const uint8_t *id);
  *                          the existing ones;
  *  gm_track_sync_protect() without g->lock: protect them;
  *  gm_track_sync_settle()  caller holds g->lock: protect again what a
- *                          conversion remapped during the walk.
+ *                          conversion remapped during the walk, telling
+ *                          @late(ctx, first, n) which pages those were
+ *                          (written unseen until now).
  * A memory that tracks writes keeps this mechanism afterwards
  * (GMEM_TRACK_UFFD_SYNC): there is no moment between two mechanisms when a
  * write goes unseen. On failure the hook is gone and -errno returned.
  */
 int  gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx);
 int  gm_track_sync_protect(struct gmem *g);
-int  gm_track_sync_settle(struct gmem *g);
+int  gm_track_sync_settle(struct gmem *g, void (*late)(void *ctx, uint64_t first, uint64_t n),
+			  void *ctx);
+/* Since gm_track_sync_arm(), did a fresh host-view mapping fail to be
+ * protected? Caller holds g->lock. */
+bool gm_track_missed(const struct gmem *g);
 /* Replace the hook. Returns once no fault is being served under the old
  * one (its page unprotected included). */
 void gm_track_hook_set(struct gmem *g, gm_track_before_fn before, void *ctx);

@@ -566,24 +566,32 @@ struct gv_live {
 	int err;
 };
 
-static void gv_live_pause(void *ctx, int pause)
+/* gmem_snapshot_opts.live_pause: a VM that cannot be paused, or whose
+ * records cannot be read, ends the save before anything is written. */
+static int gv_live_pause(void *ctx, int pause)
 {
 	struct gv_live *x = ctx;
 
 	if (!pause) {
-		if (x->paused && gv_vm_resume(x->vm) && !x->err)
+		if (gv_vm_resume(x->vm) && !x->err)
 			x->err = -EIO;
 		x->paused = false;
-		return;
+		return 0;
 	}
 	x->err = gv_vm_pause(x->vm);
 	if (x->err)
-		return;
+		return x->err;
 	x->paused = true;
 	x->err = gv_vm_check_running(x->vm);
 	if (!x->err)
 		x->err = gv_vm_side_capture(x->vm, x->user->key != NULL, &x->side);
-	x->captured = !x->err;
+	if (x->err) {
+		gv_vm_resume(x->vm);
+		x->paused = false;
+		return x->err;
+	}
+	x->captured = true;
+	return 0;
 }
 
 static void gv_live_progress(void *ctx, uint64_t done, uint64_t total)
@@ -616,8 +624,10 @@ static int gv_vm_snapshot_save_live(struct gv_vm *vm, const char *path,
 	o.progress_ctx = &x;
 	ret = gmem_snapshot_save_ex(vm->g, path, &o);
 	if (x.paused)
-		gv_live_pause(&x, 0);   /* the save failed before unlocking */
-	if (ret)
+		gv_live_pause(&x, 0);   /* the save failed while it was locked */
+	if (ret && x.err)
+		ret = x.err;            /* gv_last_error() says why already */
+	else if (ret)
 		gv_set_error("saving guest memory: %s", gmem_last_error()[0] ? gmem_last_error()
 									  : gmem_strerror(ret));
 	else if (x.err || !x.captured)

@@ -22,9 +22,8 @@
  * start image is fixed (the vCPU and device records are read then) and run
  * on while the file is written; opts->live_pause must be NULL (the VM pauses
  * itself), and the user accelerator is refused (-EOPNOTSUPP: it writes
- * guest memory through a window of its own). If the guest stops in the
- * moment before the pause, PATH may be replaced and PATH.vm not: the old
- * PATH.vm no longer matches it and is refused at restore.
+ * guest memory through a window of its own). A guest that has stopped by
+ * the pause ends the save before anything is written (-ESRCH).
  * 0 or -errno, gv_last_error() set. */
 int gv_vm_snapshot_save(struct gv_vm *vm, const char *path,
 			const struct gmem_snapshot_opts *opts);

@@ -24,6 +24,9 @@
 #include <criterion/criterion.h>
 
 #include "internal.h"
+#include "sys.h"
+#include <sys/ioctl.h>
+#include <linux/userfaultfd.h>
 #include "snapshot/live.h"
 #include "snap_th.h"
 
@@ -385,20 +388,21 @@ static void *lv_vcpu(void *arg)
 }
 
 /* live_pause: stop the vCPU and take the start image; resume it. */
-static void lv_vcpu_pause(void *ctx, int pause)
+static int lv_vcpu_pause(void *ctx, int pause)
 {
 	struct lv_vcpus *v = ctx;
 
 	if (!pause) {
 		v->paused_writes = v->writes;
 		__atomic_store_n(&v->paused, 0, __ATOMIC_RELEASE);
-		return;
+		return 0;
 	}
 	__atomic_store_n(&v->paused, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&v->parked, __ATOMIC_ACQUIRE))
 		;
 	lv_capture(v->g, &v->im);
 	v->captured = true;
+	return 0;
 }
 
 /* Writes between the protection and the passes, for certain: holes and
@@ -776,6 +780,158 @@ Test(snapshot_live, stale_parent_changes_nothing)
 	o.parent = b;
 	TH_EQ(gmem_snapshot_save_ex(g, c, &o), 0);
 	TH_EQ(lv_info(c, NULL).incremental, 1);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* ---- findings of the review, each seen failing before its fix ----------- */
+
+static uint64_t lv_fixed_page;
+
+/* Under the lock, the copying hook in place: a write the fault thread
+ * serves (copy, bit, unprotect) before the tracker's bits are taken. */
+static void lv_write_in_fix(struct gmem *g)
+{
+	lv_guest_store(gmem_kvm_view(g) + lv_fixed_page * TH_PAGE + 7, 0x42);
+}
+
+/* Such a page stays unprotected after the save: its bit must be in the
+ * next interval, or a later write to it goes unseen and the next
+ * incremental file holds it stale. */
+Test(snapshot_live, write_during_the_fix_counts_for_the_next_save)
+{
+	const char *dir = snap_tmpdir(), *f[3] = { snap_file(dir, "a", 0), snap_file(dir, "b", 1),
+						   snap_file(dir, "c", 2) };
+	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem_snapshot_opts o = { 0 };
+	struct lv_progress p = { 0 };
+	struct lv_image im;
+
+	snap_randomize(g, 19, 60);
+	lv_fixed_page = 1234;
+	memset(gmem_kvm_view(g) + lv_fixed_page * TH_PAGE, 1, TH_PAGE);
+	TH_EQ(lv_save(g, f[0], 0, NULL, NULL, &p), 0);      /* now synchronous */
+	gm_live_test_fixed = lv_write_in_fix;
+	p = (struct lv_progress){ 0 };
+	TH_EQ(lv_save(g, f[1], 0, f[0], NULL, &p), 0);
+	gm_live_test_fixed = NULL;
+	lv_guest_store(gmem_kvm_view(g) + lv_fixed_page * TH_PAGE + 9, 0x43);
+	o.parent = f[1];
+	TH_EQ(gmem_snapshot_save_ex(g, f[2], &o), 0);
+	TH_EQ(lv_info(f[2], NULL).incremental, 1);
+	lv_capture(g, &im);
+	lv_expect_image(f[2], 0, NULL, &im);
+	lv_image_free(&im);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* Pinned pages are copied at the start, before any filler can free a copy:
+ * more of them than the copy budget must not wait for room (it would wait
+ * forever, with the memory locked). */
+Test(snapshot_live, more_pinned_pages_than_copy_room, .timeout = 60)
+{
+	const char *dir = snap_tmpdir(), *f = snap_file(dir, "live", 0);
+	struct gmem *g = lv_open(0);
+	struct lv_progress p = { 0 };
+	struct lv_image im;
+
+	snap_randomize(g, 20, 100);
+	TH_EQ(gmem_convert(g, 0, 64 * TH_PAGE, GMEM_SHARED, NULL), 0);
+	TH_EQ(gmem_pin(g, 0, 64 * TH_PAGE), 0);
+	lv_capture(g, &im);
+	gm_live_copy_max = 4 * TH_PAGE;
+	TH_EQ(lv_save(g, f, 0, NULL, NULL, &p), 0);
+	gm_live_copy_max = 0;
+	cr_assert_geq(gm_live_last.copied, 64, "copied %llu", (unsigned long long)gm_live_last.copied);
+	lv_expect_image(f, 0, NULL, &im);
+	lv_image_free(&im);
+	TH_EQ(gmem_unpin(g, 0, 64 * TH_PAGE), 0);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+static uint8_t *lv_window;
+
+/* During the prepare: a temporary window opened before the save fills a
+ * hole; no fault sees it. */
+static void lv_fill_hole_through_window(struct gmem *g)
+{
+	(void)g;
+	memset(lv_window, 0x6b, TH_PAGE);
+}
+
+Test(snapshot_live, window_opened_before_fills_a_hole_during_the_start)
+{
+	const char *dir = snap_tmpdir(), *f = snap_file(dir, "live", 0);
+	struct gmem *g = lv_open(0);
+	struct lv_progress p = { 0 };
+	uint64_t hole = 777;
+	struct gmem *r;
+
+	snap_randomize(g, 21, 50);
+	TH_EQ(gmem_discard(g, hole * TH_PAGE, TH_PAGE), 0);
+	lv_window = gmem_kmap(g, hole * TH_PAGE);
+	cr_assert_not_null(lv_window);
+	gm_live_test_protected = lv_fill_hole_through_window;
+	TH_EQ(lv_save(g, f, 0, NULL, NULL, &p), 0);
+	gm_live_test_protected = NULL;
+	gmem_kunmap(g, lv_window);
+	/* Written before the start was fixed: part of the start image. */
+	TH_EQ(gmem_snapshot_restore(f, NULL, &r), 0);
+	TH_EQ(((uint8_t *)gmem_kvm_view(r))[hole * TH_PAGE + 100], 0x6b);
+	gmem_close(r);
+	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* The start fails (registering the views is refused): the tracked memory
+ * goes back to asynchronous tracking, and its saves become incremental
+ * again after one full one. */
+static bool lv_refuse_register(int fd, unsigned long req, void *arg, int *ret)
+{
+	(void)fd;
+	(void)arg;
+	if (req != UFFDIO_REGISTER)
+		return false;
+	errno = ENOMEM;
+	*ret = -1;
+	return true;
+}
+
+Test(snapshot_live, failed_start_keeps_tracking)
+{
+	const char *dir = snap_tmpdir(), *f[3] = { snap_file(dir, "a", 0), snap_file(dir, "b", 1),
+						   snap_file(dir, "c", 2) };
+	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem_snapshot_opts o = { 0 };
+	struct lv_progress p = { 0 };
+	struct gmem_info gi;
+	struct lv_image im;
+
+	TH_EQ(gmem_info(g, &gi), 0);
+	if (gi.track != GMEM_TRACK_PAGEMAP) {
+		gmem_close(g);
+		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
+	}
+	snap_randomize(g, 22, 40);
+	TH_EQ(gmem_snapshot_save_ex(g, f[0], &o), 0);
+	gm_sys_set_ioctl_hook(lv_refuse_register);
+	TH_EQ(lv_save(g, f[1], 0, f[0], NULL, &p), -ENOMEM);
+	gm_sys_set_ioctl_hook(NULL);
+	TH_EQ(access(f[1], F_OK), -1);
+	TH_EQ(gmem_info(g, &gi), 0);
+	TH_EQ(gi.track, GMEM_TRACK_PAGEMAP);
+	lv_churn(g, 6);
+	o.parent = f[0];
+	TH_EQ(gmem_snapshot_save_ex(g, f[1], &o), 0);           /* full: baseline lost */
+	lv_churn(g, 7);
+	o.parent = f[1];
+	TH_EQ(gmem_snapshot_save_ex(g, f[2], &o), 0);
+	TH_EQ(lv_info(f[2], NULL).incremental, 1);
+	lv_capture(g, &im);
+	lv_expect_image(f[2], 0, NULL, &im);
+	lv_image_free(&im);
 	gmem_close(g);
 	snap_rmdir(dir);
 }

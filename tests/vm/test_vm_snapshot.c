@@ -292,6 +292,13 @@ Test(vm_snapshot, live_snapshot_guest_runs_on_in_a_new_vm)
 	vs_dir_remove(&d);
 }
 
+static int vs_no_pause(void *ctx, int pause)
+{
+	(void)ctx;
+	(void)pause;
+	abort();
+}
+
 /* The user accelerator writes guest memory through a window of its own. */
 Test(vm_snapshot, live_snapshot_refused_where_writes_are_unseen)
 {
@@ -308,7 +315,7 @@ Test(vm_snapshot, live_snapshot_refused_where_writes_are_unseen)
 	TH_EQ(gv_vm_snapshot_save(vm, d.mem, &o), -EOPNOTSUPP);
 	cr_assert(strstr(gv_last_error(), "window"), "message: %s", gv_last_error());
 	TH_EQ(access(d.mem, F_OK), -1);
-	o.live_pause = (void (*)(void *, int))abort;
+	o.live_pause = vs_no_pause;
 	TH_EQ(gv_vm_snapshot_save(vm, d.mem, &o), -EINVAL);
 	gv_vm_destroy(vm);
 	vs_dir_remove(&d);

@@ -498,7 +498,7 @@ struct vt_live {
 };
 
 /* live_pause: the vCPU stops, and the counter is what the file must hold. */
-static void vt_live_pause(void *ctx, int pause)
+static int vt_live_pause(void *ctx, int pause)
 {
 	struct vt_live *l = ctx;
 
@@ -508,6 +508,7 @@ static void vt_live_pause(void *ctx, int pause)
 	} else {
 		TH_EQ(gv_vm_resume(l->vm), 0);
 	}
+	return 0;
 }
 
 /* progress 0: the start is fixed; the file is not written before the

@@ -13,9 +13,12 @@
  * on. Then, under g->lock, between the caller's live_pause(1) and (0)
  * (its vCPUs stopped): the pages written since data was listed ("moved")
  * are asked again, the hook becomes the copying one (gm_live_before), the
- * last early pages are protected again, and the pages a pin or a
- * temporary window may write without a fault are copied. The memory now
- * is the start image. The library calls gm_live_before() too before it
+ * last early pages are protected again, and, once the tracker's changed
+ * pages are known (gm_live_set_changed), the pages a pin or a temporary
+ * window may write without a fault are copied. The memory now is the
+ * start image. Such pages, and those written during the prepare (a pin's
+ * DMA or a window can fill a hole unseen, and a host-view run a
+ * conversion remapped is protected late), are marked "moved". The library calls gm_live_before() too before it
  * discards a page or maps it in a temporary window (gm_track_will_write).
  * gm_live_before() decides a page once ("touched"): unless it is saved
  * already ("done"), was a hole, or is not part of this file (an
@@ -63,7 +66,10 @@
 
 uint64_t gm_live_copy_max;
 struct gm_live_stats gm_live_last;
+/* Saves of different memories may end at once. */
+static pthread_mutex_t gm_live_last_lock = PTHREAD_MUTEX_INITIALIZER;
 void (*gm_live_test_protected)(struct gmem *g);
+void (*gm_live_test_fixed)(struct gmem *g);
 
 struct gm_live {
 	struct gmem *g;
@@ -80,6 +86,7 @@ struct gm_live {
 	pthread_cond_t cv;      /* a slot freed, a page done, the end          */
 	uint8_t **block;
 	uint32_t nslots, used, nfree;   /* slots allowed, handed out, on free[] */
+	uint32_t cap;                   /* slots block[] and free[] have room for */
 	uint32_t *free;
 	uint32_t waiters;
 	bool ending;
@@ -118,6 +125,22 @@ static uint32_t gm_live_slot_new(struct gm_live *l)
 {
 	uint32_t i = l->used, b = i / GM_LIVE_BLOCK_PAGES;
 
+	if (i == l->cap) {
+		/* Past the budget (a copy at the start): room for a block more. */
+		uint32_t cap = l->cap + GM_LIVE_BLOCK_PAGES, nb = cap / GM_LIVE_BLOCK_PAGES;
+		uint8_t **block = realloc(l->block, nb * sizeof(*block));
+		uint32_t *fr;
+
+		if (!block)
+			return 0;
+		l->block = block;
+		l->block[nb - 1] = NULL;
+		fr = realloc(l->free, cap * sizeof(*fr));
+		if (!fr)
+			return 0;
+		l->free = fr;
+		l->cap = cap;
+	}
 	if (!l->block[b]) {
 		size_t len = (size_t)GM_LIVE_BLOCK_PAGES * GMEM_PAGE_SIZE;
 		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -137,8 +160,10 @@ static uint32_t gm_live_slot_new(struct gm_live *l)
 }
 
 /* A slot for a copy of @page; 0 if none is needed any more (the page was
- * saved meanwhile, or the save ends) or none can be had. May wait. */
-static uint32_t gm_live_slot_get(struct gm_live *l, uint64_t page)
+ * saved meanwhile, or the save ends) or none can be had. May wait, unless
+ * @force: a copy made at the start, before any filler can free one, goes
+ * past the budget instead. */
+static uint32_t gm_live_slot_get(struct gm_live *l, uint64_t page, bool force)
 {
 	uint32_t slot = 0;
 
@@ -150,7 +175,7 @@ static uint32_t gm_live_slot_get(struct gm_live *l, uint64_t page)
 			slot = l->free[--l->nfree];
 			break;
 		}
-		if (l->used < l->nslots) {
+		if (l->used < l->nslots || force) {
 			slot = gm_live_slot_new(l);
 			break;
 		}
@@ -182,17 +207,6 @@ static void gm_live_slots_put(struct gm_live *l, const uint32_t *slot, unsigned 
 
 /* ---- the hook ---------------------------------------------------------------- */
 
-/* Does @page hold data? */
-static bool gm_live_has_data(const struct gm_live *l, uint64_t page)
-{
-	off_t off = (off_t)(page << GM_PAGE_SHIFT), at = lseek(l->g->b.fd, off, SEEK_DATA);
-
-	/* An error counts as data: a page too many in the file, never one lost. */
-	if (at < 0)
-		return errno != ENXIO;
-	return at == off;
-}
-
 /* Does the file want @page's start contents, as far as is known before
  * its stripe is taken? */
 static bool gm_live_wanted(const struct gm_live *l, uint64_t page)
@@ -215,18 +229,16 @@ static void gm_live_before_early(void *ctx, uint64_t page)
 	}
 }
 
-/* gm_track_before_fn: @page is about to be written or discarded for the
- * first time since the start, or may be written unseen (the start). */
-static void gm_live_before(void *ctx, uint64_t page)
+/* Decide @page: copy it if the file still needs it as it is now. */
+static void gm_live_decide(struct gm_live *l, uint64_t page, bool force)
 {
-	struct gm_live *l = ctx;
 	pthread_mutex_t *m;
 	uint32_t slot = 0;
 
 	if (page >= l->npages || gm_live_test(l->touched, page))
 		return;
 	if (gm_live_wanted(l, page))
-		slot = gm_live_slot_get(l, page);
+		slot = gm_live_slot_get(l, page, force);
 	m = gm_live_stripe(l, page);
 	pthread_mutex_lock(m);
 	if (!gm_live_test(l->touched, page)) {
@@ -251,12 +263,19 @@ static void gm_live_before(void *ctx, uint64_t page)
 		gm_live_slots_put(l, &slot, 1, false);
 }
 
+/* gm_track_before_fn: @page is about to be written or discarded for the
+ * first time since the start. */
+static void gm_live_before(void *ctx, uint64_t page)
+{
+	gm_live_decide(ctx, page, false);
+}
+
 /* ---- start and end ------------------------------------------------------------ */
 
 static void gm_live_free(struct gm_live *l)
 {
 	if (l->block) {
-		for (uint32_t b = 0; b * GM_LIVE_BLOCK_PAGES < l->nslots; b++)
+		for (uint32_t b = 0; b * GM_LIVE_BLOCK_PAGES < l->cap; b++)
 			if (l->block[b])
 				munmap(l->block[b], (size_t)GM_LIVE_BLOCK_PAGES * GMEM_PAGE_SIZE);
 	}
@@ -307,9 +326,10 @@ static struct gm_live *gm_live_alloc(struct gmem *g)
 	l->data = calloc(words, sizeof(uint64_t));
 	l->done = calloc(words, sizeof(uint64_t));
 	l->slot_of = calloc(l->npages, sizeof(uint32_t));
-	l->free = calloc(l->nslots, sizeof(uint32_t));
-	l->block = calloc((l->nslots + GM_LIVE_BLOCK_PAGES - 1) / GM_LIVE_BLOCK_PAGES,
-			  sizeof(*l->block));
+	l->cap = (l->nslots + GM_LIVE_BLOCK_PAGES - 1) / GM_LIVE_BLOCK_PAGES *
+		 GM_LIVE_BLOCK_PAGES;
+	l->free = calloc(l->cap, sizeof(uint32_t));
+	l->block = calloc(l->cap / GM_LIVE_BLOCK_PAGES, sizeof(*l->block));
 	if (!l->touched || !l->early || !l->moved || !l->data || !l->done || !l->slot_of || !l->free || !l->block) {
 		gm_live_free(l);
 		return NULL;
@@ -325,9 +345,31 @@ static void gm_live_copy_busy(struct gm_live *l)
 	uint64_t pos = 0, p;
 
 	while (pos < l->npages && gm_state_first_busy(&l->g->st, pos, l->npages - pos, &p)) {
-		gm_live_before(l, p);
+		gm_live_decide(l, p, true);
 		pos = p + 1;
 	}
+}
+
+/* Pages a pin or a temporary window may fill without a fault while the
+ * start is prepared: their populated state is asked again at the fix.
+ * Caller holds g->lock. */
+static void gm_live_mark_busy_moved(struct gm_live *l)
+{
+	uint64_t pos = 0, p;
+
+	while (pos < l->npages && gm_state_first_busy(&l->g->st, pos, l->npages - pos, &p)) {
+		gm_live_mark(l->moved, p);
+		pos = p + 1;
+	}
+}
+
+/* gm_track_sync_settle: a host-view run that was protected late. */
+static void gm_live_mark_run_moved(void *ctx, uint64_t first, uint64_t n)
+{
+	struct gm_live *l = ctx;
+
+	for (uint64_t p = first; p < first + n && p < l->npages; p++)
+		gm_live_mark(l->moved, p);
 }
 
 /* Which pages hold data now: the page tables are protected, so a page
@@ -371,6 +413,7 @@ int gm_live_arm(struct gmem *g, struct gm_live **out)
 		gm_live_free(l);
 		return ret;
 	}
+	gm_live_mark_busy_moved(l);
 	*out = l;
 	return 0;
 }
@@ -428,8 +471,31 @@ int gm_live_prepare(struct gm_live *l)
 	return ret;
 }
 
-/* Pages marked moved hold data now or not: ask each again. Caller holds
- * g->lock. */
+/* Set data for pages [p, e) to what the backing holds now: one lseek pair
+ * per populated extent. */
+static void gm_live_relist(struct gm_live *l, uint64_t p, uint64_t e)
+{
+	while (p < e) {
+		off_t d = lseek(l->g->b.fd, (off_t)(p << GM_PAGE_SHIFT), SEEK_DATA), h;
+		uint64_t dp, hp;
+
+		if (d < 0 && errno != ENXIO) {
+			dp = p;         /* unknown: data, a page too many */
+			hp = e;
+		} else {
+			dp = d < 0 ? e : (uint64_t)d >> GM_PAGE_SHIFT;
+			h = d < 0 ? -1 : lseek(l->g->b.fd, d, SEEK_HOLE);
+			hp = h < 0 ? e : ((uint64_t)h + GMEM_PAGE_SIZE - 1) >> GM_PAGE_SHIFT;
+		}
+		for (; p < e && p < dp; p++)
+			l->data[p / 64] &= ~(1ull << (p % 64));
+		for (; p < e && p < hp; p++)
+			l->data[p / 64] |= 1ull << (p % 64);
+	}
+}
+
+/* Pages marked moved hold data now or not: ask again, a run at a time.
+ * Caller holds g->lock. */
 static void gm_live_recheck(struct gm_live *l)
 {
 	uint64_t words = (l->npages + 63) / 64;
@@ -438,13 +504,12 @@ static void gm_live_recheck(struct gm_live *l)
 		uint64_t bits = __atomic_exchange_n(&l->moved[w], 0, __ATOMIC_ACQ_REL);
 
 		while (bits) {
-			uint64_t b = (uint64_t)__builtin_ctzll(bits), p = w * 64 + b;
+			uint64_t b = (uint64_t)__builtin_ctzll(bits), run = 0;
 
-			bits &= bits - 1;
-			if (gm_live_has_data(l, p))
-				l->data[w] |= 1ull << b;
-			else
-				l->data[w] &= ~(1ull << b);
+			while (b + run < 64 && bits >> (b + run) & 1)
+				run++;
+			bits &= run == 64 ? 0 : ~(((1ull << run) - 1) << b);
+			gm_live_relist(l, w * 64 + b, w * 64 + b + run);
 		}
 	}
 	l->populated = 0;
@@ -455,7 +520,7 @@ static void gm_live_recheck(struct gm_live *l)
 int gm_live_fix(struct gm_live *l)
 {
 	uint64_t n;
-	int ret = gm_track_sync_settle(l->g);
+	int ret = gm_track_sync_settle(l->g, gm_live_mark_run_moved, l);
 
 	if (ret) {
 		gm_set_error("snapshot: fixing the start of a live save: %s", strerror(-ret));
@@ -465,19 +530,25 @@ int gm_live_fix(struct gm_live *l)
 	gm_live_recheck(l);
 	/* Returns once no fault is served by the early hook any more. */
 	gm_track_hook_set(l->g, gm_live_before, l);
+	if (gm_live_test_fixed)
+		gm_live_test_fixed(l->g);
 	ret = gm_live_pass(l, true, &n);
 	if (ret) {
 		gm_set_error("snapshot: write-protecting the memory for a live save: %s",
 			     strerror(-ret));
 		return ret;
 	}
-	gm_live_copy_busy(l);
 	return 0;
 }
 
 void gm_live_set_changed(struct gm_live *l, const uint64_t *chg)
 {
 	__atomic_store_n(&l->chg, chg, __ATOMIC_RELEASE);
+	gm_live_copy_busy(l);
+	/* The tracker's bits were just taken for this file: pages written
+	 * since the hook changed (copied, then unprotected) belong to the
+	 * next save's interval, as do the pinned and mapped ones. */
+	gm_track_changed_bits(l->g, l->touched);
 }
 
 void gm_live_end(struct gm_live *l)
@@ -495,7 +566,9 @@ void gm_live_end(struct gm_live *l)
 	t = gm_track_sync_stop(g);
 	pthread_mutex_unlock(&g->lock);
 	gm_track_release(t);    /* the page tables are walked unlocked */
+	pthread_mutex_lock(&gm_live_last_lock);
 	gm_live_stats(l, &gm_live_last);
+	pthread_mutex_unlock(&gm_live_last_lock);
 	gm_live_free(l);
 }
 

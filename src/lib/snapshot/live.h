@@ -20,6 +20,9 @@ extern uint64_t gm_live_copy_max;
 /* Called, if set, once every page is protected and before the passes: a
  * test writes there as a guest would during the start. */
 extern void (*gm_live_test_protected)(struct gmem *g);
+/* Called, if set, under g->lock once the copying hook is in place, before
+ * the tracker's changed pages are taken. For tests. */
+extern void (*gm_live_test_fixed)(struct gmem *g);
 
 /*
  * A live save starts in three steps; the page tables are walked in the
@@ -29,10 +32,9 @@ extern void (*gm_live_test_protected)(struct gmem *g);
  *  gm_live_prepare()  without g->lock: every page write-protected, and
  *                     the pages written meanwhile again, a few passes;
  *  gm_live_fix()      caller holds g->lock (the start image is the memory
- *                     now): the last pages written protected again, the
- *                     populated pages listed, the copying hook in place,
- *                     pages a pin or a temporary mapping may write without
- *                     a fault copied.
+ *                     now): the pages moved since the listing asked
+ *                     again, the copying hook in place, the last pages
+ *                     written protected again.
  * After a failure in any step, gm_live_end().
  */
 int  gm_live_arm(struct gmem *g, struct gm_live **out);
@@ -40,7 +42,9 @@ int  gm_live_prepare(struct gm_live *l);
 int  gm_live_fix(struct gm_live *l);
 /* The tracker's changed pages for an incremental save (NULL: every page
  * counts), known once gm_track_save_begin() ran: pages outside it need no
- * copy. Caller holds g->lock. */
+ * copy. Then the pages a pin or a temporary mapping may write without a
+ * fault are copied, and the pages decided so far count as changed for the
+ * next save. Caller holds g->lock. */
 void gm_live_set_changed(struct gm_live *l, const uint64_t *chg);
 /* After the lock is dropped: copies made while it was held, and from now
  * on the cutter and fillers below. */

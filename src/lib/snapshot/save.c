@@ -1066,8 +1066,14 @@ static int gm_save_live(struct gm_saver *s)
 
 	if (ret)
 		return ret;
-	if (o->live_pause)
-		o->live_pause(o->progress_ctx, 1);
+	if (o->live_pause) {
+		ret = o->live_pause(o->progress_ctx, 1);
+		if (ret) {
+			gm_set_error("snapshot: the caller could not pause for the start (%s)",
+				     strerror(ret < 0 ? -ret : EINVAL));
+			return ret < 0 ? ret : -EINVAL;
+		}
+	}
 	pthread_mutex_lock(&g->lock);
 	ret = gm_live_fix(s->live);
 	if (!ret)
@@ -1079,7 +1085,15 @@ static int gm_save_live(struct gm_saver *s)
 		return ret;
 	if (o->progress)
 		o->progress(o->progress_ctx, 0, s->total);
-	return gm_save_rest(s);
+	ret = gm_save_rest(s);
+	pthread_mutex_lock(&g->lock);
+	if (!ret && gm_track_missed(g)) {
+		gm_set_error("snapshot: a mapping made during the live save could not be "
+			     "write-protected; the file might miss a write");
+		ret = -EIO;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return ret;
 }
 
 /* The whole save under the lock; a live save holds it for its start only
