@@ -306,9 +306,14 @@ void gm_track_changed_bits(struct gmem *g, const uint64_t *bits)
 
 	if (!t || !t->dirty)
 		return;
-	for (uint64_t w = 0; w < t->words; w++)
-		if (bits[w])
-			__atomic_fetch_or(&t->dirty[w], bits[w], __ATOMIC_RELAXED);
+	/* @bits may be set meanwhile (a live save's fault thread): a page
+	 * set later gets its bit from the fault itself. */
+	for (uint64_t w = 0; w < t->words; w++) {
+		uint64_t b = __atomic_load_n(&bits[w], __ATOMIC_RELAXED);
+
+		if (b)
+			__atomic_fetch_or(&t->dirty[w], b, __ATOMIC_RELAXED);
+	}
 }
 
 void gm_track_will_write(struct gmem *g, uint64_t first, uint64_t n)
