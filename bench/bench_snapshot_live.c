@@ -190,8 +190,12 @@ static int live_check(const char *path, uint64_t size, const uint64_t *want, uin
 	ret = live_hashes(m, size, got);
 	gmem_close(m);
 	*diff = 0;
-	for (uint64_t p = 0; !ret && p < size / 4096; p++)
+	for (uint64_t p = 0; !ret && p < size / 4096; p++) {
+		if (got[p] != want[p] && !*diff)
+			out_note("page %llu of the live file is not as at the start",
+				 (unsigned long long)p);
 		*diff += got[p] != want[p];
+	}
 	free(got);
 	return ret;
 }

@@ -425,6 +425,8 @@ void gm_track_save_end(struct gmem *g, uint64_t *chg, const uint8_t *id)
 
 /* ---- synchronous mode ---------------------------------------------------- */
 
+void (*gm_track_test_serving)(uint64_t page);
+
 /* Serve one write-protect fault at @addr: the before-hook, the bit, then
  * lift the protection of that page in that view (which wakes the writer). */
 static void gm_track_serve(struct gm_track *t, uint64_t addr)
@@ -442,6 +444,8 @@ static void gm_track_serve(struct gm_track *t, uint64_t addr)
 		t->before(t->before_ctx, page);
 	if (t->dirty)
 		gm_track_set(t->dirty, page, 1);
+	if (gm_track_test_serving)
+		gm_track_test_serving(page);
 	/* Lifting the protection wakes the writer. It fails only if the view
 	 * changed meanwhile (remapped by a conversion): wake the writer
 	 * anyway, and it faults again on whatever is there now. */
@@ -494,6 +498,14 @@ void gm_track_hook_set(struct gmem *g, gm_track_before_fn before, void *ctx)
 	t->before = before;
 	t->before_ctx = ctx;
 	pthread_mutex_unlock(&t->mu);
+}
+
+void gm_track_hook_hold(struct gmem *g, bool hold)
+{
+	if (hold)
+		pthread_mutex_lock(&g->trk->mu);
+	else
+		pthread_mutex_unlock(&g->trk->mu);
 }
 
 static int gm_track_register_only(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)

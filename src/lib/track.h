@@ -114,6 +114,11 @@ bool gm_track_missed(const struct gmem *g);
 /* Replace the hook. Returns once no fault is being served under the old
  * one (its page unprotected included). */
 void gm_track_hook_set(struct gmem *g, gm_track_before_fn before, void *ctx);
+/* Hold off the fault thread (and gm_track_will_write) while @hold: a
+ * caller that takes the hook's marks and protects their pages again must
+ * not take a mark whose fault has not yet lifted the protection. The hook
+ * must not wait meanwhile. */
+void gm_track_hook_hold(struct gmem *g, bool hold);
 /* Write-protect pages [first, first + n) again in both views (a page the
  * hook let go before the start). @locked: caller holds g->lock. */
 int  gm_track_protect_pages(struct gmem *g, uint64_t first, uint64_t n, bool locked);
@@ -123,6 +128,10 @@ int  gm_track_protect_pages(struct gmem *g, uint64_t first, uint64_t n, bool loc
 struct gm_track *gm_track_sync_stop(struct gmem *g);
 /* Unregister the views a piece at a time, stop the fault thread, free. */
 void gm_track_release(struct gm_track *t);
+
+/* Called, if set, by the fault thread after the hook and before it lifts
+ * the protection of @page. For tests. */
+extern void (*gm_track_test_serving)(uint64_t page);
 
 static inline bool gm_track_test(const uint64_t *bits, uint64_t page)
 {

@@ -25,6 +25,7 @@
 
 #include "internal.h"
 #include "sys.h"
+#include "track.h"
 #include <sys/ioctl.h>
 #include <linux/userfaultfd.h>
 #include "snapshot/live.h"
@@ -933,5 +934,96 @@ Test(snapshot_live, failed_start_keeps_tracking)
 	lv_expect_image(f[2], 0, NULL, &im);
 	lv_image_free(&im);
 	gmem_close(g);
+	snap_rmdir(dir);
+}
+
+/* A fault the early hook serves marks its page, then lifts the protection.
+ * A pass that took the mark in between protected a page still protected,
+ * which the fault then unprotected for good: a later write went unseen
+ * and into the file. The fault thread is slowed at that point here. */
+#define LV_RACE_PAGE 500
+
+static struct {
+	struct gmem *g;
+	pthread_t t;
+	int in_serve, first_done, second_go, second_done;
+} lv_race;
+
+static void lv_race_serving(uint64_t page)
+{
+	if (page != LV_RACE_PAGE || __atomic_exchange_n(&lv_race.in_serve, 1, __ATOMIC_ACQ_REL))
+		return;
+	usleep(100 * 1000);     /* the passes run now */
+}
+
+static void *lv_race_writer(void *arg)
+{
+	uint8_t *at = gmem_kvm_view(lv_race.g) + LV_RACE_PAGE * TH_PAGE;
+
+	(void)arg;
+	lv_guest_store(at + 1, 0x11);           /* faults: the early hook */
+	__atomic_store_n(&lv_race.first_done, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&lv_race.second_go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	lv_guest_store(at + 2, 0x22);           /* after the start */
+	__atomic_store_n(&lv_race.second_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* After the protection, before the passes: the writer's fault is being
+ * served, slowly. */
+static void lv_race_protected(struct gmem *g)
+{
+	(void)g;
+	cr_assert_eq(pthread_create(&lv_race.t, NULL, lv_race_writer, NULL), 0);
+	while (!__atomic_load_n(&lv_race.in_serve, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static struct lv_image lv_race_im;
+
+static int lv_race_pause(void *ctx, int pause)
+{
+	(void)ctx;
+	if (pause) {
+		while (!__atomic_load_n(&lv_race.first_done, __ATOMIC_ACQUIRE))
+			sched_yield();
+		lv_capture(lv_race.g, &lv_race_im);
+	}
+	return 0;
+}
+
+static void lv_race_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	(void)ctx;
+	(void)total;
+	if (done)
+		return;
+	__atomic_store_n(&lv_race.second_go, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&lv_race.second_done, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+Test(snapshot_live, a_pass_does_not_take_a_mark_before_its_fault_is_served, .timeout = 60)
+{
+	const char *dir = snap_tmpdir(), *f = snap_file(dir, "live", 0);
+	struct gmem_snapshot_opts o = { .flags = GMEM_SNAP_LIVE, .live_pause = lv_race_pause,
+					.progress = lv_race_progress };
+	int ret;
+
+	memset(&lv_race, 0, sizeof(lv_race));
+	lv_race.g = lv_open(0);
+	snap_randomize(lv_race.g, 23, 100);
+	gm_track_test_serving = lv_race_serving;
+	gm_live_test_protected = lv_race_protected;
+	ret = gmem_snapshot_save_ex(lv_race.g, f, &o);
+	gm_live_test_protected = NULL;
+	gm_track_test_serving = NULL;
+	pthread_join(lv_race.t, NULL);
+	cr_assert_eq(ret, 0, "live save: %s (%s)", gmem_strerror(ret), gmem_last_error());
+	TH_EQ(lv_race.second_done, 1);
+	lv_expect_image(f, 0, NULL, &lv_race_im);
+	lv_image_free(&lv_race_im);
+	gmem_close(lv_race.g);
 	snap_rmdir(dir);
 }
