@@ -365,7 +365,7 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 			bool *incremental)
 {
 	struct gm_track *t = g->trk;
-	bool was_lost, ok = true;
+	bool was_lost, resync, ok = true;
 	uint64_t *cur;
 
 	*chg = NULL;
@@ -380,16 +380,23 @@ int gm_track_save_begin(struct gmem *g, const uint8_t *parent_id, uint64_t **chg
 	was_lost = t->lost;
 	if (t->armed && t->how == GMEM_TRACK_PAGEMAP)
 		ok = !gm_track_harvest(g);
+	/* Synchronous: protect what the thread let go, after the bits are
+	 * taken (a page written in between is in this file, whose contents
+	 * are read later, and, faulting again, in the next), and with the
+	 * fault thread held off: a fault that set its bit before the exchange
+	 * must not lift the protection after it. Not needed when a live
+	 * save's start has just protected everything (fresh). */
+	resync = t->armed && t->how == GMEM_TRACK_UFFD_SYNC && !t->fresh;
+	if (resync)
+		pthread_mutex_lock(&t->mu);
 	/* Take the bits and start the next interval with none. The fault
 	 * thread may set bits meanwhile: exchange word by word. */
 	for (uint64_t w = 0; w < t->words; w++)
 		cur[w] = __atomic_exchange_n(&t->dirty[w], 0, __ATOMIC_RELAXED);
-	/* Synchronous: protect what the thread let go, after the bits are
-	 * taken: a page written in between is in this file (its contents are
-	 * read later) and, faulting again, in the next. Not needed when a
-	 * live save's start has just protected everything (fresh). */
-	if (t->armed && t->how == GMEM_TRACK_UFFD_SYNC && !t->fresh)
+	if (resync) {
 		ok = !gm_track_protect_views(g);
+		pthread_mutex_unlock(&t->mu);
+	}
 	t->fresh = false;
 	*incremental = parent_id && t->based && !was_lost && ok && t->how != GMEM_TRACK_NONE;
 	if (!t->armed && t->how == GMEM_TRACK_PAGEMAP)
