@@ -451,8 +451,12 @@ static void gm_track_serve(struct gm_track *t, uint64_t addr)
 		t->before(t->before_ctx, page);
 	if (t->dirty)
 		gm_track_set(t->dirty, page, 1);
-	if (gm_track_test_serving)
-		gm_track_test_serving(page);
+	{
+		void (*seam)(uint64_t) = __atomic_load_n(&gm_track_test_serving, __ATOMIC_ACQUIRE);
+
+		if (seam)
+			seam(page);
+	}
 	/* Lifting the protection wakes the writer. It fails only if the view
 	 * changed meanwhile (remapped by a conversion): wake the writer
 	 * anyway, and it faults again on whatever is there now. */

@@ -130,7 +130,7 @@ struct gm_track *gm_track_sync_stop(struct gmem *g);
 void gm_track_release(struct gm_track *t);
 
 /* Called, if set, by the fault thread after the hook and before it lifts
- * the protection of @page. For tests. */
+ * the protection of @page. For tests (set and read atomically). */
 extern void (*gm_track_test_serving)(uint64_t page);
 
 static inline bool gm_track_test(const uint64_t *bits, uint64_t page)

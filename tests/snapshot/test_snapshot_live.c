@@ -1014,11 +1014,11 @@ Test(snapshot_live, a_pass_does_not_take_a_mark_before_its_fault_is_served, .tim
 	memset(&lv_race, 0, sizeof(lv_race));
 	lv_race.g = lv_open(0);
 	snap_randomize(lv_race.g, 23, 100);
-	gm_track_test_serving = lv_race_serving;
+	__atomic_store_n(&gm_track_test_serving, lv_race_serving, __ATOMIC_RELEASE);
 	gm_live_test_protected = lv_race_protected;
 	ret = gmem_snapshot_save_ex(lv_race.g, f, &o);
 	gm_live_test_protected = NULL;
-	gm_track_test_serving = NULL;
+	__atomic_store_n(&gm_track_test_serving, NULL, __ATOMIC_RELEASE);
 	pthread_join(lv_race.t, NULL);
 	cr_assert_eq(ret, 0, "live save: %s (%s)", gmem_strerror(ret), gmem_last_error());
 	TH_EQ(lv_race.second_done, 1);
@@ -1054,14 +1054,14 @@ Test(snapshot_live, a_save_does_not_take_bits_before_their_fault_is_served, .tim
 	lv_race.g = lv_open(GMEM_F_TRACK_WRITES);
 	snap_randomize(lv_race.g, 24, 100);
 	TH_EQ(lv_save(lv_race.g, f[0], 0, NULL, NULL, &p), 0);      /* now synchronous */
-	gm_track_test_serving = lv_race_serving;
+	__atomic_store_n(&gm_track_test_serving, lv_race_serving, __ATOMIC_RELEASE);
 	cr_assert_eq(pthread_create(&lv_race.t, NULL, lv_race_plain_writer, NULL), 0);
 	while (!__atomic_load_n(&lv_race.in_serve, __ATOMIC_ACQUIRE))
 		sched_yield();
 	o.parent = f[0];
 	TH_EQ(gmem_snapshot_save_ex(lv_race.g, f[1], &o), 0);  /* during the slow fault */
 	pthread_join(lv_race.t, NULL);
-	gm_track_test_serving = NULL;
+	__atomic_store_n(&gm_track_test_serving, NULL, __ATOMIC_RELEASE);
 	lv_guest_store(gmem_kvm_view(lv_race.g) + LV_RACE_PAGE * TH_PAGE + 4, 0x44);
 	o.parent = f[1];
 	TH_EQ(gmem_snapshot_save_ex(lv_race.g, f[2], &o), 0);
