@@ -568,30 +568,30 @@ static int gm_track_go_sync(struct gmem *g, gm_track_before_fn before, void *ctx
 }
 
 /* Note a shared run of the host view for gm_track_sync_protect(). */
-static int gm_track_todo_add(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
+static int gm_track_pending_add(struct gmem *g, uint8_t *base, uint64_t off, uint64_t len)
 {
 	struct gm_track *t = g->trk;
 
 	if (base != g->view)
 		return 0;       /* the KVM view is protected whole */
-	if (t->ntodo == t->todo_cap) {
-		uint32_t cap = t->todo_cap ? 2 * t->todo_cap : 64;
-		struct gm_track_run *n = realloc(t->todo, cap * sizeof(*n));
+	if (t->npending == t->pending_cap) {
+		uint32_t cap = t->pending_cap ? 2 * t->pending_cap : 64;
+		struct gm_track_run *n = realloc(t->pending, cap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
-		t->todo = n;
-		t->todo_cap = cap;
+		t->pending = n;
+		t->pending_cap = cap;
 	}
-	t->todo[t->ntodo++] = (struct gm_track_run){ .off = off, .len = len };
+	t->pending[t->npending++] = (struct gm_track_run){ .off = off, .len = len };
 	return 0;
 }
 
-static void gm_track_todo_free(struct gm_track *t)
+static void gm_track_pending_free(struct gm_track *t)
 {
-	free(t->todo);
-	t->todo = NULL;
-	t->ntodo = t->todo_cap = 0;
+	free(t->pending);
+	t->pending = NULL;
+	t->npending = t->pending_cap = 0;
 }
 
 int gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx)
@@ -622,9 +622,9 @@ int gm_track_sync_arm(struct gmem *g, gm_track_before_fn before, void *ctx)
 	} else {
 		ret = gm_track_go_sync(g, before, ctx);
 	}
-	gm_track_todo_free(t);
+	gm_track_pending_free(t);
 	if (!ret)
-		ret = gm_track_each_view(g, gm_track_todo_add);
+		ret = gm_track_each_view(g, gm_track_pending_add);
 	if (!ret)
 		return 0;
 	gm_set_error("snapshot: write-protecting the memory for a live save: %s",
@@ -662,8 +662,8 @@ int gm_track_sync_protect(struct gmem *g)
 	struct gm_track *t = g->trk;
 	int ret = gm_track_protect_pieces(t, g->kvm_view, g->size);
 
-	for (uint32_t i = 0; !ret && i < t->ntodo; i++) {
-		struct gm_track_run *r = &t->todo[i];
+	for (uint32_t i = 0; !ret && i < t->npending; i++) {
+		struct gm_track_run *r = &t->pending[i];
 
 		ret = gm_track_protect_pieces(t, g->view + r->off, r->len);
 		/* Remapped by a conversion meanwhile: gm_track_mapped()
@@ -699,15 +699,15 @@ int gm_track_sync_settle(struct gmem *g, void (*late)(void *ctx, uint64_t first,
 	struct gm_track *t = g->trk;
 	int ret = 0;
 
-	for (uint32_t i = 0; !ret && i < t->ntodo; i++) {
-		uint64_t first = t->todo[i].off >> GM_PAGE_SHIFT, n = t->todo[i].len >> GM_PAGE_SHIFT;
+	for (uint32_t i = 0; !ret && i < t->npending; i++) {
+		uint64_t first = t->pending[i].off >> GM_PAGE_SHIFT, n = t->pending[i].len >> GM_PAGE_SHIFT;
 
-		if (!t->todo[i].redo)
+		if (!t->pending[i].redo)
 			continue;
 		ret = gm_track_protect_shared(g, first, n);
 		late(ctx, first, n);
 	}
-	gm_track_todo_free(t);
+	gm_track_pending_free(t);
 	if (!ret)
 		t->fresh = true;
 	return ret;
@@ -783,7 +783,7 @@ static void gm_track_free(struct gm_track *t, bool unregister)
 	if (t->pagemap >= 0)
 		close(t->pagemap);
 	pthread_mutex_destroy(&t->mu);
-	free(t->todo);
+	free(t->pending);
 	free(t->dirty);
 	free(t);
 }

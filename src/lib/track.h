@@ -30,8 +30,8 @@ struct gm_track {
 	bool missed;            /* a fresh mapping could not be protected since
 				 * gm_track_sync_arm(): a write may be unseen  */
 	/* Host-view runs a live save's start protects without g->lock. */
-	struct gm_track_run { uint64_t off, len; bool redo; } *todo;
-	uint32_t ntodo, todo_cap;
+	struct gm_track_run { uint64_t off, len; bool redo; } *pending;
+	uint32_t npending, pending_cap;
 	bool lost;              /* a change may have gone unseen: no baseline  */
 	bool based;             /* base_id names the last file saved from it   */
 	uint8_t base_id[GM_TRACK_ID_BYTES];
