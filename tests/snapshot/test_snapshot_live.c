@@ -132,6 +132,20 @@ static struct gmem *lv_open(unsigned flags)
 	return g;
 }
 
+/* A memory tracked asynchronously, as every tracked memory starts. */
+static struct gmem *lv_open_tracked(void)
+{
+	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem_info gi;
+
+	TH_EQ(gmem_info(g, &gi), 0);
+	if (gi.track != GMEM_TRACK_PAGEMAP) {
+		gmem_close(g);
+		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
+	}
+	return g;
+}
+
 /* ---- writers ------------------------------------------------------------------ */
 
 struct lv_writers;
@@ -654,16 +668,11 @@ static struct gmem_snapshot_info lv_info(const char *path, const uint8_t *key)
 Test(snapshot_live, tracked_chain)
 {
 	const char *dir = snap_tmpdir(), *f[4];
-	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem *g = lv_open_tracked();
 	struct gmem_snapshot_opts o = { 0 };
 	struct gmem_info gi;
 	struct lv_image im;
 
-	TH_EQ(gmem_info(g, &gi), 0);
-	if (gi.track != GMEM_TRACK_PAGEMAP) {
-		gmem_close(g);
-		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
-	}
 	for (unsigned i = 0; i < 4; i++) {
 		char n[16];
 
@@ -756,16 +765,11 @@ Test(snapshot_live, stale_parent_changes_nothing)
 {
 	const char *dir = snap_tmpdir(), *a = snap_file(dir, "a", 0), *b = snap_file(dir, "b", 1),
 		   *c = snap_file(dir, "c", 2);
-	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem *g = lv_open_tracked();
 	struct gmem_snapshot_opts o = { 0 };
 	struct lv_progress p = { 0 };
 	struct gmem_info gi;
 
-	TH_EQ(gmem_info(g, &gi), 0);
-	if (gi.track != GMEM_TRACK_PAGEMAP) {
-		gmem_close(g);
-		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
-	}
 	snap_randomize(g, 18, 30);
 	TH_EQ(gmem_snapshot_save_ex(g, a, &o), 0);
 	lv_churn(g, 4);
@@ -904,17 +908,12 @@ Test(snapshot_live, failed_start_keeps_tracking)
 {
 	const char *dir = snap_tmpdir(), *f[3] = { snap_file(dir, "a", 0), snap_file(dir, "b", 1),
 						   snap_file(dir, "c", 2) };
-	struct gmem *g = lv_open(GMEM_F_TRACK_WRITES);
+	struct gmem *g = lv_open_tracked();
 	struct gmem_snapshot_opts o = { 0 };
 	struct lv_progress p = { 0 };
 	struct gmem_info gi;
 	struct lv_image im;
 
-	TH_EQ(gmem_info(g, &gi), 0);
-	if (gi.track != GMEM_TRACK_PAGEMAP) {
-		gmem_close(g);
-		cr_skip_test("no asynchronous write tracking here (track %d)", gi.track);
-	}
 	snap_randomize(g, 22, 40);
 	TH_EQ(gmem_snapshot_save_ex(g, f[0], &o), 0);
 	gm_sys_set_ioctl_hook(lv_refuse_register);
